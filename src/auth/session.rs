@@ -1,0 +1,133 @@
+//! Browser sessions: a server-side row behind an `HttpOnly`, `SameSite=Lax` cookie that is
+//! `Secure` and `__Host-` prefixed when the issuer is https.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use rusqlite::Connection;
+
+use crate::clock::UnixTime;
+use crate::config::Issuer;
+use crate::secrets;
+use crate::store::StoreResult;
+use crate::store::audit::{self, Event, Origin};
+use crate::store::sessions::{self, Session};
+use crate::store::users::{self, User};
+
+/// How long a sign-in lasts, at most.
+pub const SESSION_TTL_SECS: i64 = 14 * 24 * 3600;
+/// `last_seen_at` is refreshed at most this often, to keep reads cheap.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+/// The cookie's name: `__Host-` prefixed on https, where the browser then enforces
+/// `Secure`, `Path=/` and no `Domain`.
+pub fn cookie_name(issuer: &Issuer) -> &'static str {
+    if issuer.is_https() {
+        "__Host-latchkey_session"
+    } else {
+        "latchkey_session"
+    }
+}
+
+/// A cookie of ours with the strict attributes every one of them shares.
+pub fn strict_cookie(
+    issuer: &Issuer,
+    name: &'static str,
+    value: String,
+    max_age_secs: i64,
+) -> Cookie<'static> {
+    Cookie::build(name, value)
+        .path("/")
+        .http_only(true)
+        .secure(issuer.is_https())
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(max_age_secs))
+        .finish()
+}
+
+/// Starts a session for `user`; returns the cookie to set.
+pub fn start(
+    conn: &Connection,
+    issuer: &Issuer,
+    user: &User,
+    amr: &[&str],
+    origin: &Origin,
+    now: UnixTime,
+) -> StoreResult<Cookie<'static>> {
+    let id = secrets::random_token();
+    sessions::insert(
+        conn,
+        &Session {
+            id_hash: secrets::token_hash(&id),
+            user_id: user.id.clone(),
+            auth_time: now,
+            amr: amr.iter().map(|m| m.to_string()).collect(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + SESSION_TTL_SECS,
+            ip: origin.ip.clone(),
+            user_agent: origin.user_agent.clone(),
+        },
+    )?;
+    audit::record(
+        conn,
+        &Event::new("signin")
+            .user(&user.id, &user.username)
+            .detail(amr.join(",")),
+        origin,
+        now,
+    )?;
+    Ok(strict_cookie(
+        issuer,
+        cookie_name(issuer),
+        id,
+        SESSION_TTL_SECS,
+    ))
+}
+
+/// The signed-in session and its (enabled) user for a cookie value, if any.
+pub fn current(
+    conn: &Connection,
+    cookie_value: &str,
+    now: UnixTime,
+) -> StoreResult<Option<(Session, User)>> {
+    let Some(session) = sessions::live(conn, &secrets::token_hash(cookie_value), now)? else {
+        return Ok(None);
+    };
+    let Some(user) = users::by_id(conn, &session.user_id)? else {
+        return Ok(None);
+    };
+    if user.disabled {
+        return Ok(None);
+    }
+    if now - session.last_seen_at >= TOUCH_INTERVAL_SECS {
+        conn.execute(
+            "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+            rusqlite::params![session.id_hash, now],
+        )?;
+    }
+    Ok(Some((session, user)))
+}
+
+/// Ends a session.
+pub fn end(
+    conn: &Connection,
+    session: &Session,
+    user: &User,
+    origin: &Origin,
+    now: UnixTime,
+) -> StoreResult<()> {
+    sessions::delete(conn, &session.id_hash)?;
+    audit::record(
+        conn,
+        &Event::new("signout").user(&user.id, &user.username),
+        origin,
+        now,
+    )?;
+    Ok(())
+}
+
+/// A cookie that makes the browser forget one of ours.
+pub fn removal(issuer: &Issuer, name: &'static str) -> Cookie<'static> {
+    let mut cookie = strict_cookie(issuer, name, String::new(), 0);
+    cookie.make_removal();
+    cookie
+}

@@ -1,0 +1,164 @@
+//! `latchkey client …`
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{CliResult, print_json};
+use crate::clock;
+use crate::directory::clients::{self, NewClient};
+use crate::store::Store;
+use crate::store::audit::Origin;
+use crate::store::clients as stored_clients;
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register an application.
+    Add {
+        client_id: String,
+        /// Where the application receives the sign-in; repeat for several. Matched exactly.
+        #[arg(long = "redirect-uri", value_name = "URI", required = true)]
+        redirect_uris: Vec<String>,
+        /// A friendly name shown to people.
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the application may send people after signing out; repeat for several.
+        #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A public client (single-page or native app): no secret, PKCE required.
+        #[arg(long)]
+        public: bool,
+        /// Only members of this group may sign in; repeat for several.
+        #[arg(long = "allowed-group", value_name = "GROUP")]
+        allowed_groups: Vec<String>,
+        /// Print one JSON object with client_id and client_secret.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List applications.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one application.
+    Show { id: String },
+    /// Remove an application.
+    Remove { id: String },
+    /// Replace an application's secret; the old one stops working at once.
+    RotateSecret {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(store: &Store, command: ClientCommand) -> CliResult {
+    let origin = Origin::cli();
+    let now = clock::now();
+    match command {
+        ClientCommand::Add {
+            client_id,
+            redirect_uris,
+            name,
+            post_logout_redirect_uris,
+            public,
+            allowed_groups,
+            json,
+        } => {
+            let new = NewClient {
+                client_id,
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                allowed_groups,
+                public,
+            };
+            let secret = (!public).then(clients::new_secret).transpose()?;
+            let hash = secret.as_ref().map(|s| s.hash.clone());
+            let client = store.write(|tx| clients::add(tx, &new, hash, &origin, now))?;
+            let secret = secret.map(|s| s.secret);
+            if json {
+                let mut out = json!({ "client_id": client.client_id });
+                if let Some(secret) = &secret {
+                    out["client_secret"] = json!(secret);
+                }
+                return print_json(&out);
+            }
+            println!("Created client {}.", client.client_id);
+            println!("client_id:     {}", client.client_id);
+            match secret {
+                Some(secret) => {
+                    println!("client_secret: {secret}");
+                    println!("The secret is shown only now: store it in the application.");
+                }
+                None => println!("Public client: no secret; it must use PKCE (S256)."),
+            }
+            for uri in client
+                .redirect_uris
+                .iter()
+                .filter(|u| u.starts_with("http:"))
+            {
+                eprintln!(
+                    "warning: {uri} is plain http: codes travel unencrypted; use https \
+                     outside a lab."
+                );
+            }
+        }
+        ClientCommand::List { json } => {
+            let all = store.read(stored_clients::list)?;
+            if json {
+                return print_json(&all);
+            }
+            for client in all {
+                let kind = if client.public {
+                    "public"
+                } else {
+                    "confidential"
+                };
+                println!(
+                    "{}\t{}\t{kind}\t{}",
+                    client.client_id,
+                    client.name,
+                    client.redirect_uris.join(" ")
+                );
+            }
+        }
+        ClientCommand::Show { id } => {
+            let client = store.read(|conn| clients::find(conn, &id))?;
+            println!("client_id:      {}", client.client_id);
+            println!("name:           {}", client.name);
+            println!(
+                "type:           {}",
+                if client.public {
+                    "public"
+                } else {
+                    "confidential"
+                }
+            );
+            println!("redirect URIs:  {}", client.redirect_uris.join(" "));
+            println!(
+                "post-logout:    {}",
+                client.post_logout_redirect_uris.join(" ")
+            );
+            let allowed = if client.allowed_groups.is_empty() {
+                "(every user)".to_string()
+            } else {
+                client.allowed_groups.join(", ")
+            };
+            println!("allowed groups: {allowed}");
+        }
+        ClientCommand::Remove { id } => {
+            store.write(|tx| clients::remove(tx, &id, &origin, now))?;
+            println!("Removed client {id}.");
+        }
+        ClientCommand::RotateSecret { id, json } => {
+            let secret = clients::new_secret()?;
+            store.write(|tx| clients::rotate_secret(tx, &id, &secret.hash, &origin, now))?;
+            if json {
+                return print_json(&json!({ "client_id": id, "client_secret": secret.secret }));
+            }
+            println!("New secret for {id}: {}", secret.secret);
+            println!("The old secret no longer works. This one is shown only now.");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! `latchkey login-link`, `backup` and `hash-secret`.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::{CliError, CliResult};
+use crate::auth::login_link;
+use crate::clock;
+use crate::config::{Issuer, Settings};
+use crate::secrets;
+use crate::store::audit::Origin;
+use crate::store::{Store, meta};
+
+/// "90s", "15m", "2h", "1d" or plain seconds.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: i64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    number.checked_mul(seconds)
+}
+
+pub fn login_link(store: &Store, settings: &Settings, username: &str, ttl: &str) -> CliResult {
+    let ttl = parse_duration(ttl).ok_or_else(|| {
+        CliError::Usage(format!(
+            "invalid --ttl {ttl:?}: use a number with s, m, h or d, such as 15m"
+        ))
+    })?;
+    let now = clock::now();
+    let (user, token, served) = store.write(|tx| {
+        let (user, token) = login_link::issue(tx, username, ttl, &Origin::cli(), now)?;
+        let served = meta::get(tx, meta::SERVED_ISSUER)?;
+        Ok::<_, CliError>((user, token, served))
+    })?;
+    // Links must match what `serve` publishes; without an explicit issuer, use that one.
+    let issuer = match served {
+        Some(served) if !settings.issuer_explicit => Issuer::parse(&served)?,
+        _ => settings.issuer.clone(),
+    };
+    println!(
+        "Login link for {} (works once, until {}):",
+        user.username,
+        clock::display(now + ttl)
+    );
+    println!("{}{}{token}", issuer.as_str(), login_link::ROUTE);
+    Ok(())
+}
+
+pub fn backup(store: &Store, file: &Path) -> CliResult {
+    if file.exists() {
+        return Err(CliError::Usage(format!(
+            "{} already exists; choose a new file name",
+            file.display()
+        )));
+    }
+    store.backup(file)?;
+    println!("Backed up to {}.", file.display());
+    Ok(())
+}
+
+pub fn hash_secret() -> CliResult {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(CliError::io("cannot read the secret from standard input"))?;
+    let secret = input.strip_suffix('\n').unwrap_or(&input);
+    let secret = secret.strip_suffix('\r').unwrap_or(secret);
+    if secret.is_empty() {
+        return Err(CliError::Usage(
+            "no secret on standard input (try: echo -n SECRET | latchkey hash-secret)".into(),
+        ));
+    }
+    let phc = secrets::hash_secret(secret).map_err(|e| CliError::Usage(e.to_string()))?;
+    println!("{phc}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("2h"), Some(7200));
+        assert_eq!(parse_duration("1d"), Some(86400));
+        assert_eq!(parse_duration("45"), Some(45));
+        assert_eq!(parse_duration("5y"), None);
+        assert_eq!(parse_duration("m"), None);
+    }
+}

@@ -1,0 +1,138 @@
+//! The command line: clap definitions and one function per command.
+
+mod clients;
+mod groups;
+mod keys;
+mod maintenance;
+mod serve;
+mod users;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigError, Overrides, Settings};
+use crate::directory::DirectoryError;
+use crate::keys::KeyError;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "latchkey",
+    version,
+    about = "A single-binary OpenID Connect provider with passkeys"
+)]
+pub struct Cli {
+    /// Where the database lives.
+    #[arg(long, env = "LATCHKEY_DATA_DIR", global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A TOML configuration file.
+    #[arg(long, env = "LATCHKEY_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the OpenID Connect provider.
+    Serve {
+        /// Address to listen on, such as 127.0.0.1:8080.
+        #[arg(long, env = "LATCHKEY_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+        /// The public URL clients reach this server at.
+        #[arg(long, env = "LATCHKEY_ISSUER", value_name = "URL")]
+        issuer: Option<String>,
+    },
+    /// Manage people.
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// Manage groups.
+    #[command(subcommand)]
+    Group(groups::GroupCommand),
+    /// Manage OIDC clients (applications).
+    #[command(subcommand)]
+    Client(clients::ClientCommand),
+    /// Print a one-time login link for a user.
+    LoginLink {
+        user: String,
+        /// How long the link works: 90s, 15m, 2h, 1d.
+        #[arg(long, default_value = "15m")]
+        ttl: String,
+    },
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Write a consistent copy of the database, safe while `serve` runs.
+    Backup { file: PathBuf },
+    /// Read a secret on stdin and print its argon2id PHC string.
+    HashSecret,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+        let context = context.into();
+        move |source| CliError::Io { context, source }
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    let (listen, issuer) = match &cli.command {
+        Command::Serve { listen, issuer } => (listen.clone(), issuer.clone()),
+        _ => (None, std::env::var("LATCHKEY_ISSUER").ok()),
+    };
+    let settings = Settings::resolve(Overrides {
+        data_dir: cli.data_dir,
+        config: cli.config,
+        listen,
+        issuer,
+    })?;
+    match cli.command {
+        Command::Serve { .. } => serve::run(settings),
+        Command::HashSecret => maintenance::hash_secret(),
+        command => {
+            let store = Store::open(&settings.data_dir)?;
+            match command {
+                Command::User(command) => users::run(&store, command),
+                Command::Group(command) => groups::run(&store, command),
+                Command::Client(command) => clients::run(&store, command),
+                Command::LoginLink { user, ttl } => {
+                    maintenance::login_link(&store, &settings, &user, &ttl)
+                }
+                Command::Keys(command) => keys::run(&store, command),
+                Command::Backup { file } => maintenance::backup(&store, &file),
+                Command::Serve { .. } | Command::HashSecret => Ok(()),
+            }
+        }
+    }
+}
+
+/// Prints `value` as one line of JSON.
+fn print_json(value: &impl serde::Serialize) -> CliResult {
+    let text = serde_json::to_string(value)
+        .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! `latchkey serve`
+
+use std::net::TcpListener;
+
+use super::{CliError, CliResult};
+use crate::config::Settings;
+use crate::server::{self, AppState};
+use crate::store::{Store, users};
+
+pub fn run(settings: Settings) -> CliResult {
+    init_logging();
+    let store = Store::open(&settings.data_dir)?;
+    if server::prepare(&store, &settings)? {
+        tracing::info!("created a new signing key");
+    }
+    let listener = TcpListener::bind(&settings.listen).map_err(CliError::io(format!(
+        "cannot listen on {}",
+        settings.listen
+    )))?;
+    let address = listener
+        .local_addr()
+        .map_err(CliError::io("cannot read the listening address"))?;
+    let admins = store.read(users::count_admins)?;
+    println!(
+        "Latchkey serving {} on {address} (data in {})",
+        settings.issuer,
+        store.path().display()
+    );
+    if admins == 0 {
+        println!("No administrator yet. Create one and sign in with:");
+        println!("  latchkey user add NAME --admin && latchkey login-link NAME");
+    }
+    let state = AppState::new(store, settings);
+    actix_web::rt::System::new()
+        .block_on(async move { server::run(listener, state)?.await })
+        .map_err(CliError::io("the server stopped"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}

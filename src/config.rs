@@ -1,0 +1,246 @@
+//! Settings: command-line flags, `LATCHKEY_*` environment variables (both through clap),
+//! an optional TOML file, and defaults, in that order of precedence.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = "data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid issuer {0:?}: {1}")]
+    Issuer(String, &'static str),
+    #[error("invalid listen address {0:?}: expected HOST:PORT such as 127.0.0.1:8080")]
+    Listen(String),
+    #[error("invalid trusted proxy {0:?}: expected an IP address")]
+    TrustedProxy(String),
+}
+
+/// The public URL of this provider. Discovery's `issuer`, every token's `iss`, every endpoint
+/// and the WebAuthn relying party derive from it, so it is kept exactly as the operator wrote
+/// it, less any trailing slash: relying parties such as Proxmox compare it byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuer {
+    url: String,
+    origin: String,
+    host: String,
+    path: String,
+    https: bool,
+}
+
+impl Issuer {
+    pub fn parse(input: &str) -> Result<Issuer, ConfigError> {
+        let fail = |why| ConfigError::Issuer(input.to_string(), why);
+        let trimmed = input.trim_end_matches('/');
+        let parsed = url::Url::parse(trimmed).map_err(|_| fail("not an absolute URL"))?;
+        let https = match parsed.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => return Err(fail("the scheme must be http or https")),
+        };
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(fail("an issuer has no query or fragment"));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(fail("an issuer has no user name or password"));
+        }
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| fail("the URL has no host"))?
+            .to_string();
+        let origin = parsed.origin().ascii_serialization();
+        let path = parsed.path().trim_end_matches('/').to_string();
+        Ok(Issuer {
+            url: trimmed.to_string(),
+            origin,
+            host,
+            path,
+            https,
+        })
+    }
+
+    /// The issuer exactly as published.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// `scheme://host[:port]`, what browsers send as `Origin`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The path routes are mounted under: empty, or `/something` without a trailing slash.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// An absolute URL for a route of ours: `endpoint("/token")`.
+    pub fn endpoint(&self, route: &str) -> String {
+        format!("{}{}", self.url, route)
+    }
+}
+
+impl std::fmt::Display for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// The TOML file, as its contract in the design describes it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub issuer: Option<String>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` header is believed (reverse proxies).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<DeclaredGroup>,
+    #[serde(default)]
+    pub clients: Vec<DeclaredClient>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredGroup {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredClient {
+    pub client_id: String,
+    pub name: Option<String>,
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub allowed_groups: Vec<String>,
+    #[serde(default)]
+    pub public: bool,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
+    }
+}
+
+/// What flags and environment variables said (clap merges those two).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub issuer: Option<String>,
+}
+
+/// Settings after every source has been merged and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    pub issuer: Issuer,
+    /// True when the issuer came from a flag, the environment or the file, not the default.
+    pub issuer_explicit: bool,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub groups: Vec<DeclaredGroup>,
+    pub clients: Vec<DeclaredClient>,
+}
+
+impl Settings {
+    pub fn resolve(overrides: Overrides) -> Result<Settings, ConfigError> {
+        let file = match &overrides.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = overrides
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen = overrides
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        if listen.parse::<std::net::SocketAddr>().is_err() && !listen.contains(':') {
+            return Err(ConfigError::Listen(listen));
+        }
+        let explicit_issuer = overrides.issuer.or(file.issuer);
+        let issuer_explicit = explicit_issuer.is_some();
+        let issuer = Issuer::parse(explicit_issuer.as_deref().unwrap_or(DEFAULT_ISSUER))?;
+        let trusted_proxies = file
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse().map_err(|_| ConfigError::TrustedProxy(p.clone())))
+            .collect::<Result<_, _>>()?;
+        Ok(Settings {
+            data_dir,
+            listen,
+            issuer,
+            issuer_explicit,
+            trusted_proxies,
+            groups: file.groups,
+            clients: file.clients,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_loses_trailing_slash_only() {
+        let issuer = Issuer::parse("https://id.example.com/").unwrap();
+        assert_eq!(issuer.as_str(), "https://id.example.com");
+        assert_eq!(issuer.endpoint("/token"), "https://id.example.com/token");
+        assert_eq!(issuer.path(), "");
+        let issuer = Issuer::parse("https://example.com:8443/auth/").unwrap();
+        assert_eq!(issuer.as_str(), "https://example.com:8443/auth");
+        assert_eq!(issuer.origin(), "https://example.com:8443");
+        assert_eq!(issuer.host(), "example.com");
+        assert_eq!(issuer.path(), "/auth");
+    }
+
+    #[test]
+    fn issuer_rejects_nonsense() {
+        for bad in [
+            "id.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://u:p@x",
+        ] {
+            assert!(Issuer::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What names, addresses and URIs may look like.
+
+use super::{DirectoryError, DirectoryResult};
+
+fn all_chars(value: &str, allowed: impl Fn(char) -> bool) -> bool {
+    !value.is_empty() && value.len() <= 64 && value.chars().all(allowed)
+}
+
+fn invalid(message: String) -> DirectoryError {
+    DirectoryError::Invalid(message)
+}
+
+/// Usernames are lowercased, then must match `[a-z0-9._-]{1,64}`: they become Proxmox user
+/// ids (`name@realm`), which allow no whitespace, `:` or `/`.
+pub fn username(input: &str) -> DirectoryResult<String> {
+    let name = input.trim().to_lowercase();
+    if all_chars(&name, |c| {
+        c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)
+    }) {
+        Ok(name)
+    } else {
+        Err(invalid(format!(
+            "invalid username {input:?}: use 1 to 64 of a-z, 0-9, '.', '_' and '-'"
+        )))
+    }
+}
+
+/// Group names must match `[A-Za-z0-9._-]{1,64}`, what Proxmox accepts in a groups claim.
+pub fn group_name(input: &str) -> DirectoryResult<String> {
+    if all_chars(input, |c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        Ok(input.to_string())
+    } else {
+        Err(invalid(format!(
+            "invalid group name {input:?}: use 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-'"
+        )))
+    }
+}
+
+/// Client ids: `[A-Za-z0-9._-]{1,64}`, safe in URLs and HTTP Basic credentials.
+pub fn client_id(input: &str) -> DirectoryResult<String> {
+    if all_chars(input, |c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+        Ok(input.to_string())
+    } else {
+        Err(invalid(format!(
+            "invalid client id {input:?}: use 1 to 64 of A-Z, a-z, 0-9, '.', '_' and '-'"
+        )))
+    }
+}
+
+/// A plain e-mail shape check; delivery is not our business.
+pub fn email(input: &str) -> DirectoryResult<String> {
+    let email = input.trim();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+    if valid {
+        Ok(email.to_string())
+    } else {
+        Err(invalid(format!("invalid email address {input:?}")))
+    }
+}
+
+/// Display names: free text without control characters, at most 128 characters.
+pub fn display_name(input: &str) -> DirectoryResult<String> {
+    let name = input.trim();
+    if name.chars().count() <= 128 && !name.chars().any(char::is_control) {
+        Ok(name.to_string())
+    } else {
+        Err(invalid(format!(
+            "invalid display name {input:?}: at most 128 characters, no control characters"
+        )))
+    }
+}
+
+/// Redirect URIs are kept exactly as given (they are matched as strings), so they must
+/// already be absolute http(s) URLs without a fragment.
+pub fn redirect_uri(input: &str) -> DirectoryResult<String> {
+    let fail = |why: &str| invalid(format!("invalid redirect URI {input:?}: {why}"));
+    if input.trim() != input || input.is_empty() {
+        return Err(fail("it must not be empty or have surrounding spaces"));
+    }
+    let parsed = url::Url::parse(input).map_err(|_| fail("not an absolute URL"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(fail("the scheme must be https (or http)"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(fail("it has no host"));
+    }
+    if input.contains('#') {
+        return Err(fail("a redirect URI has no fragment"));
+    }
+    if input.contains('*') {
+        return Err(fail("wildcards are not allowed; list every URI"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(fail("a redirect URI has no user name or password"));
+    }
+    Ok(input.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_lowercased_and_checked() {
+        assert_eq!(username("Alice").unwrap(), "alice");
+        assert!(username("al ice").is_err());
+        assert!(username("a/b").is_err());
+        assert!(username("").is_err());
+        assert!(username(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn group_names_follow_proxmox() {
+        assert!(group_name("pve-admins").is_ok());
+        assert!(group_name("Ops.Team_1").is_ok());
+        assert!(group_name("a/b").is_err());
+        assert!(group_name("with space").is_err());
+    }
+
+    #[test]
+    fn redirect_uris_are_kept_verbatim() {
+        assert_eq!(
+            redirect_uri("https://pve.example.com:8006").unwrap(),
+            "https://pve.example.com:8006"
+        );
+        assert!(redirect_uri("https://x/cb#frag").is_err());
+        assert!(redirect_uri("https://*.example.com").is_err());
+        assert!(redirect_uri("javascript:alert(1)").is_err());
+        assert!(redirect_uri("/relative").is_err());
+    }
+}

@@ -1,0 +1,226 @@
+//! Protocol errors and how they become responses: JSON for the back channel (RFC 6749 §5.2,
+//! RFC 6750 §3), a redirect for the authorization endpoint (RFC 6749 §4.1.2.1, with RFC 9207
+//! `iss`), and an HTML page where the redirect target cannot be trusted.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use super::redirect;
+use crate::keys::KeyError;
+use crate::store::StoreError;
+use crate::web::error::PageError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    InvalidScope,
+    AccessDenied,
+    ServerError,
+    LoginRequired,
+    InvalidToken,
+    InsufficientScope,
+    RequestNotSupported,
+    RequestUriNotSupported,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> OAuthError {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn invalid_request(description: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidRequest, description)
+    }
+
+    pub fn invalid_client(description: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidClient, description)
+    }
+
+    pub fn invalid_grant(description: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidGrant, description)
+    }
+
+    pub fn invalid_token(description: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidToken, description)
+    }
+
+    pub fn access_denied(description: impl Into<String>) -> OAuthError {
+        OAuthError::new(ErrorCode::AccessDenied, description)
+    }
+
+    /// Something on our side failed: logged in full, reported without detail.
+    pub fn server_error(cause: &dyn std::fmt::Display) -> OAuthError {
+        tracing::error!("server error: {cause}");
+        OAuthError::new(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        )
+    }
+
+    /// The bare `WWW-Authenticate` challenge for a request that carried no token at all
+    /// (RFC 6750 §3.1: no error code then).
+    pub fn bearer_challenge() -> HeaderValue {
+        HeaderValue::from_static(r#"Bearer realm="latchkey""#)
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(e: StoreError) -> Self {
+        OAuthError::server_error(&e)
+    }
+}
+
+impl From<KeyError> for OAuthError {
+    fn from(e: KeyError) -> Self {
+        OAuthError::server_error(&e)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for OAuthError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        OAuthError::server_error(&e)
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self.code {
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"));
+        let challenge = match self.code {
+            ErrorCode::InvalidClient => Some(r#"Basic realm="latchkey""#.to_string()),
+            ErrorCode::InvalidToken | ErrorCode::InsufficientScope => Some(format!(
+                r#"Bearer realm="latchkey", error="{}", error_description="{}""#,
+                self.code.as_str(),
+                self.description.replace(['"', '\\'], "'")
+            )),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        response.json(json!({
+            "error": self.code.as_str(),
+            "error_description": self.description,
+        }))
+    }
+}
+
+/// What can go wrong at the authorization endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorizeError {
+    /// The client or its redirect URI cannot be trusted: never redirect, show a page.
+    #[error(transparent)]
+    Page(#[from] PageError),
+    /// Everything else goes back to the client's redirect URI.
+    #[error("{error} (to {redirect_uri})")]
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        issuer: String,
+        error: OAuthError,
+    },
+}
+
+impl From<StoreError> for AuthorizeError {
+    fn from(e: StoreError) -> Self {
+        AuthorizeError::Page(e.into())
+    }
+}
+
+impl From<KeyError> for AuthorizeError {
+    fn from(e: KeyError) -> Self {
+        AuthorizeError::Page(PageError::internal(&e))
+    }
+}
+
+impl From<actix_web::error::BlockingError> for AuthorizeError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        AuthorizeError::Page(e.into())
+    }
+}
+
+impl ResponseError for AuthorizeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AuthorizeError::Page(page) => page.status_code(),
+            AuthorizeError::Redirect { .. } => StatusCode::SEE_OTHER,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            AuthorizeError::Page(page) => page.error_response(),
+            AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                issuer,
+                error,
+            } => {
+                let mut params = vec![
+                    ("error", error.code.as_str()),
+                    ("error_description", error.description.as_str()),
+                ];
+                if let Some(state) = state {
+                    params.push(("state", state));
+                }
+                params.push(("iss", issuer));
+                HttpResponse::SeeOther()
+                    .insert_header((
+                        header::LOCATION,
+                        redirect::with_params(redirect_uri, &params),
+                    ))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish()
+            }
+        }
+    }
+}

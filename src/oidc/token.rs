@@ -1,0 +1,299 @@
+//! The token endpoint's rules (RFC 6749 §4.1.3, §6; RFC 7636 §4.6; OIDC Core §3.1.3, §12).
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::authorize::{is_allowed, is_pkce_value};
+use super::claims::{self, IdTokenContext};
+use super::client_auth::{self, SecretCache};
+use super::error::{ErrorCode, OAuthError};
+use super::params::Params;
+use super::scope::{self, Scopes};
+use crate::clock::UnixTime;
+use crate::config::Issuer;
+use crate::keys::Signer;
+use crate::secrets;
+use crate::store::Store;
+use crate::store::audit::{self, Event, Origin};
+use crate::store::clients::Client;
+use crate::store::grants::{self, CodeUse, Grant, RefreshUse};
+use crate::store::users;
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+/// What the token endpoint needs from the running server.
+pub struct TokenContext<'a> {
+    pub store: &'a Store,
+    pub issuer: &'a Issuer,
+    pub signer: &'a Signer,
+    pub secrets: &'a SecretCache,
+}
+
+/// Handles one token request: authenticates the client, then redeems the grant.
+pub fn exchange(
+    context: &TokenContext,
+    params: &Params,
+    authorization: Option<&str>,
+    origin: &Origin,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if !matches!(grant_type, "authorization_code" | "refresh_token") {
+        return Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "grant_type must be authorization_code or refresh_token",
+        ));
+    }
+    // Authenticate before the write transaction: argon2 is slow on purpose.
+    let client = context.store.read(|conn| {
+        client_auth::authenticate(conn, context.secrets, authorization, params, origin, now)
+    })?;
+    context.store.write(|tx| match grant_type {
+        "authorization_code" => redeem_code(context, tx, &client, params, origin, now),
+        _ => refresh(context, tx, &client, params, origin, now),
+    })?
+}
+
+/// `Ok(Err(..))` from inside a transaction: the error is returned *and* what was written
+/// (a revocation, an audit event) is committed.
+type Committed<T> = Result<Result<T, OAuthError>, OAuthError>;
+
+fn redeem_code(
+    context: &TokenContext,
+    tx: &Connection,
+    client: &Client,
+    params: &Params,
+    origin: &Origin,
+    now: UnixTime,
+) -> Committed<TokenResponse> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let code = match grants::spend_code(tx, &secrets::token_hash(code), now)? {
+        CodeUse::Fresh(code) => code,
+        CodeUse::Unknown => return Ok(Err(OAuthError::invalid_grant("unknown code"))),
+        CodeUse::Replayed { grant_id } => {
+            // RFC 6749 §4.1.2: a code used twice revokes what it already issued.
+            grants::revoke_grant(tx, &grant_id, now)?;
+            audit::record(
+                tx,
+                &Event::new("code.replayed")
+                    .client(&client.client_id)
+                    .detail("tokens issued with it are revoked"),
+                origin,
+                now,
+            )?;
+            return Ok(Err(OAuthError::invalid_grant(
+                "the code was already used; tokens issued with it are revoked",
+            )));
+        }
+    };
+    let grant = grants::grant_by_id(tx, &code.grant_id)?
+        .filter(|g| g.revoked_at.is_none())
+        .ok_or_else(|| OAuthError::invalid_grant("the code was revoked"))?;
+    if grant.client_id != client.client_id {
+        return Ok(Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        )));
+    }
+    if code.expires_at <= now {
+        return Ok(Err(OAuthError::invalid_grant("the code has expired")));
+    }
+    if params.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
+        return Ok(Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        )));
+    }
+    match (&code.code_challenge, params.get("code_verifier")) {
+        (Some(_), None) => {
+            return Ok(Err(OAuthError::invalid_grant("code_verifier is required")));
+        }
+        (None, Some(_)) => {
+            // RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt.
+            return Ok(Err(OAuthError::invalid_grant(
+                "code_verifier sent, but the authorization request had no code_challenge",
+            )));
+        }
+        (Some(challenge), Some(verifier)) => {
+            let computed = secrets::sha256_base64url(verifier.as_bytes());
+            if !is_pkce_value(verifier) || !secrets::constant_time_eq(&computed, challenge) {
+                return Ok(Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the code_challenge",
+                )));
+            }
+        }
+        (None, None) => {}
+    }
+    let scopes = Scopes::from_request(&grant.scope);
+    issue(
+        context,
+        tx,
+        client,
+        &grant,
+        &scopes,
+        code.nonce.as_deref(),
+        origin,
+        now,
+    )
+}
+
+fn refresh(
+    context: &TokenContext,
+    tx: &Connection,
+    client: &Client,
+    params: &Params,
+    origin: &Origin,
+    now: UnixTime,
+) -> Committed<TokenResponse> {
+    let token = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let hash = secrets::token_hash(token);
+    // A token presented by another client is refused without spending it.
+    if let Some(live) = grants::live_refresh_token(tx, &hash, now)?
+        && live.grant.client_id != client.client_id
+    {
+        return Ok(Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        )));
+    }
+    let live = match grants::spend_refresh_token(tx, &hash, now)? {
+        RefreshUse::Fresh(live) => live,
+        RefreshUse::Unknown => {
+            return Ok(Err(OAuthError::invalid_grant(
+                "unknown, expired or revoked refresh token",
+            )));
+        }
+        RefreshUse::Replayed { grant_id } => {
+            // RFC 9700 §4.14.2: reuse of a rotated token means it leaked; end the family.
+            grants::revoke_grant(tx, &grant_id, now)?;
+            audit::record(
+                tx,
+                &Event::new("refresh.replayed")
+                    .client(&client.client_id)
+                    .detail("token family revoked"),
+                origin,
+                now,
+            )?;
+            return Ok(Err(OAuthError::invalid_grant(
+                "the refresh token was already used; its family is revoked",
+            )));
+        }
+    };
+    let granted = Scopes::from_request(&live.grant.scope);
+    let scopes = match params.get("scope") {
+        None => granted,
+        Some(asked) => {
+            let asked = Scopes::from_request(asked);
+            if !asked.is_subset_of(&granted) {
+                return Ok(Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    "a refresh may not widen the granted scope",
+                )));
+            }
+            asked
+        }
+    };
+    issue(context, tx, client, &live.grant, &scopes, None, origin, now)
+}
+
+/// Issues an access token, an ID token and (with `offline_access`) a refresh token, after
+/// checking that the person may still use the client.
+#[allow(clippy::too_many_arguments)]
+fn issue(
+    context: &TokenContext,
+    tx: &Connection,
+    client: &Client,
+    grant: &Grant,
+    scopes: &Scopes,
+    nonce: Option<&str>,
+    origin: &Origin,
+    now: UnixTime,
+) -> Committed<TokenResponse> {
+    let user = match users::by_id(tx, &grant.user_id)? {
+        Some(user) if !user.disabled => user,
+        _ => {
+            return Ok(Err(OAuthError::invalid_grant(
+                "the user no longer exists or is disabled",
+            )));
+        }
+    };
+    let groups = users::group_names(tx, &user.id)?;
+    if !is_allowed(client, &groups) {
+        return Ok(Err(OAuthError::access_denied(format!(
+            "{} is not in a group allowed to use {}",
+            user.username, client.name
+        ))));
+    }
+    let access_token = secrets::random_token();
+    let scope = scopes.joined();
+    grants::insert_access_token(
+        tx,
+        &secrets::token_hash(&access_token),
+        &grant.id,
+        &scope,
+        now,
+        now + super::ACCESS_TOKEN_TTL_SECS,
+    )?;
+    let refresh_token = if scopes.contains(scope::OFFLINE_ACCESS) {
+        let token = secrets::random_token();
+        grants::insert_refresh_token(
+            tx,
+            &secrets::token_hash(&token),
+            &grant.id,
+            &grant.scope,
+            now,
+            now + super::REFRESH_TOKEN_TTL_SECS,
+        )?;
+        Some(token)
+    } else {
+        None
+    };
+    let id_token = if scopes.contains(scope::OPENID) {
+        let claims = claims::id_token(
+            &IdTokenContext {
+                issuer: context.issuer.as_str(),
+                client_id: &client.client_id,
+                auth_time: grant.auth_time,
+                amr: &grant.amr,
+                nonce,
+                access_token: &access_token,
+                now,
+                ttl_secs: super::ID_TOKEN_TTL_SECS,
+            },
+            claims::user_claims(&user, &groups, scopes),
+        );
+        Some(context.signer.sign_jwt(tx, &claims)?)
+    } else {
+        None
+    };
+    audit::record(
+        tx,
+        &Event::new("token.issued")
+            .user(&user.id, &user.username)
+            .client(&client.client_id)
+            .detail(scope.clone()),
+        origin,
+        now,
+    )?;
+    Ok(Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: super::ACCESS_TOKEN_TTL_SECS,
+        scope,
+        id_token,
+        refresh_token,
+    }))
+}

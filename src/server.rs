@@ -1,0 +1,149 @@
+//! The HTTP application: shared state, middleware and routes.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::http::{StatusCode, header};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
+
+use crate::clock;
+use crate::config::Settings;
+use crate::keys::{self, Signer};
+use crate::oidc::client_auth::SecretCache;
+use crate::oidc::{self, discovery};
+use crate::store::audit::Origin;
+use crate::store::{Store, StoreError, meta};
+use crate::web::error::PageError;
+use crate::web::{self as pages_web, headers};
+
+/// Everything a request handler may need, shared by all workers.
+pub struct AppState {
+    pub store: Store,
+    pub settings: Settings,
+    pub signer: Signer,
+    pub secrets: SecretCache,
+    discovery: String,
+}
+
+pub type State = web::Data<AppState>;
+
+impl AppState {
+    pub fn new(store: Store, settings: Settings) -> AppState {
+        AppState {
+            discovery: discovery::rendered(&settings.issuer),
+            store,
+            settings,
+            signer: Signer::default(),
+            secrets: SecretCache::default(),
+        }
+    }
+
+    pub fn discovery(&self) -> &str {
+        &self.discovery
+    }
+
+    /// The audit origin of a request.
+    pub fn origin(&self, req: &HttpRequest) -> Origin {
+        pages_web::origin::of(req, &self.settings.trusted_proxies)
+    }
+
+    /// The value of a cookie of ours, if the browser sent it.
+    pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+        req.cookie(name).map(|c| c.value().to_string())
+    }
+}
+
+/// Runs blocking work (SQLite, argon2, RSA) on actix's blocking pool, so that the async
+/// workers never stall.
+pub async fn blocking<T, E>(
+    state: &State,
+    work: impl FnOnce(&AppState) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<actix_web::error::BlockingError> + Send + 'static,
+{
+    let state = state.clone();
+    web::block(move || work(&state)).await?
+}
+
+/// Prepares the database for serving: a signing key, and the issuer the CLI should use in
+/// the links it prints.
+pub fn prepare(store: &Store, settings: &Settings) -> Result<bool, keys::KeyError> {
+    let now = clock::now();
+    store.write(|tx| {
+        let created = keys::ensure_active(tx, now)?;
+        meta::set(tx, meta::SERVED_ISSUER, settings.issuer.as_str())?;
+        grants_purge(tx, now)?;
+        Ok(created)
+    })
+}
+
+fn grants_purge(tx: &rusqlite::Connection, now: clock::UnixTime) -> Result<(), StoreError> {
+    crate::store::grants::purge_expired(tx, now).map(|_| ())
+}
+
+async fn healthz(state: State) -> Result<HttpResponse, PageError> {
+    blocking(&state, |state| {
+        state
+            .store
+            .read(|conn| {
+                conn.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(StoreError::from)
+            })
+            .map_err(PageError::from)
+    })
+    .await
+    .map_err(|e: PageError| {
+        PageError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", e.message)
+    })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body("ok"))
+}
+
+/// The routes, mounted under the issuer's path.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/static/{path:.*}", web::get().to(pages_web::assets::serve))
+        .configure(oidc::routes::configure)
+        .configure(crate::auth::routes::configure);
+}
+
+/// Starts serving on `listener`. The returned server stops gracefully on SIGINT/SIGTERM.
+pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    let https = state.settings.issuer.is_https();
+    let mount = state.settings.issuer.path().to_string();
+    pages_web::pages::set_base(&mount);
+    let state = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(headers::security_headers(https))
+            .wrap(
+                middleware::Logger::new(r#"%{r}a "%{request}xi" %s %b %Dms "%{User-Agent}i""#)
+                    .custom_request_replace("request", loggable_request),
+            )
+            .service(web::scope(&mount).configure(routes))
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(10)
+    .run();
+    Ok(server)
+}
+
+/// The request line for the log, without one-time link tokens: a link that failed to open
+/// must not be usable by whoever reads the log.
+fn loggable_request(req: &actix_web::dev::ServiceRequest) -> String {
+    let path = req.path();
+    let path = match path.find(crate::auth::login_link::ROUTE) {
+        Some(at) => format!("{}…", &path[..at + crate::auth::login_link::ROUTE.len()]),
+        None => req.uri().to_string(),
+    };
+    format!("{} {path}", req.method())
+}
+
+async fn not_found() -> Result<HttpResponse, PageError> {
+    Err(PageError::not_found())
+}

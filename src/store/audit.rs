@@ -1,0 +1,111 @@
+//! The audit log: who did what, where, and from where.
+
+use rusqlite::{Connection, params};
+
+use super::StoreResult;
+use crate::clock::UnixTime;
+
+/// Where an action came from: a request (IP and user agent) or the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    /// Actions taken with the `latchkey` command on the server itself.
+    pub fn cli() -> Origin {
+        Origin {
+            ip: None,
+            user_agent: Some("latchkey-cli".to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub kind: &'a str,
+    pub user_id: Option<&'a str>,
+    pub username: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub detail: Option<String>,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(kind: &'a str) -> Event<'a> {
+        Event {
+            kind,
+            user_id: None,
+            username: None,
+            client_id: None,
+            detail: None,
+        }
+    }
+
+    pub fn user(mut self, user_id: &'a str, username: &'a str) -> Self {
+        self.user_id = Some(user_id);
+        self.username = Some(username);
+        self
+    }
+
+    pub fn client(mut self, client_id: &'a str) -> Self {
+        self.client_id = Some(client_id);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+pub fn record(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_events (at, event, user_id, username, client_id, ip, user_agent, \
+         detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        now,
+        event.kind,
+        event.user_id,
+        event.username,
+        event.client_id,
+        origin.ip,
+        origin.user_agent,
+        event.detail
+    ])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Recorded {
+    pub at: UnixTime,
+    pub event: String,
+    pub username: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// The newest events first.
+pub fn recent(conn: &Connection, limit: i64) -> StoreResult<Vec<Recorded>> {
+    let mut stmt = conn.prepare(
+        "SELECT at, event, username, client_id, ip, user_agent, detail FROM audit_events \
+         ORDER BY id DESC LIMIT ?1",
+    )?;
+    let events = stmt
+        .query_map([limit], |row| {
+            Ok(Recorded {
+                at: row.get(0)?,
+                event: row.get(1)?,
+                username: row.get(2)?,
+                client_id: row.get(3)?,
+                ip: row.get(4)?,
+                user_agent: row.get(5)?,
+                detail: row.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(events)
+}

@@ -1,0 +1,124 @@
+//! OIDC clients (relying parties) and the groups allowed to use them.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{StoreResult, from_json, to_json};
+use crate::clock::UnixTime;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Client {
+    pub client_id: String,
+    pub name: String,
+    /// argon2id PHC string; `None` for public clients.
+    #[serde(skip)]
+    pub secret_hash: Option<String>,
+    pub public: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Group names; empty means every user may sign in.
+    pub allowed_groups: Vec<String>,
+    pub declared: bool,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+const COLUMNS: &str = "client_id, name, secret_hash, public, redirect_uris, \
+                       post_logout_redirect_uris, declared, created_at, updated_at";
+
+struct RawClient {
+    client: Client,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+}
+
+fn from_row(row: &Row) -> rusqlite::Result<RawClient> {
+    Ok(RawClient {
+        client: Client {
+            client_id: row.get(0)?,
+            name: row.get(1)?,
+            secret_hash: row.get(2)?,
+            public: row.get(3)?,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            allowed_groups: Vec::new(),
+            declared: row.get(6)?,
+            created_at: row.get(7)?,
+            updated_at: row.get(8)?,
+        },
+        redirect_uris: row.get(4)?,
+        post_logout_redirect_uris: row.get(5)?,
+    })
+}
+
+fn complete(conn: &Connection, raw: RawClient) -> StoreResult<Client> {
+    let mut client = raw.client;
+    client.redirect_uris = from_json("clients", &raw.redirect_uris)?;
+    client.post_logout_redirect_uris = from_json("clients", &raw.post_logout_redirect_uris)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT g.name FROM groups g JOIN client_allowed_groups a ON a.group_id = g.id \
+         WHERE a.client_id = ?1 ORDER BY g.name",
+    )?;
+    client.allowed_groups = stmt
+        .query_map([&client.client_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(client)
+}
+
+pub fn by_id(conn: &Connection, client_id: &str) -> StoreResult<Option<Client>> {
+    let raw = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM clients WHERE client_id = ?1"
+        ))?
+        .query_row([client_id], from_row)
+        .optional()?;
+    raw.map(|raw| complete(conn, raw)).transpose()
+}
+
+pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"))?;
+    let raws: Vec<RawClient> = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    raws.into_iter().map(|raw| complete(conn, raw)).collect()
+}
+
+/// Inserts a client; its allowed groups must already exist (ids given).
+pub fn insert(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
+    conn.execute(
+        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        params![
+            client.client_id,
+            client.name,
+            client.secret_hash,
+            client.public,
+            to_json(&client.redirect_uris),
+            to_json(&client.post_logout_redirect_uris),
+            client.declared,
+            client.created_at,
+            client.updated_at
+        ],
+    )?;
+    for group_id in allowed_group_ids {
+        conn.execute(
+            "INSERT INTO client_allowed_groups (client_id, group_id) VALUES (?1, ?2)",
+            params![client.client_id, group_id],
+        )?;
+    }
+    Ok(())
+}
+
+pub fn set_secret_hash(
+    conn: &Connection,
+    client_id: &str,
+    secret_hash: &str,
+    now: UnixTime,
+) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE clients SET secret_hash = ?2, updated_at = ?3 WHERE client_id = ?1",
+        params![client_id, secret_hash, now],
+    )?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, client_id: &str) -> StoreResult<()> {
+    conn.execute("DELETE FROM clients WHERE client_id = ?1", [client_id])?;
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Grants and what they produce: authorization codes, access tokens and refresh tokens.
+//!
+//! Every code and token belongs to a grant; revoking the grant (on code reuse or refresh-token
+//! reuse) revokes the whole family at once.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{StoreResult, from_json, to_json};
+use crate::clock::UnixTime;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+    pub created_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+const GRANT_COLUMNS: &str =
+    "g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.created_at, g.revoked_at";
+
+/// Reads a grant from the first eight columns of `row` (as `GRANT_COLUMNS` lists them).
+fn grant_from_row(row: &Row) -> rusqlite::Result<(Grant, String)> {
+    Ok((
+        Grant {
+            id: row.get(0)?,
+            client_id: row.get(1)?,
+            user_id: row.get(2)?,
+            scope: row.get(3)?,
+            auth_time: row.get(4)?,
+            amr: Vec::new(),
+            created_at: row.get(6)?,
+            revoked_at: row.get(7)?,
+        },
+        row.get(5)?,
+    ))
+}
+
+fn finish_grant((mut grant, amr): (Grant, String)) -> StoreResult<Grant> {
+    grant.amr = from_json("grants", &amr)?;
+    Ok(grant)
+}
+
+pub fn insert_grant(conn: &Connection, grant: &Grant) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            grant.id,
+            grant.client_id,
+            grant.user_id,
+            grant.scope,
+            grant.auth_time,
+            to_json(&grant.amr),
+            grant.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn grant_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Grant>> {
+    conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id = ?1"
+    ))?
+    .query_row([id], grant_from_row)
+    .optional()?
+    .map(finish_grant)
+    .transpose()
+}
+
+/// Revokes a grant and so every token descended from it.
+pub fn revoke_grant(conn: &Connection, id: &str, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    pub code_hash: String,
+    pub grant_id: String,
+    pub redirect_uri: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub session_hash: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+pub fn insert_code(conn: &Connection, code: &Code) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO authorization_codes (code_hash, grant_id, redirect_uri, nonce, \
+         code_challenge, session_hash, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            code.code_hash,
+            code.grant_id,
+            code.redirect_uri,
+            code.nonce,
+            code.code_challenge,
+            code.session_hash,
+            code.created_at,
+            code.expires_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// What spending a code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeUse {
+    /// First use: the code is now spent.
+    Fresh(Code),
+    /// Spent before: the caller must revoke the grant it belongs to.
+    Replayed {
+        grant_id: String,
+    },
+    Unknown,
+}
+
+/// Marks a code used in one statement, so that two concurrent exchanges cannot both win.
+pub fn spend_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreResult<CodeUse> {
+    let fresh = conn
+        .prepare_cached(
+            "UPDATE authorization_codes SET used_at = ?2 WHERE code_hash = ?1 AND used_at IS NULL \
+             RETURNING code_hash, grant_id, redirect_uri, nonce, code_challenge, session_hash, \
+             created_at, expires_at",
+        )?
+        .query_row(params![code_hash, now], |row| {
+            Ok(Code {
+                code_hash: row.get(0)?,
+                grant_id: row.get(1)?,
+                redirect_uri: row.get(2)?,
+                nonce: row.get(3)?,
+                code_challenge: row.get(4)?,
+                session_hash: row.get(5)?,
+                created_at: row.get(6)?,
+                expires_at: row.get(7)?,
+            })
+        })
+        .optional()?;
+    if let Some(code) = fresh {
+        return Ok(CodeUse::Fresh(code));
+    }
+    let replayed: Option<String> = conn
+        .query_row(
+            "SELECT grant_id FROM authorization_codes WHERE code_hash = ?1",
+            [code_hash],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(match replayed {
+        Some(grant_id) => CodeUse::Replayed { grant_id },
+        None => CodeUse::Unknown,
+    })
+}
+
+pub fn insert_access_token(
+    conn: &Connection,
+    token_hash: &str,
+    grant_id: &str,
+    scope: &str,
+    now: UnixTime,
+    expires_at: UnixTime,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![token_hash, grant_id, scope, now, expires_at])?;
+    Ok(())
+}
+
+/// A live access token: not expired, and its grant not revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveToken {
+    pub grant: Grant,
+    pub scope: String,
+    pub issued_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+fn live_token(
+    conn: &Connection,
+    table: &str,
+    token_hash: &str,
+    now: UnixTime,
+) -> StoreResult<Option<LiveToken>> {
+    let extra = if table == "refresh_tokens" {
+        " AND t.used_at IS NULL"
+    } else {
+        ""
+    };
+    conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS}, t.scope, t.created_at, t.expires_at FROM {table} t \
+         JOIN grants g ON g.id = t.grant_id \
+         WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL{extra}"
+    ))?
+    .query_row(params![token_hash, now], |row| {
+        Ok((grant_from_row(row)?, row.get(8)?, row.get(9)?, row.get(10)?))
+    })
+    .optional()?
+    .map(|(grant, scope, issued_at, expires_at)| {
+        Ok(LiveToken {
+            grant: finish_grant(grant)?,
+            scope,
+            issued_at,
+            expires_at,
+        })
+    })
+    .transpose()
+}
+
+pub fn live_access_token(
+    conn: &Connection,
+    token_hash: &str,
+    now: UnixTime,
+) -> StoreResult<Option<LiveToken>> {
+    live_token(conn, "access_tokens", token_hash, now)
+}
+
+pub fn live_refresh_token(
+    conn: &Connection,
+    token_hash: &str,
+    now: UnixTime,
+) -> StoreResult<Option<LiveToken>> {
+    live_token(conn, "refresh_tokens", token_hash, now)
+}
+
+pub fn delete_access_token(conn: &Connection, token_hash: &str) -> StoreResult<()> {
+    conn.execute(
+        "DELETE FROM access_tokens WHERE token_hash = ?1",
+        [token_hash],
+    )?;
+    Ok(())
+}
+
+pub fn insert_refresh_token(
+    conn: &Connection,
+    token_hash: &str,
+    grant_id: &str,
+    scope: &str,
+    now: UnixTime,
+    expires_at: UnixTime,
+) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![token_hash, grant_id, scope, now, expires_at])?;
+    Ok(())
+}
+
+/// What spending a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshUse {
+    Fresh(LiveToken),
+    /// Spent before (or its family was revoked): the caller must revoke the family.
+    Replayed {
+        grant_id: String,
+    },
+    Unknown,
+}
+
+/// Spends a refresh token (rotation): usable once, then only a sign of theft.
+pub fn spend_refresh_token(
+    conn: &Connection,
+    token_hash: &str,
+    now: UnixTime,
+) -> StoreResult<RefreshUse> {
+    if let Some(live) = live_refresh_token(conn, token_hash, now)? {
+        conn.execute(
+            "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1",
+            params![token_hash, now],
+        )?;
+        return Ok(RefreshUse::Fresh(live));
+    }
+    let known: Option<(String, Option<UnixTime>)> = conn
+        .query_row(
+            "SELECT grant_id, used_at FROM refresh_tokens WHERE token_hash = ?1",
+            [token_hash],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    Ok(match known {
+        Some((grant_id, Some(_))) => RefreshUse::Replayed { grant_id },
+        _ => RefreshUse::Unknown,
+    })
+}
+
+/// The grant a refresh token belongs to, whatever its state (for revocation).
+pub fn refresh_token_grant(conn: &Connection, token_hash: &str) -> StoreResult<Option<Grant>> {
+    conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS} FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id \
+         WHERE t.token_hash = ?1"
+    ))?
+    .query_row([token_hash], grant_from_row)
+    .optional()?
+    .map(finish_grant)
+    .transpose()
+}
+
+/// The grant an access token belongs to, whatever its state (for revocation).
+pub fn access_token_grant(conn: &Connection, token_hash: &str) -> StoreResult<Option<Grant>> {
+    conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS} FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
+         WHERE t.token_hash = ?1"
+    ))?
+    .query_row([token_hash], grant_from_row)
+    .optional()?
+    .map(finish_grant)
+    .transpose()
+}
+
+/// Drops what can no longer be used: expired codes, tokens and parked requests.
+pub fn purge_expired(conn: &Connection, now: UnixTime) -> StoreResult<usize> {
+    let mut purged = 0;
+    for sql in [
+        "DELETE FROM authorization_codes WHERE expires_at <= ?1 - 3600",
+        "DELETE FROM access_tokens WHERE expires_at <= ?1",
+        "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
+        "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
+        "DELETE FROM login_links WHERE expires_at <= ?1 - 86400",
+        "DELETE FROM sessions WHERE expires_at <= ?1",
+    ] {
+        purged += conn.execute(sql, [now])?;
+    }
+    Ok(purged)
+}

@@ -1,0 +1,79 @@
+//! Groups and their members.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreResult;
+use crate::clock::UnixTime;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Group {
+    #[serde(skip)]
+    pub id: i64,
+    pub name: String,
+    pub declared: bool,
+    pub members: Vec<String>,
+}
+
+pub fn insert(conn: &Connection, name: &str, declared: bool, now: UnixTime) -> StoreResult<i64> {
+    conn.execute(
+        "INSERT INTO groups (name, declared, created_at) VALUES (?1, ?2, ?3)",
+        params![name, declared, now],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn id_by_name(conn: &Connection, name: &str) -> StoreResult<Option<i64>> {
+    Ok(conn
+        .query_row("SELECT id FROM groups WHERE name = ?1", [name], |row| {
+            row.get(0)
+        })
+        .optional()?)
+}
+
+/// Every group with its members' usernames, sorted by name.
+pub fn list(conn: &Connection) -> StoreResult<Vec<Group>> {
+    let mut stmt = conn.prepare("SELECT id, name, declared FROM groups ORDER BY name")?;
+    let mut groups: Vec<Group> = stmt
+        .query_map([], |row| {
+            Ok(Group {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                declared: row.get(2)?,
+                members: Vec::new(),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut members = conn.prepare(
+        "SELECT u.username FROM users u JOIN group_members m ON m.user_id = u.id \
+         WHERE m.group_id = ?1 ORDER BY u.username",
+    )?;
+    for group in &mut groups {
+        group.members = members
+            .query_map([group.id], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(groups)
+}
+
+pub fn delete(conn: &Connection, id: i64) -> StoreResult<()> {
+    conn.execute("DELETE FROM groups WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Adds a member; false when they already were one.
+pub fn add_member(conn: &Connection, group_id: i64, user_id: &str) -> StoreResult<bool> {
+    let added = conn.execute(
+        "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
+        params![group_id, user_id],
+    )?;
+    Ok(added == 1)
+}
+
+/// Removes a member; false when they were not one.
+pub fn remove_member(conn: &Connection, group_id: i64, user_id: &str) -> StoreResult<bool> {
+    let removed = conn.execute(
+        "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
+        params![group_id, user_id],
+    )?;
+    Ok(removed == 1)
+}

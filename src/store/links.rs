@@ -1,0 +1,81 @@
+//! One-time links: login links for a user and the first-run setup link.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StoreResult;
+use crate::clock::UnixTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Login,
+    Setup,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Login => "login",
+            Purpose::Setup => "setup",
+        }
+    }
+}
+
+pub fn insert(
+    conn: &Connection,
+    token_hash: &str,
+    purpose: Purpose,
+    user_id: Option<&str>,
+    now: UnixTime,
+    expires_at: UnixTime,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO login_links (token_hash, purpose, user_id, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![token_hash, purpose.as_str(), user_id, now, expires_at],
+    )?;
+    Ok(())
+}
+
+/// What redeeming a link found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// The link was valid and is now spent; the user it signs in, if any.
+    Redeemed {
+        user_id: Option<String>,
+    },
+    Unknown,
+    AlreadyUsed,
+    Expired,
+}
+
+/// Spends a link in one statement, so two concurrent uses cannot both succeed.
+pub fn redeem(
+    conn: &Connection,
+    token_hash: &str,
+    purpose: Purpose,
+    now: UnixTime,
+) -> StoreResult<Redemption> {
+    let spent: Option<Option<String>> = conn
+        .query_row(
+            "UPDATE login_links SET used_at = ?3 WHERE token_hash = ?1 AND purpose = ?2 \
+             AND used_at IS NULL AND expires_at > ?3 RETURNING user_id",
+            params![token_hash, purpose.as_str(), now],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(user_id) = spent {
+        return Ok(Redemption::Redeemed { user_id });
+    }
+    let state: Option<Option<UnixTime>> = conn
+        .query_row(
+            "SELECT used_at FROM login_links WHERE token_hash = ?1 AND purpose = ?2",
+            params![token_hash, purpose.as_str()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(match state {
+        None => Redemption::Unknown,
+        Some(Some(_)) => Redemption::AlreadyUsed,
+        Some(None) => Redemption::Expired,
+    })
+}

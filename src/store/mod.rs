@@ -1,0 +1,177 @@
+//! The SQLite store: one file, WAL mode, foreign keys on, a busy timeout so that the CLI and
+//! `serve` can write to the same file at once. Each submodule owns one family of tables.
+
+pub mod audit;
+pub mod clients;
+pub mod grants;
+pub mod groups;
+pub mod links;
+pub mod meta;
+mod migrations;
+pub mod pending;
+pub mod sessions;
+pub mod signing_keys;
+pub mod users;
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+pub const DATABASE_FILE: &str = "latchkey.db";
+const POOL_SIZE: u32 = 8;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database {path} has schema version {found}, but this binary knows only up to \
+         version {supported}: run a newer latchkey"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("damaged record in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Opens connections configured the same way every time.
+#[derive(Debug)]
+struct ConnectionManager {
+    path: PathBuf,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL lets readers and one writer work at once; a committed transaction is in the WAL
+    // before commit returns, so a killed process loses nothing (NORMAL only risks the last
+    // transactions on power loss).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open(&self.path)?;
+        configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<(), rusqlite::Error> {
+        conn.execute_batch("")
+    }
+
+    fn has_broken(&self, _conn: &mut Connection) -> bool {
+        false
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<ConnectionManager>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) `DIR/latchkey.db` and brings its schema up to date.
+    pub fn open(data_dir: &Path) -> StoreResult<Store> {
+        let dir_error = |source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(dir_error)?;
+        let path = data_dir.join(DATABASE_FILE);
+        // Created owner-only: the file holds signing keys. SQLite gives its -wal and -shm
+        // files the same permissions.
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(dir_error)?;
+        let manager = ConnectionManager { path: path.clone() };
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)?;
+        let store = Store { pool, path };
+        migrations::apply(&mut *store.pool.get()?, &store.path)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `work` on a pooled connection, outside any explicit transaction.
+    pub fn read<T, E>(&self, work: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let conn = self.pool.get().map_err(StoreError::from)?;
+        work(&conn)
+    }
+
+    /// Runs `work` in an immediate transaction, committed only when it returns `Ok`, so that
+    /// no half-written record survives an error.
+    pub fn write<T, E>(&self, work: impl FnOnce(&Transaction) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.pool.get().map_err(StoreError::from)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let value = work(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
+    /// Writes a consistent copy of the live database to `dest` (which must not exist).
+    pub fn backup(&self, dest: &Path) -> StoreResult<()> {
+        let conn = self.pool.get()?;
+        conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+        Ok(())
+    }
+}
+
+/// Reads a JSON column into `T`, reporting damage instead of panicking.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    text: &str,
+) -> StoreResult<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}

@@ -1,0 +1,79 @@
+//! Signed-in browser sessions. The cookie holds a random id; the row is keyed by its hash.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{StoreResult, from_json, to_json};
+use crate::clock::UnixTime;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub user_id: String,
+    pub auth_time: UnixTime,
+    /// Authentication methods (RFC 8176) of the sign-in that made the session.
+    pub amr: Vec<String>,
+    pub created_at: UnixTime,
+    pub last_seen_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub fn insert(conn: &Connection, session: &Session) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, last_seen_at, \
+         expires_at, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            session.id_hash,
+            session.user_id,
+            session.auth_time,
+            to_json(&session.amr),
+            session.created_at,
+            session.last_seen_at,
+            session.expires_at,
+            session.ip,
+            session.user_agent
+        ],
+    )?;
+    Ok(())
+}
+
+/// The session with this id hash if it has not expired at `now`.
+pub fn live(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at, ip, \
+             user_agent FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
+        )?
+        .query_row(params![id_hash, now], |row| {
+            Ok((
+                Session {
+                    id_hash: row.get(0)?,
+                    user_id: row.get(1)?,
+                    auth_time: row.get(2)?,
+                    amr: Vec::new(),
+                    created_at: row.get(4)?,
+                    last_seen_at: row.get(5)?,
+                    expires_at: row.get(6)?,
+                    ip: row.get(7)?,
+                    user_agent: row.get(8)?,
+                },
+                row.get::<_, String>(3)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(mut session, amr)| {
+        session.amr = from_json("sessions", &amr)?;
+        Ok(session)
+    })
+    .transpose()
+}
+
+pub fn delete(conn: &Connection, id_hash: &str) -> StoreResult<()> {
+    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+    Ok(())
+}
+
+pub fn delete_for_user(conn: &Connection, user_id: &str) -> StoreResult<usize> {
+    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
+}

@@ -1,0 +1,96 @@
+//! Errors shown to people as HTML pages, rendered in one place.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{title}: {message}")]
+pub struct PageError {
+    pub status: StatusCode,
+    pub title: String,
+    pub message: String,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
+        PageError {
+            status,
+            title: title.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(title: impl Into<String>, message: impl Into<String>) -> Self {
+        PageError::new(StatusCode::BAD_REQUEST, title, message)
+    }
+
+    pub fn forbidden(title: impl Into<String>, message: impl Into<String>) -> Self {
+        PageError::new(StatusCode::FORBIDDEN, title, message)
+    }
+
+    pub fn not_found() -> Self {
+        PageError::new(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address.",
+        )
+    }
+
+    /// Our fault: logged in full, shown without detail.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!("internal error: {cause}");
+        PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "The server could not complete this request. Try again; if it keeps happening, \
+             tell your administrator.",
+        )
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        PageError::internal(&e)
+    }
+}
+
+impl From<actix_web::error::BlockingError> for PageError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        PageError::internal(&e)
+    }
+}
+
+impl From<askama::Error> for PageError {
+    fn from(e: askama::Error) -> Self {
+        PageError::internal(&e)
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let page = ErrorPage {
+            title: &self.title,
+            message: &self.message,
+        };
+        let body = page.render().unwrap_or_else(|_| self.to_string());
+        HttpResponse::build(self.status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("text/html; charset=utf-8")
+            .body(body)
+    }
+}

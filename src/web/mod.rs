@@ -1,0 +1,9 @@
+//! What people see: pages, their errors, static assets, and the protections every page
+//! shares (security headers, CSRF tokens, the client's address).
+
+pub mod assets;
+pub mod csrf;
+pub mod error;
+pub mod headers;
+pub mod origin;
+pub mod pages;

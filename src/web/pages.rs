@@ -1,0 +1,72 @@
+//! The page templates and one way to render them.
+
+use actix_web::HttpResponse;
+use actix_web::cookie::Cookie;
+use actix_web::http::header;
+use askama::Template;
+
+use super::error::PageError;
+
+/// Renders `page` as a 200 HTML response that is never cached, setting `cookies`.
+pub fn render(
+    page: &impl Template,
+    cookies: impl IntoIterator<Item = Cookie<'static>>,
+) -> Result<HttpResponse, PageError> {
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    for cookie in cookies {
+        response.cookie(cookie);
+    }
+    Ok(response.body(page.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    /// Someone is already signed in in this browser.
+    pub signed_in_as: Option<String>,
+    /// An application is waiting for the sign-in.
+    pub pending: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+    pub groups: Vec<String>,
+    pub is_admin: bool,
+    pub signed_in_at: String,
+    pub csrf_token: String,
+}
+
+#[derive(Template)]
+#[template(path = "logout.html")]
+pub struct LogoutPage {
+    pub username: String,
+    pub client_name: Option<String>,
+    /// The request's parameters, carried through the confirmation form.
+    pub fields: Vec<(String, String)>,
+    pub csrf_token: String,
+}
+
+#[derive(Template)]
+#[template(path = "signed_out.html")]
+pub struct SignedOutPage;
+
+/// The path the routes are mounted under (the issuer's path), for links in pages.
+///
+/// Kept process-wide because error pages are rendered without a request at hand; one
+/// process serves one issuer.
+static MOUNT_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+pub fn set_base(path: &str) {
+    let _ = MOUNT_PATH.set(path.to_string());
+}
+
+pub fn base() -> &'static str {
+    MOUNT_PATH.get().map(String::as_str).unwrap_or("")
+}
