@@ -1,0 +1,376 @@
+//! A real server on 127.0.0.1 with a temporary data dir, the real CLI binary against the same
+//! SQLite file, and a browser-like HTTP client.
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use latchkey::config::{Overrides, Settings};
+use latchkey::server::{self, AppState};
+use latchkey::store::Store;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdTokenClaims,
+    CoreProviderMetadata,
+};
+use openidconnect::{
+    AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse, UserInfoClaims,
+};
+use reqwest::redirect::Policy;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const PVE_REDIRECT: &str = "https://pve.example.com:8006";
+
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`, also the issuer.
+    pub issuer: String,
+    pub data_dir: TempDir,
+}
+
+/// Starts the real server on a free port, in a thread of its own with its own runtime.
+pub fn spawn_app() -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let settings = Settings::resolve(Overrides {
+        data_dir: Some(data_dir.path().to_path_buf()),
+        config: None,
+        listen: Some(format!("127.0.0.1:{port}")),
+        issuer: Some(issuer.clone()),
+    })
+    .expect("settings");
+    let store = Store::open(&settings.data_dir).expect("store");
+    server::prepare(&store, &settings).expect("prepare");
+    let state = AppState::new(store, settings);
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            server::run(listener, state)
+                .expect("server")
+                .await
+                .expect("serve")
+        })
+    });
+    TestApp { issuer, data_dir }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+
+    /// Runs the real `latchkey` binary against this server's data dir.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("--data-dir")
+            .arg(self.data_dir.path())
+            .args(args)
+            .env_remove("LATCHKEY_CONFIG")
+            .env("LATCHKEY_ISSUER", &self.issuer)
+            .output()
+            .expect("run latchkey")
+    }
+
+    /// Runs the CLI, insists on success, returns stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "latchkey {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The homelab set-up: alice in pve-admins, and a Proxmox client restricted to it.
+    /// Returns the client secret.
+    pub fn setup_proxmox(&self) -> String {
+        self.cli_ok(&[
+            "user",
+            "add",
+            "alice",
+            "--email",
+            "alice@example.com",
+            "--name",
+            "Alice Liddell",
+        ]);
+        self.cli_ok(&["group", "add", "pve-admins"]);
+        self.cli_ok(&["group", "add-member", "pve-admins", "alice"]);
+        let out = self.cli_ok(&[
+            "client",
+            "add",
+            "proxmox",
+            "--redirect-uri",
+            PVE_REDIRECT,
+            "--name",
+            "Proxmox VE",
+            "--allowed-group",
+            "pve-admins",
+            "--json",
+        ]);
+        let json: Value = serde_json::from_str(out.trim()).unwrap();
+        json["client_secret"].as_str().unwrap().to_string()
+    }
+
+    /// A one-time login link for `user`, as the CLI prints it (last line of stdout).
+    pub fn login_link(&self, user: &str) -> String {
+        let out = self.cli_ok(&["login-link", user]);
+        out.lines().last().unwrap().to_string()
+    }
+
+    /// A new browser, signed in as `user` through a login link.
+    pub async fn signed_in_browser(&self, user: &str) -> reqwest::Client {
+        let browser = browser();
+        let response = browser.get(self.login_link(user)).send().await.unwrap();
+        assert_eq!(response.status(), 303, "the login link signs in");
+        browser
+    }
+}
+
+/// A cookie-keeping client that does not follow redirects, so tests see every hop.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The query parameters of a URL.
+pub fn query(url: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Claims beyond the standard ones: Proxmox reads `groups`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct GroupsClaim {
+    pub groups: Option<Vec<String>>,
+}
+impl AdditionalClaims for GroupsClaim {}
+
+/// What a relying party ends up with after signing someone in.
+pub struct SignIn {
+    pub id_token: CoreIdTokenClaims,
+    /// The ID token's payload as plain JSON (after the library verified it).
+    pub id_token_json: Value,
+    pub id_token_raw: String,
+    pub userinfo: UserInfoClaims<GroupsClaim, CoreGenderClaim>,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// The `state` that came back on the redirect.
+    pub returned_state: String,
+    pub returned_iss: String,
+}
+
+/// Proxmox VE's exact sequence with the `openidconnect` crate (version 4): discovery,
+/// authorize with PKCE S256, nonce, `display=page` and a JSON state, client_secret_basic code
+/// exchange, ID token verification with the library's defaults, then userinfo GET.
+pub async fn proxmox_sign_in(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    client_id: &str,
+    secret: &str,
+    scopes: &[&str],
+) -> anyhow::Result<SignIn> {
+    let http = openidconnect::reqwest::Client::builder()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()?;
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(app.issuer.clone())?, &http).await?;
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(client_id.to_string()),
+        Some(ClientSecret::new(secret.to_string())),
+    )
+    .set_redirect_uri(RedirectUrl::new(PVE_REDIRECT.to_string())?);
+    let state = format!(
+        r#"{{"csrf_token":"{}","realm":"latchkey","pad":"{}"}}"#,
+        CsrfToken::new_random().secret(),
+        "x".repeat(1100)
+    );
+    let (pkce_challenge, pkce_verifier) = PkceCodeChallenge::new_random_sha256();
+    let sent_state = state.clone();
+    let mut request = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            move || CsrfToken::new(sent_state),
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(pkce_challenge)
+        .set_display(CoreAuthDisplay::Page);
+    for scope in scopes {
+        request = request.add_scope(Scope::new(scope.to_string()));
+    }
+    let (auth_url, _, nonce) = request.url();
+
+    let response = browser.get(auth_url.as_str()).send().await?;
+    anyhow::ensure!(
+        response.status() == 303,
+        "authorize answered {}",
+        response.status()
+    );
+    let redirect = location(&response);
+    anyhow::ensure!(
+        redirect.starts_with(&format!("{PVE_REDIRECT}?")),
+        "redirected to {redirect}"
+    );
+    let params = query(&redirect);
+    let code = params
+        .get("code")
+        .ok_or_else(|| anyhow::anyhow!("no code in {redirect}"))?;
+
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))?
+        .set_pkce_verifier(pkce_verifier)
+        .request_async(&http)
+        .await?;
+    let id_token = tokens
+        .id_token()
+        .ok_or_else(|| anyhow::anyhow!("no id_token"))?;
+    let claims = id_token
+        .claims(&client.id_token_verifier(), &nonce)?
+        .clone();
+    let raw = id_token.to_string();
+    let payload = raw.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let id_token_json: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    let userinfo = client
+        .user_info(tokens.access_token().clone(), None)?
+        .request_async(&http)
+        .await?;
+    Ok(SignIn {
+        id_token: claims,
+        id_token_json,
+        id_token_raw: raw,
+        userinfo,
+        access_token: tokens.access_token().secret().clone(),
+        refresh_token: tokens.refresh_token().map(|t| t.secret().clone()),
+        returned_state: params.get("state").cloned().unwrap_or_default(),
+        returned_iss: params.get("iss").cloned().unwrap_or_default(),
+    })
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub struct Pkce {
+    pub verifier: String,
+    pub challenge: String,
+}
+
+pub fn pkce() -> Pkce {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    Pkce {
+        verifier: verifier.secret().clone(),
+        challenge: challenge.as_str().to_string(),
+    }
+}
+
+/// Sends the browser to `/authorize` with `params`.
+pub async fn authorize(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    params: &[(&str, &str)],
+) -> reqwest::Response {
+    let url = url::Url::parse_with_params(&app.url("/authorize"), params).unwrap();
+    browser.get(url.as_str()).send().await.unwrap()
+}
+
+/// Parameters of a typical Proxmox authorization request for client `proxmox`.
+pub fn proxmox_params(pkce: &Pkce) -> Vec<(&'static str, String)> {
+    vec![
+        ("response_type", "code".into()),
+        ("client_id", "proxmox".into()),
+        ("redirect_uri", PVE_REDIRECT.into()),
+        ("scope", "openid email profile groups".into()),
+        ("state", r#"{"csrf_token":"abc","realm":"latchkey"}"#.into()),
+        ("nonce", "n-0S6_WzA2Mj".into()),
+        ("code_challenge", pkce.challenge.clone()),
+        ("code_challenge_method", "S256".into()),
+        ("display", "page".into()),
+    ]
+}
+
+pub fn as_refs<'a>(params: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    params.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Runs an authorization that must succeed and returns its code.
+pub async fn code_for(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    params: &[(&'static str, String)],
+) -> String {
+    let response = authorize(app, browser, &as_refs(params)).await;
+    assert_eq!(response.status(), 303);
+    let to = location(&response);
+    query(&to)
+        .remove("code")
+        .unwrap_or_else(|| panic!("no code in {to}"))
+}
+
+/// A token-endpoint style POST: returns status, headers and the JSON body (or null).
+pub async fn post_form(
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new().post(app.url(path)).form(form);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+/// Exchanges a code with client_secret_basic.
+pub async fn exchange(
+    app: &TestApp,
+    secret: &str,
+    code: &str,
+    verifier: &str,
+) -> (reqwest::StatusCode, Value) {
+    let (status, _, body) = post_form(
+        app,
+        "/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", PVE_REDIRECT),
+            ("code_verifier", verifier),
+        ],
+        Some(("proxmox", secret)),
+    )
+    .await;
+    (status, body)
+}
+
+/// Userinfo with a bearer token: status and body.
+pub async fn userinfo(app: &TestApp, access_token: &str) -> (reqwest::StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .get(app.url("/userinfo"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}

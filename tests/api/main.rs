@@ -1,0 +1,8 @@
+//! Integration tests: the real server over real HTTP, the real CLI, real SQLite files.
+
+mod authorize_errors;
+mod helpers;
+mod proxmox_flow;
+mod sessions;
+mod token_errors;
+mod tokens;

@@ -1,0 +1,211 @@
+//! Login links, sessions, logout, and what every page carries.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn login_links_work_once_and_then_say_why_not() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    let link = app.login_link("alice");
+    assert!(
+        link.starts_with(&format!("{}/login/link/", app.issuer)),
+        "{link}"
+    );
+
+    let browser = browser();
+    let first = browser.get(&link).send().await.unwrap();
+    assert_eq!(first.status(), 303);
+    assert_eq!(location(&first), "/account");
+    let cookie = first.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    let account = browser.get(app.url("/account")).send().await.unwrap();
+    assert_eq!(account.status(), 200);
+    let page = account.text().await.unwrap();
+    assert!(page.contains("Alice Liddell") && page.contains("pve-admins"));
+
+    let reused = reqwest::get(&link).await.unwrap();
+    assert_eq!(reused.status(), 410);
+    assert!(reused.text().await.unwrap().contains("already been used"));
+    let unknown = reqwest::get(app.url("/login/link/made-up")).await.unwrap();
+    assert_eq!(unknown.status(), 410);
+    assert!(unknown.text().await.unwrap().contains("not valid"));
+
+    let short = app.cli_ok(&["login-link", "alice", "--ttl", "1s"]);
+    let short = short.lines().last().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let expired = reqwest::get(&short).await.unwrap();
+    assert_eq!(expired.status(), 410);
+    assert!(expired.text().await.unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn disabled_users_lose_their_sessions_and_links() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    let link = app.login_link("alice");
+    app.cli_ok(&["user", "disable", "alice"]);
+    let account = browser.get(app.url("/account")).send().await.unwrap();
+    assert_eq!(location(&account), "/login", "the session ended");
+    let opened = reqwest::get(&link).await.unwrap();
+    assert_eq!(opened.status(), 410);
+    assert!(opened.text().await.unwrap().contains("disabled"));
+}
+
+#[tokio::test]
+async fn rp_initiated_logout_with_a_hint_ends_the_session_and_returns() {
+    let app = spawn_app();
+    app.cli_ok(&["user", "add", "alice", "--email", "alice@example.com"]);
+    let out = app.cli_ok(&[
+        "client",
+        "add",
+        "proxmox",
+        "--redirect-uri",
+        PVE_REDIRECT,
+        "--post-logout-redirect-uri",
+        "https://pve.example.com:8006/logged-out",
+        "--json",
+    ]);
+    let secret: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let secret = secret["client_secret"].as_str().unwrap();
+    let browser = app.signed_in_browser("alice").await;
+    let sign_in = proxmox_sign_in(&app, &browser, "proxmox", secret, &["email"])
+        .await
+        .unwrap();
+
+    let bad = browser
+        .get(app.url("/logout"))
+        .query(&[
+            ("id_token_hint", sign_in.id_token_raw.as_str()),
+            ("post_logout_redirect_uri", "https://evil.example.com/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad.status(),
+        400,
+        "an unregistered target is a page, not a redirect"
+    );
+    assert!(bad.headers().get("location").is_none());
+
+    let out = browser
+        .get(app.url("/logout"))
+        .query(&[
+            ("id_token_hint", sign_in.id_token_raw.as_str()),
+            (
+                "post_logout_redirect_uri",
+                "https://pve.example.com:8006/logged-out",
+            ),
+            ("state", "xyz"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    assert_eq!(
+        location(&out),
+        "https://pve.example.com:8006/logged-out?state=xyz"
+    );
+    let account = browser.get(app.url("/account")).send().await.unwrap();
+    assert_eq!(location(&account), "/login", "signed out");
+    assert_eq!(
+        userinfo(&app, &sign_in.access_token).await.0,
+        200,
+        "tokens outlive the session"
+    );
+}
+
+#[tokio::test]
+async fn logout_without_a_hint_asks_and_needs_the_csrf_token() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    let page = browser.get(app.url("/logout")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign out?"));
+    let token = html
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+
+    let forged = browser
+        .post(app.url("/logout"))
+        .form(&[("confirm", "yes"), ("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let cross_site = browser
+        .post(app.url("/logout"))
+        .header("origin", "https://evil.example.com")
+        .form(&[("confirm", "yes"), ("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    assert_eq!(
+        browser
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let confirmed = browser
+        .post(app.url("/logout"))
+        .form(&[("confirm", "yes"), ("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 200);
+    assert!(confirmed.text().await.unwrap().contains("Signed out"));
+    assert_eq!(
+        browser
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers_and_assets_are_embedded() {
+    let app = spawn_app();
+    let page = reqwest::get(app.url("/login")).await.unwrap();
+    let headers = page.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+
+    let css = reqwest::get(app.url("/static/style.css")).await.unwrap();
+    assert_eq!(css.status(), 200);
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert_eq!(
+        reqwest::get(app.url("/static/nope.js"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        reqwest::get(app.url("/healthz")).await.unwrap().status(),
+        200
+    );
+}
