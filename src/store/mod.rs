@@ -16,6 +16,7 @@ pub mod users;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -91,6 +92,10 @@ impl r2d2::ManageConnection for ConnectionManager {
 pub struct Store {
     pool: r2d2::Pool<ConnectionManager>,
     path: PathBuf,
+    /// Writers of this process take turns here. SQLite admits one writer at a time anyway;
+    /// queueing in-process avoids its busy handler, which sleeps in steps of up to 100 ms.
+    /// Other processes (the CLI) still meet the busy timeout.
+    writer: Arc<Mutex<()>>,
 }
 
 impl Store {
@@ -120,7 +125,11 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        let store = Store { pool, path };
+        let store = Store {
+            pool,
+            path,
+            writer: Arc::new(Mutex::new(())),
+        };
         migrations::apply(&mut *store.pool.get()?, &store.path)?;
         Ok(store)
     }
@@ -145,6 +154,7 @@ impl Store {
         E: From<StoreError>,
     {
         let mut conn = self.pool.get().map_err(StoreError::from)?;
+        let _turn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP, the real CLI, real SQLite files.
 
 mod authorize_errors;
+mod cli;
 mod helpers;
 mod proxmox_flow;
 mod sessions;

@@ -1,0 +1,359 @@
+//! The command line, as an operator uses it, next to a running server.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::helpers::*;
+use serde_json::Value;
+
+fn latchkey() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .env_remove("LATCHKEY_CONFIG")
+        .env_remove("LATCHKEY_ISSUER")
+        .env_remove("LATCHKEY_DATA_DIR");
+    command
+}
+
+/// A failed command: non-zero exit, one line on stderr, no panic.
+fn assert_fails(out: &std::process::Output, says: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "should fail: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("latchkey: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains(says), "{stderr:?} should say {says:?}");
+}
+
+#[tokio::test]
+async fn mistakes_get_one_line_and_a_failure_exit() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    assert_fails(&app.cli(&["user", "add", "Bad Name!"]), "invalid username");
+    assert_fails(&app.cli(&["user", "add", "alice"]), "already exists");
+    assert_fails(
+        &app.cli(&["user", "add", "carol", "--email", "nope"]),
+        "invalid email",
+    );
+    assert_fails(&app.cli(&["user", "show", "ghost"]), "no user named");
+    assert_fails(
+        &app.cli(&["group", "add", "team/ops"]),
+        "invalid group name",
+    );
+    assert_fails(
+        &app.cli(&["group", "add-member", "nope", "alice"]),
+        "no group named",
+    );
+    assert_fails(
+        &app.cli(&["client", "add", "x", "--redirect-uri", "not a url"]),
+        "invalid redirect URI",
+    );
+    assert_fails(
+        &app.cli(&["client", "add", "x", "--redirect-uri", "https://x/cb#frag"]),
+        "fragment",
+    );
+    assert_fails(
+        &app.cli(&["client", "add", "proxmox", "--redirect-uri", PVE_REDIRECT]),
+        "already exists",
+    );
+    assert_fails(
+        &app.cli(&[
+            "client",
+            "add",
+            "y",
+            "--redirect-uri",
+            PVE_REDIRECT,
+            "--allowed-group",
+            "ghosts",
+        ]),
+        "no group named",
+    );
+    assert_fails(&app.cli(&["login-link", "ghost"]), "no user named");
+    assert_fails(
+        &app.cli(&["login-link", "alice", "--ttl", "soon"]),
+        "invalid --ttl",
+    );
+    assert_fails(
+        &app.cli(&["group", "remove", "pve-admins"]),
+        "allowed group of client",
+    );
+    assert_fails(&app.cli(&["client", "rotate-secret", "ghost"]), "no client");
+
+    // Nothing half-written: the failed client is not there.
+    let clients: Value = serde_json::from_str(&app.cli_ok(&["client", "list", "--json"])).unwrap();
+    assert_eq!(clients.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn clients_print_their_secret_once_as_json() {
+    let app = spawn_app();
+    let out = app.cli_ok(&[
+        "client",
+        "add",
+        "web",
+        "--redirect-uri",
+        "https://web.example.com/cb",
+        "--json",
+    ]);
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(json["client_id"], "web");
+    let first = json["client_secret"].as_str().unwrap().to_string();
+    assert!(first.len() >= 43, "256 bits");
+
+    let out = app.cli_ok(&[
+        "client",
+        "add",
+        "spa",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1/cb",
+        "--json",
+    ]);
+    let json: Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(json.get("client_secret").is_none());
+
+    let shown = app.cli_ok(&["client", "show", "web"]);
+    assert!(!shown.contains(&first), "never shown again");
+    let listed = app.cli_ok(&["client", "list", "--json"]);
+    assert!(!listed.contains(&first) && !listed.contains("argon2"));
+
+    let out = app.cli_ok(&["client", "rotate-secret", "web", "--json"]);
+    let second = serde_json::from_str::<Value>(out.trim()).unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(first, second);
+    let (status, _, _) = post_form(
+        &app,
+        "/introspect",
+        &[("token", "x")],
+        Some(("web", &first)),
+    )
+    .await;
+    assert_eq!(status, 401, "the old secret stopped working");
+    let (status, _, _) = post_form(
+        &app,
+        "/introspect",
+        &[("token", "x")],
+        Some(("web", &second)),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn lists_as_json() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    let users: Value = serde_json::from_str(&app.cli_ok(&["user", "list", "--json"])).unwrap();
+    assert_eq!(users[0]["username"], "alice");
+    assert_eq!(users[0]["email"], "alice@example.com");
+    let groups: Value = serde_json::from_str(&app.cli_ok(&["group", "list", "--json"])).unwrap();
+    assert_eq!(
+        groups,
+        serde_json::json!([{"name": "pve-admins", "declared": false, "members": ["alice"]}])
+    );
+    app.cli_ok(&["group", "remove-member", "pve-admins", "alice"]);
+    app.cli_ok(&["client", "remove", "proxmox"]);
+    app.cli_ok(&["group", "remove", "pve-admins"]);
+    app.cli_ok(&["user", "remove", "alice"]);
+    assert_eq!(app.cli_ok(&["user", "list", "--json"]).trim(), "[]");
+}
+
+#[tokio::test]
+async fn backup_while_serving_is_a_consistent_database() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    let target = app.data_dir.path().join("copy.db");
+    let out = app.cli_ok(&["backup", target.to_str().unwrap()]);
+    assert!(out.contains("Backed up"));
+    assert_eq!(
+        browser
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let copy = rusqlite::Connection::open(&target).unwrap();
+    let users: i64 = copy
+        .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(users, 1);
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    assert_fails(
+        &app.cli(&["backup", target.to_str().unwrap()]),
+        "already exists",
+    );
+}
+
+#[tokio::test]
+async fn hash_secret_prints_a_phc_string_that_verifies() {
+    let mut child = latchkey()
+        .arg("hash-secret")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"correct horse\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let phc = String::from_utf8(out.stdout).unwrap();
+    let phc = phc.trim();
+    assert!(phc.starts_with("$argon2id$v=19$"), "{phc}");
+    assert!(latchkey::secrets::verify_secret("correct horse", phc).unwrap());
+
+    let empty = latchkey()
+        .arg("hash-secret")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_fails(&empty, "no secret");
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_the_old_key_published() {
+    let app = spawn_app();
+    let secret = app.setup_proxmox();
+    let jwks = || async {
+        reqwest::get(app.url("/.well-known/jwks.json"))
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let before = jwks().await;
+    assert_eq!(before["keys"].as_array().unwrap().len(), 1);
+    let out = app.cli_ok(&["keys", "rotate"]);
+    assert!(out.contains("is active"));
+    let after = jwks().await;
+    assert_eq!(
+        after["keys"].as_array().unwrap().len(),
+        2,
+        "the old key stays published"
+    );
+    let listed = app.cli_ok(&["keys", "list"]);
+    assert!(listed.contains("active") && listed.contains("retired"));
+
+    // The running server signs with the new key at once, and the client verifies it.
+    let browser = app.signed_in_browser("alice").await;
+    let sign_in = proxmox_sign_in(&app, &browser, "proxmox", &secret, &["groups"])
+        .await
+        .unwrap();
+    let header = sign_in.id_token_raw.split('.').next().unwrap();
+    use base64::Engine;
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], after["keys"][0]["kid"]);
+    assert_eq!(header["typ"], "JWT");
+}
+
+#[test]
+fn a_database_newer_than_the_binary_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        latchkey()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["user", "list"]).status.success());
+    let db = rusqlite::Connection::open(dir.path().join("latchkey.db")).unwrap();
+    db.pragma_update(None, "user_version", 999).unwrap();
+    drop(db);
+    assert_fails(&run(&["user", "list"]), "newer latchkey");
+}
+
+#[test]
+fn settings_come_from_flags_environment_and_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("state");
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "issuer = \"https://id.example.com/\"\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = latchkey()
+        .args(["--config", config.to_str().unwrap(), "user", "add", "dora"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(data.join("latchkey.db").exists(), "data_dir from the file");
+    let out = latchkey()
+        .env("LATCHKEY_CONFIG", &config)
+        .args(["login-link", "dora"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        link.lines()
+            .last()
+            .unwrap()
+            .starts_with("https://id.example.com/login/link/"),
+        "issuer from the file, without its trailing slash: {link}"
+    );
+    let out = latchkey()
+        .env("LATCHKEY_CONFIG", &config)
+        .env("LATCHKEY_ISSUER", "https://other.example.com")
+        .args(["login-link", "dora"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        link.lines()
+            .last()
+            .unwrap()
+            .starts_with("https://other.example.com/"),
+        "env beats file"
+    );
+
+    std::fs::write(&config, "issuer = \"https://x\"\nlisten = 8080\n").unwrap();
+    let out = latchkey()
+        .args(["--config", config.to_str().unwrap(), "user", "list"])
+        .output()
+        .unwrap();
+    assert_fails(&out, "line 2");
+    std::fs::write(&config, "isuer = \"https://x\"\n").unwrap();
+    let out = latchkey()
+        .args(["--config", config.to_str().unwrap(), "user", "list"])
+        .output()
+        .unwrap();
+    assert_fails(&out, "isuer");
+    let out = latchkey()
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "serve",
+            "--issuer",
+            "ftp://nope",
+        ])
+        .output()
+        .unwrap();
+    assert_fails(&out, "invalid issuer");
+}
