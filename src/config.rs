@@ -25,6 +25,44 @@ pub enum ConfigError {
     Listen(String),
     #[error("invalid trusted proxy {0:?}: expected an IP address")]
     TrustedProxy(String),
+    #[error("invalid {0} {1:?}: use a number with s, m, h or d, such as 14d")]
+    Duration(&'static str, String),
+}
+
+/// "90s", "15m", "2h", "1d" or plain seconds.
+pub fn parse_duration(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: i64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    number.checked_mul(seconds).filter(|s| *s > 0)
+}
+
+/// How long sign-ins last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// From sign-in to the end, whatever happens.
+    pub lifetime_secs: i64,
+    /// Without any request in between.
+    pub idle_secs: i64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        SessionPolicy {
+            lifetime_secs: 14 * 86400,
+            idle_secs: 3 * 86400,
+        }
+    }
 }
 
 /// The public URL of this provider. Discovery's `issuer`, every token's `iss`, every endpoint
@@ -115,6 +153,10 @@ pub struct FileConfig {
     /// Peers whose `X-Forwarded-For` header is believed (reverse proxies).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// How long a sign-in lasts at most, such as "14d".
+    pub session_lifetime: Option<String>,
+    /// How long a sign-in lasts without use, such as "3d".
+    pub session_idle_timeout: Option<String>,
     #[serde(default)]
     pub groups: Vec<DeclaredGroup>,
     #[serde(default)]
@@ -174,6 +216,7 @@ pub struct Settings {
     /// True when the issuer came from a flag, the environment or the file, not the default.
     pub issuer_explicit: bool,
     pub trusted_proxies: Vec<IpAddr>,
+    pub sessions: SessionPolicy,
     pub groups: Vec<DeclaredGroup>,
     pub clients: Vec<DeclaredClient>,
 }
@@ -203,12 +246,30 @@ impl Settings {
             .iter()
             .map(|p| p.parse().map_err(|_| ConfigError::TrustedProxy(p.clone())))
             .collect::<Result<_, _>>()?;
+        let duration = |name, value: Option<String>, default| match value {
+            None => Ok(default),
+            Some(text) => parse_duration(&text).ok_or(ConfigError::Duration(name, text)),
+        };
+        let defaults = SessionPolicy::default();
+        let sessions = SessionPolicy {
+            lifetime_secs: duration(
+                "session_lifetime",
+                file.session_lifetime,
+                defaults.lifetime_secs,
+            )?,
+            idle_secs: duration(
+                "session_idle_timeout",
+                file.session_idle_timeout,
+                defaults.idle_secs,
+            )?,
+        };
         Ok(Settings {
             data_dir,
             listen,
             issuer,
             issuer_explicit,
             trusted_proxies,
+            sessions,
             groups: file.groups,
             clients: file.clients,
         })
@@ -230,6 +291,17 @@ mod tests {
         assert_eq!(issuer.origin(), "https://example.com:8443");
         assert_eq!(issuer.host(), "example.com");
         assert_eq!(issuer.path(), "/auth");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("2h"), Some(7200));
+        assert_eq!(parse_duration("1d"), Some(86400));
+        assert_eq!(parse_duration("45"), Some(45));
+        assert_eq!(parse_duration("0s"), None);
+        assert_eq!(parse_duration("5y"), None);
+        assert_eq!(parse_duration("m"), None);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use actix_web::dev::Server;
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, middleware, web};
 
+use crate::auth::passkeys::Passkeys;
+use crate::auth::rate_limit::RateLimiter;
 use crate::clock;
 use crate::config::Settings;
 use crate::keys::{self, Signer};
@@ -13,7 +15,7 @@ use crate::oidc::client_auth::SecretCache;
 use crate::oidc::{self, discovery};
 use crate::store::audit::Origin;
 use crate::store::{Store, StoreError, meta};
-use crate::web::error::PageError;
+use crate::web::error::{ApiError, PageError};
 use crate::web::{self as pages_web, headers};
 
 /// Everything a request handler may need, shared by all workers.
@@ -22,19 +24,44 @@ pub struct AppState {
     pub settings: Settings,
     pub signer: Signer,
     pub secrets: SecretCache,
+    /// `None` when the issuer cannot be a WebAuthn relying party (an IP address).
+    pub passkeys: Option<Passkeys>,
+    pub limits: Limits,
     discovery: String,
+}
+
+/// Per-address limits on the paths that sign people in.
+pub struct Limits {
+    /// Passkey ceremonies started or finished.
+    pub ceremonies: RateLimiter,
+    /// Login and setup links opened.
+    pub links: RateLimiter,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ceremonies: RateLimiter::new(60, 60),
+            links: RateLimiter::new(20, 60),
+        }
+    }
 }
 
 pub type State = web::Data<AppState>;
 
 impl AppState {
     pub fn new(store: Store, settings: Settings) -> AppState {
+        let passkeys = Passkeys::new(&settings.issuer)
+            .inspect_err(|e| tracing::warn!("passkeys are off: {e}"))
+            .ok();
         AppState {
             discovery: discovery::rendered(&settings.issuer),
             store,
             settings,
             signer: Signer::default(),
             secrets: SecretCache::default(),
+            passkeys,
+            limits: Limits::default(),
         }
     }
 
@@ -119,6 +146,14 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(|error, _| {
+                        ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request: {error}"))
+                            .into()
+                    }),
+            )
             .wrap(headers::security_headers(https))
             .wrap(
                 middleware::Logger::new(r#"%{r}a "%{request}xi" %s %b %Dms "%{User-Agent}i""#)

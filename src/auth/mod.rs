@@ -1,5 +1,9 @@
 //! Signing people in: browser sessions and one-time login links.
 
+pub mod aaguid;
 pub mod login_link;
+pub mod passkeys;
+pub mod rate_limit;
 pub mod routes;
 pub mod session;
+pub mod setup;

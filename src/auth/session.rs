@@ -5,15 +5,13 @@ use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use rusqlite::Connection;
 
 use crate::clock::UnixTime;
-use crate::config::Issuer;
+use crate::config::{Issuer, SessionPolicy};
 use crate::secrets;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
 
-/// How long a sign-in lasts, at most.
-pub const SESSION_TTL_SECS: i64 = 14 * 24 * 3600;
 /// `last_seen_at` is refreshed at most this often, to keep reads cheap.
 const TOUCH_INTERVAL_SECS: i64 = 60;
 
@@ -47,6 +45,7 @@ pub fn strict_cookie(
 pub fn start(
     conn: &Connection,
     issuer: &Issuer,
+    policy: &SessionPolicy,
     user: &User,
     amr: &[&str],
     origin: &Origin,
@@ -62,7 +61,7 @@ pub fn start(
             amr: amr.iter().map(|m| m.to_string()).collect(),
             created_at: now,
             last_seen_at: now,
-            expires_at: now + SESSION_TTL_SECS,
+            expires_at: now + policy.lifetime_secs,
             ip: origin.ip.clone(),
             user_agent: origin.user_agent.clone(),
         },
@@ -79,7 +78,7 @@ pub fn start(
         issuer,
         cookie_name(issuer),
         id,
-        SESSION_TTL_SECS,
+        policy.lifetime_secs,
     ))
 }
 
@@ -87,11 +86,17 @@ pub fn start(
 pub fn current(
     conn: &Connection,
     cookie_value: &str,
+    policy: &SessionPolicy,
     now: UnixTime,
 ) -> StoreResult<Option<(Session, User)>> {
     let Some(session) = sessions::live(conn, &secrets::token_hash(cookie_value), now)? else {
         return Ok(None);
     };
+    // Touched at most once a minute, so allow that much slack on the idle limit.
+    if now - session.last_seen_at > policy.idle_secs + TOUCH_INTERVAL_SECS {
+        sessions::delete(conn, &session.id_hash)?;
+        return Ok(None);
+    }
     let Some(user) = users::by_id(conn, &session.user_id)? else {
         return Ok(None);
     };

@@ -6,28 +6,10 @@ use std::path::Path;
 use super::{CliError, CliResult};
 use crate::auth::login_link;
 use crate::clock;
-use crate::config::{Issuer, Settings};
+use crate::config::{Issuer, Settings, parse_duration};
 use crate::secrets;
 use crate::store::audit::Origin;
 use crate::store::{Store, meta};
-
-/// "90s", "15m", "2h", "1d" or plain seconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let number: i64 = number.parse().ok()?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return None,
-    };
-    number.checked_mul(seconds)
-}
 
 pub fn login_link(store: &Store, settings: &Settings, username: &str, ttl: &str) -> CliResult {
     let ttl = parse_duration(ttl).ok_or_else(|| {
@@ -82,19 +64,4 @@ pub fn hash_secret() -> CliResult {
     let phc = secrets::hash_secret(secret).map_err(|e| CliError::Usage(e.to_string()))?;
     println!("{phc}");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("15m"), Some(900));
-        assert_eq!(parse_duration("2h"), Some(7200));
-        assert_eq!(parse_duration("1d"), Some(86400));
-        assert_eq!(parse_duration("45"), Some(45));
-        assert_eq!(parse_duration("5y"), None);
-        assert_eq!(parse_duration("m"), None);
-    }
 }

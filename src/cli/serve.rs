@@ -3,9 +3,11 @@
 use std::net::TcpListener;
 
 use super::{CliError, CliResult};
+use crate::auth::setup;
+use crate::clock;
 use crate::config::Settings;
 use crate::server::{self, AppState};
-use crate::store::{Store, users};
+use crate::store::Store;
 
 pub fn run(settings: Settings) -> CliResult {
     init_logging();
@@ -20,15 +22,18 @@ pub fn run(settings: Settings) -> CliResult {
     let address = listener
         .local_addr()
         .map_err(CliError::io("cannot read the listening address"))?;
-    let admins = store.read(users::count_admins)?;
+    let setup_token = store.write(|tx| setup::issue_if_needed(tx, clock::now()))?;
     println!(
         "Latchkey serving {} on {address} (data in {})",
         settings.issuer,
         store.path().display()
     );
-    if admins == 0 {
-        println!("No administrator yet. Create one and sign in with:");
-        println!("  latchkey user add NAME --admin && latchkey login-link NAME");
+    if let Some(token) = setup_token {
+        println!("No administrator yet. Open this one-time link to create one (valid 24 hours):");
+        println!("  {}{}{token}", settings.issuer, setup::ROUTE);
+        println!(
+            "Or on the command line: latchkey user add NAME --admin && latchkey login-link NAME"
+        );
     }
     let state = AppState::new(store, settings);
     actix_web::rt::System::new()

@@ -47,6 +47,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
             admin,
         } => {
             let new = NewUser {
+                id: None,
                 username: name,
                 display_name,
                 email,

@@ -10,6 +10,8 @@ use crate::store::users::{self, User};
 
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
+    /// The id to use (first-run setup picks it before the passkey exists); new if `None`.
+    pub id: Option<String>,
     pub username: String,
     pub display_name: Option<String>,
     pub email: Option<String>,
@@ -35,7 +37,10 @@ pub fn add(
     }
     let (given_name, family_name) = split_name(&display_name);
     let user = User {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: new
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         username,
         display_name,
         email_verified: email.is_some(),
@@ -58,6 +63,38 @@ pub fn add(
         now,
     )?;
     Ok(user)
+}
+
+/// A person changes their own display name or e-mail address. An address they type is not
+/// verified by anyone, so `email_verified` becomes false when it changes.
+pub fn update_own_profile(
+    conn: &Connection,
+    user: &User,
+    display_name: &str,
+    email: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    let display_name = names::display_name(display_name)?;
+    let email = email.trim();
+    let email = (!email.is_empty())
+        .then(|| names::email(email))
+        .transpose()?;
+    let mut updated = user.clone();
+    if updated.email != email {
+        updated.email_verified = false;
+    }
+    updated.email = email;
+    (updated.given_name, updated.family_name) = split_name(&display_name);
+    updated.display_name = display_name;
+    users::update_profile(conn, &updated, now)?;
+    audit::record(
+        conn,
+        &Event::new("user.profile_changed").user(&user.id, &user.username),
+        origin,
+        now,
+    )?;
+    Ok(updated)
 }
 
 /// "Ada Lovelace" → given name "Ada", family name "Lovelace"; a single word is a given name.

@@ -131,7 +131,7 @@ async fn decide(
         state.store.write(|tx| {
             let request = authorize::validate(tx, issuer, &params)?;
             let signed_in = match &session_cookie {
-                Some(cookie) => session::current(tx, cookie, now)?,
+                Some(cookie) => session::current(tx, cookie, &state.settings.sessions, now)?,
                 None => None,
             };
             match authorize::decide(
@@ -399,7 +399,7 @@ async fn logout_flow(
             let request =
                 logout::validate(tx, &params, super::KEY_PUBLISH_AFTER_RETIREMENT_SECS, now)?;
             let signed_in = match &session_cookie {
-                Some(cookie) => session::current(tx, cookie, now)?,
+                Some(cookie) => session::current(tx, cookie, &state.settings.sessions, now)?,
                 None => None,
             };
             let Some((session, user)) = signed_in else {

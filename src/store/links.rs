@@ -79,3 +79,21 @@ pub fn redeem(
         Some(None) => Redemption::Expired,
     })
 }
+
+/// True when the link exists, is unused and has not expired (without spending it).
+pub fn is_live(
+    conn: &Connection,
+    token_hash: &str,
+    purpose: Purpose,
+    now: UnixTime,
+) -> StoreResult<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM login_links WHERE token_hash = ?1 AND purpose = ?2 \
+             AND used_at IS NULL AND expires_at > ?3",
+            params![token_hash, purpose.as_str(), now],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}

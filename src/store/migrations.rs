@@ -7,7 +7,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::{StoreError, StoreResult};
 
 /// Every migration in order; the schema version is the number applied.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_passkeys.sql"),
+];
 
 fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))

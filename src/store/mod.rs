@@ -2,12 +2,14 @@
 //! `serve` can write to the same file at once. Each submodule owns one family of tables.
 
 pub mod audit;
+pub mod ceremonies;
 pub mod clients;
 pub mod grants;
 pub mod groups;
 pub mod links;
 pub mod meta;
 mod migrations;
+pub mod passkeys;
 pub mod pending;
 pub mod sessions;
 pub mod signing_keys;

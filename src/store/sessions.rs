@@ -77,3 +77,45 @@ pub fn delete(conn: &Connection, id_hash: &str) -> StoreResult<()> {
 pub fn delete_for_user(conn: &Connection, user_id: &str) -> StoreResult<usize> {
     Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
 }
+
+/// A user's live sessions, most recently seen first.
+pub fn for_user(conn: &Connection, user_id: &str, now: UnixTime) -> StoreResult<Vec<Session>> {
+    let mut stmt = conn.prepare(
+        "SELECT id_hash FROM sessions WHERE user_id = ?1 AND expires_at > ?2 \
+         ORDER BY last_seen_at DESC",
+    )?;
+    let hashes: Vec<String> = stmt
+        .query_map(params![user_id, now], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut found = Vec::with_capacity(hashes.len());
+    for hash in hashes {
+        if let Some(session) = live(conn, &hash, now)? {
+            found.push(session);
+        }
+    }
+    Ok(found)
+}
+
+/// The short public handle of a session, safe to put in a page: a prefix of the id hash.
+pub fn handle(session: &Session) -> &str {
+    &session.id_hash[..16]
+}
+
+/// Ends the session of `user_id` with this handle; false when there is none.
+pub fn delete_by_handle(conn: &Connection, user_id: &str, handle: &str) -> StoreResult<bool> {
+    if handle.len() != 16 {
+        return Ok(false);
+    }
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND substr(id_hash, 1, 16) = ?2",
+        params![user_id, handle],
+    )? > 0)
+}
+
+/// Ends every session of `user_id` but `keep`; returns how many.
+pub fn delete_others(conn: &Connection, user_id: &str, keep: &str) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2",
+        params![user_id, keep],
+    )?)
+}

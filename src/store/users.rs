@@ -121,3 +121,21 @@ pub fn group_names(conn: &Connection, user_id: &str) -> StoreResult<Vec<String>>
         .collect::<Result<_, _>>()?;
     Ok(names)
 }
+
+/// Changes what a person may edit about themselves.
+pub fn update_profile(conn: &Connection, user: &User, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE users SET display_name = ?2, email = ?3, email_verified = ?4, given_name = ?5, \
+         family_name = ?6, updated_at = ?7 WHERE id = ?1",
+        params![
+            user.id,
+            user.display_name,
+            user.email,
+            user.email_verified,
+            user.given_name,
+            user.family_name,
+            now
+        ],
+    )?;
+    Ok(())
+}

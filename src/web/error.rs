@@ -5,6 +5,9 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
+use crate::auth::passkeys::PasskeyError;
+use crate::auth::setup::SetupError;
+use crate::directory::DirectoryError;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,5 +95,88 @@ impl ResponseError for PageError {
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .content_type("text/html; charset=utf-8")
             .body(body)
+    }
+}
+
+/// Errors of the JSON endpoints behind the pages' scripts: `{"error": "…"}` with a status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<PageError> for ApiError {
+    fn from(e: PageError) -> Self {
+        ApiError::new(e.status, e.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        PageError::internal(&e).into()
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        PageError::internal(&e).into()
+    }
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(e: PasskeyError) -> Self {
+        let status = match &e {
+            PasskeyError::CeremonyExpired | PasskeyError::Rejected(_) => StatusCode::BAD_REQUEST,
+            PasskeyError::UnknownCredential | PasskeyError::CounterRegression => {
+                StatusCode::UNAUTHORIZED
+            }
+            PasskeyError::Disabled => StatusCode::FORBIDDEN,
+            PasskeyError::AlreadyRegistered => StatusCode::CONFLICT,
+            PasskeyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PasskeyError::Store(store) => return PageError::internal(store).into(),
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<DirectoryError> for ApiError {
+    fn from(e: DirectoryError) -> Self {
+        match e {
+            DirectoryError::Store(store) => store.into(),
+            other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
+        }
+    }
+}
+
+impl From<SetupError> for ApiError {
+    fn from(e: SetupError) -> Self {
+        match e {
+            SetupError::LinkNotValid => ApiError::new(StatusCode::GONE, e.to_string()),
+            SetupError::Directory(e) => e.into(),
+            SetupError::Passkey(e) => e.into(),
+            SetupError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(serde_json::json!({ "error": self.message }))
     }
 }

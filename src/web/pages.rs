@@ -29,6 +29,15 @@ pub struct LoginPage {
     pub signed_in_as: Option<String>,
     /// An application is waiting for the sign-in.
     pub pending: bool,
+    /// Passkeys work with this issuer.
+    pub passkeys: bool,
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+pub struct SetupPage {
+    pub token: String,
+    pub passkeys: bool,
 }
 
 #[derive(Template)]
@@ -36,11 +45,29 @@ pub struct LoginPage {
 pub struct AccountPage {
     pub username: String,
     pub display_name: String,
-    pub email: Option<String>,
+    pub email: String,
     pub groups: Vec<String>,
     pub is_admin: bool,
     pub signed_in_at: String,
+    pub passkeys_enabled: bool,
+    pub passkeys: Vec<PasskeyRow>,
+    pub sessions: Vec<SessionRow>,
     pub csrf_token: String,
+}
+
+pub struct PasskeyRow {
+    pub id: i64,
+    pub name: String,
+    pub created: String,
+    pub last_used: String,
+}
+
+pub struct SessionRow {
+    pub handle: String,
+    pub device: String,
+    pub ip: String,
+    pub last_seen: String,
+    pub current: bool,
 }
 
 #[derive(Template)]

@@ -366,7 +366,7 @@ fn serve_stops_gracefully_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = latchkey()
+    let child = latchkey()
         .arg("--data-dir")
         .arg(dir.path())
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])

@@ -1,0 +1,434 @@
+//! Passkey ceremonies (WebAuthn, through webauthn-rs): registration, sign-in with a
+//! discoverable credential or for a named user, and the rules around them.
+//!
+//! Ceremony state stays server-side, single use, for a few minutes. A credential id is
+//! registered once. Signature counters are checked by webauthn-rs; a regression is refused
+//! and audit-logged.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use webauthn_rs::prelude::{
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Uuid, Webauthn,
+    WebauthnBuilder, WebauthnError,
+};
+
+use super::aaguid;
+use crate::clock::UnixTime;
+use crate::config::Issuer;
+use crate::secrets;
+use crate::store::audit::{self, Event, Origin};
+use crate::store::ceremonies::{self, Kind};
+use crate::store::passkeys::{self, StoredPasskey};
+use crate::store::users::{self, User};
+use crate::store::{StoreError, from_json, to_json};
+
+/// How long a started ceremony may take to finish.
+pub const CEREMONY_TTL_SECS: i64 = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PasskeyError {
+    #[error("This attempt expired or was already used. Please try again.")]
+    CeremonyExpired,
+    #[error(
+        "This passkey is not registered here. Use another one, or ask your administrator for a login link."
+    )]
+    UnknownCredential,
+    #[error("This account is disabled. Ask your administrator.")]
+    Disabled,
+    #[error("This passkey is already registered.")]
+    AlreadyRegistered,
+    #[error("The passkey could not be verified ({0}). Please try again.")]
+    Rejected(String),
+    #[error(
+        "This passkey's signature counter went backwards, so it may have been copied. It was \
+         refused; ask your administrator."
+    )]
+    CounterRegression,
+    #[error("Passkeys need the issuer to be a domain name (not an IP address): {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<rusqlite::Error> for PasskeyError {
+    fn from(e: rusqlite::Error) -> Self {
+        PasskeyError::Store(e.into())
+    }
+}
+
+fn rejected(error: WebauthnError) -> PasskeyError {
+    match error {
+        WebauthnError::CredentialPossibleCompromise => PasskeyError::CounterRegression,
+        other => PasskeyError::Rejected(other.to_string()),
+    }
+}
+
+/// What a ceremony remembers between start and finish.
+#[derive(Serialize, Deserialize)]
+enum CeremonyState {
+    Register(PasskeyRegistration),
+    Setup(Box<SetupState>),
+    ForUser(PasskeyAuthentication),
+    Discoverable(DiscoverableAuthentication),
+}
+
+/// A first-run setup in progress: the future administrator and the link that allows it.
+#[derive(Serialize, Deserialize)]
+pub struct SetupState {
+    registration: PasskeyRegistration,
+    pub user_id: String,
+    pub profile: SetupProfile,
+    pub link_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetupProfile {
+    pub username: String,
+    pub display_name: String,
+    pub email: Option<String>,
+}
+
+/// The relying party: built from the issuer, whose host is the RP ID.
+pub struct Passkeys {
+    webauthn: Webauthn,
+}
+
+impl Passkeys {
+    pub fn new(issuer: &Issuer) -> Result<Passkeys, PasskeyError> {
+        let unavailable = |e: WebauthnError| PasskeyError::Unavailable(e.to_string());
+        if issuer.host().parse::<std::net::IpAddr>().is_ok() || issuer.host().starts_with('[') {
+            return Err(PasskeyError::Unavailable(issuer.to_string()));
+        }
+        let origin = url::Url::parse(issuer.origin())
+            .map_err(|e| PasskeyError::Unavailable(e.to_string()))?;
+        let webauthn = WebauthnBuilder::new(issuer.host(), &origin)
+            .map_err(unavailable)?
+            .rp_name("Latchkey")
+            .build()
+            .map_err(unavailable)?;
+        Ok(Passkeys { webauthn })
+    }
+
+    fn begin_registration(
+        &self,
+        conn: &Connection,
+        user_id: &str,
+        username: &str,
+        display_name: &str,
+    ) -> Result<(Value, PasskeyRegistration), PasskeyError> {
+        let uuid = Uuid::parse_str(user_id)
+            .map_err(|_| PasskeyError::Rejected("user id is not a UUID".into()))?;
+        let exclude = passkeys::for_user(conn, user_id)?
+            .into_iter()
+            .filter_map(|p| URL_SAFE_NO_PAD.decode(p.credential_id).ok())
+            .collect::<Vec<_>>();
+        let display = if display_name.is_empty() {
+            username
+        } else {
+            display_name
+        };
+        let (options, state) = self
+            .webauthn
+            .start_passkey_registration(uuid, username, display, Some(exclude))
+            .map_err(rejected)?;
+        // webauthn-rs asks for a non-resident key; ours must be discoverable, so that sign-in
+        // works without a username and from autofill.
+        let mut options =
+            serde_json::to_value(options).map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        options["publicKey"]["authenticatorSelection"] = json!({
+            "residentKey": "required",
+            "requireResidentKey": true,
+            "userVerification": "required",
+        });
+        Ok((options, state))
+    }
+
+    /// Starts adding a passkey for a signed-in user.
+    pub fn start_registration(
+        &self,
+        conn: &Connection,
+        user: &User,
+        now: UnixTime,
+    ) -> Result<(String, Value), PasskeyError> {
+        let (options, state) =
+            self.begin_registration(conn, &user.id, &user.username, &user.display_name)?;
+        let id = park(
+            conn,
+            Kind::Register,
+            Some(&user.id),
+            &CeremonyState::Register(state),
+            now,
+        )?;
+        Ok((id, options))
+    }
+
+    /// Starts the first-run setup: the passkey of a user who does not exist yet.
+    pub fn start_setup(
+        &self,
+        conn: &Connection,
+        profile: SetupProfile,
+        link_hash: String,
+        now: UnixTime,
+    ) -> Result<(String, Value), PasskeyError> {
+        let user_id = Uuid::new_v4().to_string();
+        let (options, registration) =
+            self.begin_registration(conn, &user_id, &profile.username, &profile.display_name)?;
+        let state = CeremonyState::Setup(Box::new(SetupState {
+            registration,
+            user_id,
+            profile,
+            link_hash,
+        }));
+        let id = park(conn, Kind::Setup, None, &state, now)?;
+        Ok((id, options))
+    }
+
+    /// Finishes adding a passkey for a signed-in user.
+    pub fn finish_registration(
+        &self,
+        conn: &Connection,
+        ceremony: &str,
+        user: &User,
+        credential: &RegisterPublicKeyCredential,
+        origin: &Origin,
+        now: UnixTime,
+    ) -> Result<StoredPasskey, PasskeyError> {
+        let (owner, state) = take(conn, ceremony, Kind::Register, now)?;
+        let CeremonyState::Register(state) = state else {
+            return Err(PasskeyError::CeremonyExpired);
+        };
+        if owner.as_deref() != Some(user.id.as_str()) {
+            return Err(PasskeyError::CeremonyExpired);
+        }
+        let passkey = self.verify_registration(credential, &state)?;
+        save_new(conn, user, &passkey, credential, origin, now)
+    }
+
+    /// Takes a setup ceremony and checks its credential; the caller creates the user.
+    pub fn finish_setup(
+        &self,
+        conn: &Connection,
+        ceremony: &str,
+        credential: &RegisterPublicKeyCredential,
+        now: UnixTime,
+    ) -> Result<(SetupState, Passkey), PasskeyError> {
+        let (_, state) = take(conn, ceremony, Kind::Setup, now)?;
+        let CeremonyState::Setup(setup) = state else {
+            return Err(PasskeyError::CeremonyExpired);
+        };
+        let passkey = self.verify_registration(credential, &setup.registration)?;
+        Ok((*setup, passkey))
+    }
+
+    fn verify_registration(
+        &self,
+        credential: &RegisterPublicKeyCredential,
+        state: &PasskeyRegistration,
+    ) -> Result<Passkey, PasskeyError> {
+        self.webauthn
+            .finish_passkey_registration(credential, state)
+            .map_err(rejected)
+    }
+
+    /// Starts a sign-in. With a username that has passkeys, the browser is told which ones;
+    /// otherwise (no username, or an unknown one, so that nothing tells which names exist)
+    /// any discoverable credential may answer.
+    pub fn start_authentication(
+        &self,
+        conn: &Connection,
+        username: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(String, RequestChallengeResponse), PasskeyError> {
+        let user = match username {
+            Some(name) => users::by_username(conn, &name.trim().to_lowercase())?,
+            None => None,
+        };
+        let registered = match &user {
+            Some(user) => passkeys::for_user(conn, &user.id)?,
+            None => Vec::new(),
+        };
+        let (options, state, owner) = match (user, registered.is_empty()) {
+            (Some(user), false) => {
+                let keys = registered
+                    .iter()
+                    .map(|p| from_json::<Passkey>("passkeys", &p.passkey))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (options, state) = self
+                    .webauthn
+                    .start_passkey_authentication(&keys)
+                    .map_err(rejected)?;
+                (options, CeremonyState::ForUser(state), Some(user.id))
+            }
+            _ => {
+                let (options, state) = self
+                    .webauthn
+                    .start_discoverable_authentication()
+                    .map_err(rejected)?;
+                (options, CeremonyState::Discoverable(state), None)
+            }
+        };
+        let id = park(conn, Kind::Authenticate, owner.as_deref(), &state, now)?;
+        Ok((id, options))
+    }
+
+    /// Finishes a sign-in: the user and the authentication methods (RFC 8176) used.
+    pub fn finish_authentication(
+        &self,
+        conn: &Connection,
+        ceremony: &str,
+        credential: &PublicKeyCredential,
+        origin: &Origin,
+        now: UnixTime,
+    ) -> Result<(User, Vec<&'static str>), PasskeyError> {
+        let (owner, state) = take(conn, ceremony, Kind::Authenticate, now)?;
+        let credential_id = URL_SAFE_NO_PAD.encode(credential.get_credential_id());
+        let stored = passkeys::by_credential_id(conn, &credential_id)?;
+        let outcome = match (state, stored) {
+            (_, None) => Err(PasskeyError::UnknownCredential),
+            (CeremonyState::ForUser(state), Some(stored)) => {
+                if owner.as_deref() != Some(stored.user_id.as_str()) {
+                    Err(PasskeyError::UnknownCredential)
+                } else {
+                    self.webauthn
+                        .finish_passkey_authentication(credential, &state)
+                        .map_err(rejected)
+                        .map(|result| (stored, result))
+                }
+            }
+            (CeremonyState::Discoverable(state), Some(stored)) => {
+                let (user_handle, _) = self
+                    .webauthn
+                    .identify_discoverable_authentication(credential)
+                    .map_err(rejected)?;
+                if user_handle.to_string() != stored.user_id {
+                    Err(PasskeyError::UnknownCredential)
+                } else {
+                    let passkey: Passkey = from_json("passkeys", &stored.passkey)?;
+                    self.webauthn
+                        .finish_discoverable_authentication_v2(credential, state, &passkey)
+                        .map_err(rejected)
+                        .map(|result| (stored, result))
+                }
+            }
+            _ => Err(PasskeyError::CeremonyExpired),
+        };
+        let (stored, result) = match outcome {
+            Ok(found) => found,
+            Err(error) => {
+                let mut event = Event::new("signin.failed").detail(format!("passkey: {error}"));
+                if let PasskeyError::CounterRegression = error {
+                    event.kind = "passkey.counter_regression";
+                }
+                audit::record(conn, &event, origin, now)?;
+                return Err(error);
+            }
+        };
+        let user = users::by_id(conn, &stored.user_id)?.ok_or(PasskeyError::UnknownCredential)?;
+        if user.disabled {
+            audit::record(
+                conn,
+                &Event::new("signin.failed")
+                    .user(&user.id, &user.username)
+                    .detail("disabled account"),
+                origin,
+                now,
+            )?;
+            return Err(PasskeyError::Disabled);
+        }
+        let mut passkey: Passkey = from_json("passkeys", &stored.passkey)?;
+        let changed = passkey.update_credential(&result) == Some(true);
+        passkeys::record_use(
+            conn,
+            stored.id,
+            changed.then(|| to_json(&passkey)).as_deref(),
+            now,
+        )?;
+        audit::record(
+            conn,
+            &Event::new("passkey.used")
+                .user(&user.id, &user.username)
+                .detail(stored.name.clone()),
+            origin,
+            now,
+        )?;
+        // A passkey with user verification is possession plus a PIN or biometric. Synced
+        // passkeys (backup eligible) live in software; device-bound ones in hardware.
+        let key = if result.backup_eligible() {
+            "swk"
+        } else {
+            "hwk"
+        };
+        Ok((user, vec![key, "user", "mfa"]))
+    }
+}
+
+fn park(
+    conn: &Connection,
+    kind: Kind,
+    user_id: Option<&str>,
+    state: &CeremonyState,
+    now: UnixTime,
+) -> Result<String, PasskeyError> {
+    let id = secrets::random_token();
+    ceremonies::insert(
+        conn,
+        &secrets::token_hash(&id),
+        kind,
+        user_id,
+        &to_json(state),
+        now,
+        now + CEREMONY_TTL_SECS,
+    )?;
+    Ok(id)
+}
+
+fn take(
+    conn: &Connection,
+    id: &str,
+    kind: Kind,
+    now: UnixTime,
+) -> Result<(Option<String>, CeremonyState), PasskeyError> {
+    let (owner, state) = ceremonies::take(conn, &secrets::token_hash(id), kind, now)?
+        .ok_or(PasskeyError::CeremonyExpired)?;
+    Ok((owner, from_json("webauthn_ceremonies", &state)?))
+}
+
+/// Stores a newly registered passkey for `user`, refusing a credential id seen before.
+pub fn save_new(
+    conn: &Connection,
+    user: &User,
+    passkey: &Passkey,
+    credential: &RegisterPublicKeyCredential,
+    origin: &Origin,
+    now: UnixTime,
+) -> Result<StoredPasskey, PasskeyError> {
+    let credential_id = URL_SAFE_NO_PAD.encode(passkey.cred_id());
+    if passkeys::by_credential_id(conn, &credential_id)?.is_some() {
+        return Err(PasskeyError::AlreadyRegistered);
+    }
+    let aaguid = aaguid::from_attestation_object(&credential.response.attestation_object);
+    let mut stored = StoredPasskey {
+        id: 0,
+        user_id: user.id.clone(),
+        credential_id,
+        name: aaguid::name_for(aaguid.as_deref()).to_string(),
+        aaguid,
+        passkey: to_json(passkey),
+        created_at: now,
+        last_used_at: None,
+    };
+    stored.id = passkeys::insert(conn, &stored)?;
+    audit::record(
+        conn,
+        &Event::new("passkey.added")
+            .user(&user.id, &user.username)
+            .detail(stored.name.clone()),
+        origin,
+        now,
+    )?;
+    Ok(stored)
+}

@@ -1,0 +1,405 @@
+//! `/account`: profile, passkeys and sessions of the signed-in person.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use webauthn_rs::prelude::RegisterPublicKeyCredential;
+
+use super::sign_in::FinishRequest;
+use super::{passkeys, same_origin, see_other, signed_in, within_limit};
+use crate::clock;
+use crate::directory::users as directory_users;
+use crate::server::{State, blocking};
+use crate::store::audit::{self, Event};
+use crate::store::sessions::{self, Session};
+use crate::store::users::{self, User};
+use crate::store::{StoreError, passkeys as stored_passkeys};
+use crate::web::csrf;
+use crate::web::error::{ApiError, PageError};
+use crate::web::pages::{self, AccountPage, PasskeyRow, SessionRow};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/account", web::get().to(account_page))
+        .route("/account/profile", web::post().to(update_profile))
+        .route(
+            "/account/passkeys/start",
+            web::post().to(start_registration),
+        )
+        .route(
+            "/account/passkeys/finish",
+            web::post().to(finish_registration),
+        )
+        .route(
+            "/account/passkeys/{id}/rename",
+            web::post().to(rename_passkey),
+        )
+        .route(
+            "/account/passkeys/{id}/delete",
+            web::post().to(delete_passkey),
+        )
+        .route(
+            "/account/sessions/{handle}/end",
+            web::post().to(end_session),
+        )
+        .route(
+            "/account/sessions/end-others",
+            web::post().to(end_other_sessions),
+        );
+}
+
+fn account_url(state: &State) -> String {
+    format!("{}/account", state.settings.issuer.path())
+}
+
+/// The signed-in person, or the sign-in page.
+async fn require_session(
+    req: &HttpRequest,
+    state: &State,
+) -> Result<(Session, User), HttpResponse> {
+    match signed_in(req, state).await {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(see_other(format!("{}/login", state.settings.issuer.path()))),
+        Err(error) => Err(actix_web::ResponseError::error_response(&error)),
+    }
+}
+
+/// "Firefox on Linux", from a user agent string; enough to tell one's devices apart.
+fn device(user_agent: Option<&str>) -> String {
+    let ua = user_agent.unwrap_or_default();
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(marker, _)| ua.contains(marker))
+    .map_or("Unknown browser", |(_, name)| name);
+    let system = [
+        ("Android", "Android"),
+        ("iPhone", "iPhone"),
+        ("iPad", "iPad"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(marker, _)| ua.contains(marker))
+    .map(|(_, name)| *name);
+    match system {
+        Some(system) => format!("{browser} on {system}"),
+        None => browser.to_string(),
+    }
+}
+
+async fn account_page(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
+    let (session, user) = match require_session(&req, &state).await {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let user_id = user.id.clone();
+    let (groups, keys, live) = blocking(&state, move |state| {
+        state
+            .store
+            .read(|conn| {
+                Ok::<_, StoreError>((
+                    users::group_names(conn, &user_id)?,
+                    stored_passkeys::for_user(conn, &user_id)?,
+                    sessions::for_user(conn, &user_id, clock::now())?,
+                ))
+            })
+            .map_err(PageError::from)
+    })
+    .await?;
+    let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
+    let page = AccountPage {
+        username: user.username,
+        display_name: user.display_name,
+        email: user.email.unwrap_or_default(),
+        groups,
+        is_admin: user.is_admin,
+        signed_in_at: clock::display(session.auth_time),
+        passkeys_enabled: state.passkeys.is_some(),
+        passkeys: keys
+            .into_iter()
+            .map(|key| PasskeyRow {
+                id: key.id,
+                name: key.name,
+                created: clock::display(key.created_at),
+                last_used: key.last_used_at.map_or("never".into(), clock::display),
+            })
+            .collect(),
+        sessions: live
+            .iter()
+            .map(|other| SessionRow {
+                handle: sessions::handle(other).to_string(),
+                device: device(other.user_agent.as_deref()),
+                ip: other.ip.clone().unwrap_or_else(|| "unknown".into()),
+                last_seen: clock::display(other.last_seen_at),
+                current: other.id_hash == session.id_hash,
+            })
+            .collect(),
+        csrf_token,
+    };
+    pages::render(&page, csrf_cookie)
+}
+
+#[derive(Deserialize)]
+struct ProfileForm {
+    csrf_token: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+}
+
+/// Checks the CSRF token and the session of an account form.
+async fn form_session(
+    req: &HttpRequest,
+    state: &State,
+    csrf_token: &str,
+) -> Result<Result<(Session, User), HttpResponse>, PageError> {
+    csrf::verify(req, &state.settings.issuer, Some(csrf_token))?;
+    Ok(require_session(req, state).await)
+}
+
+async fn update_profile(
+    req: HttpRequest,
+    state: State,
+    form: web::Form<ProfileForm>,
+) -> Result<HttpResponse, PageError> {
+    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let origin = state.origin(&req);
+    let form = form.into_inner();
+    blocking(&state, move |state| {
+        state.store.write(|tx| {
+            directory_users::update_own_profile(
+                tx,
+                &user,
+                &form.display_name,
+                &form.email,
+                &origin,
+                clock::now(),
+            )
+            .map_err(|e| match e {
+                crate::directory::DirectoryError::Store(e) => PageError::from(e),
+                other => PageError::bad_request("Profile not saved", other.to_string()),
+            })
+        })
+    })
+    .await?;
+    Ok(see_other(account_url(&state)))
+}
+
+async fn start_registration(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    within_limit(&req, &state, &state.limits.ceremonies)?;
+    let Ok((_, user)) = require_session(&req, &state).await else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Sign in first."));
+    };
+    let (ceremony, options) = blocking(&state, move |state| {
+        let passkeys = passkeys(state)?;
+        state.store.write(|tx| {
+            passkeys
+                .start_registration(tx, &user, clock::now())
+                .map_err(ApiError::from)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "ceremony": ceremony,
+        "publicKey": options["publicKey"],
+    })))
+}
+
+async fn finish_registration(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<FinishRequest<RegisterPublicKeyCredential>>,
+) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    within_limit(&req, &state, &state.limits.ceremonies)?;
+    let Ok((_, user)) = require_session(&req, &state).await else {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Sign in first."));
+    };
+    let origin = state.origin(&req);
+    let FinishRequest {
+        ceremony,
+        credential,
+    } = body.into_inner();
+    let saved = blocking(&state, move |state| {
+        let passkeys = passkeys(state)?;
+        // The ceremony is spent even when the attempt fails.
+        state.store.write(|tx| {
+            Ok::<_, ApiError>(
+                passkeys
+                    .finish_registration(tx, &ceremony, &user, &credential, &origin, clock::now())
+                    .map_err(ApiError::from),
+            )
+        })
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "id": saved.id, "name": saved.name })))
+}
+
+#[derive(Deserialize)]
+struct RenameForm {
+    csrf_token: String,
+    name: String,
+}
+
+async fn rename_passkey(
+    req: HttpRequest,
+    state: State,
+    id: web::Path<i64>,
+    form: web::Form<RenameForm>,
+) -> Result<HttpResponse, PageError> {
+    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let name = crate::directory::names::display_name(&form.name)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            PageError::bad_request(
+                "Name not valid",
+                "A passkey name has 1 to 128 characters and no control characters.",
+            )
+        })?;
+    let id = id.into_inner();
+    let renamed = blocking(&state, move |state| {
+        state
+            .store
+            .write(|tx| stored_passkeys::rename(tx, &user.id, id, &name))
+            .map_err(PageError::from)
+    })
+    .await?;
+    if !renamed {
+        return Err(PageError::not_found());
+    }
+    Ok(see_other(account_url(&state)))
+}
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    csrf_token: String,
+    /// Required, as "yes", to delete the last passkey.
+    #[serde(default)]
+    confirm_last: Option<String>,
+}
+
+async fn delete_passkey(
+    req: HttpRequest,
+    state: State,
+    id: web::Path<i64>,
+    form: web::Form<DeleteForm>,
+) -> Result<HttpResponse, PageError> {
+    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let confirmed = form.confirm_last.as_deref() == Some("yes");
+    let origin = state.origin(&req);
+    let id = id.into_inner();
+    blocking(&state, move |state| {
+        let now = clock::now();
+        state.store.write(|tx| {
+            let count = stored_passkeys::for_user(tx, &user.id)?.len();
+            if count == 1 && !confirmed {
+                return Err(PageError::bad_request(
+                    "This is your last passkey",
+                    "Without a passkey you can sign in again only with a login link from an \
+                     administrator. Go back and tick the confirmation to delete it anyway.",
+                ));
+            }
+            let deleted =
+                stored_passkeys::delete(tx, &user.id, id)?.ok_or_else(PageError::not_found)?;
+            audit::record(
+                tx,
+                &Event::new("passkey.removed")
+                    .user(&user.id, &user.username)
+                    .detail(deleted.name),
+                &origin,
+                now,
+            )?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(see_other(account_url(&state)))
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf_token: String,
+}
+
+async fn end_session(
+    req: HttpRequest,
+    state: State,
+    handle: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let origin = state.origin(&req);
+    let handle = handle.into_inner();
+    blocking(&state, move |state| {
+        state
+            .store
+            .write(|tx| {
+                if sessions::delete_by_handle(tx, &user.id, &handle)? {
+                    audit::record(
+                        tx,
+                        &Event::new("session.revoked").user(&user.id, &user.username),
+                        &origin,
+                        clock::now(),
+                    )?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .map_err(PageError::from)
+    })
+    .await?;
+    Ok(see_other(account_url(&state)))
+}
+
+async fn end_other_sessions(
+    req: HttpRequest,
+    state: State,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let (session, user) = match form_session(&req, &state, &form.csrf_token).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let origin = state.origin(&req);
+    blocking(&state, move |state| {
+        state
+            .store
+            .write(|tx| {
+                let ended = sessions::delete_others(tx, &user.id, &session.id_hash)?;
+                audit::record(
+                    tx,
+                    &Event::new("session.revoked")
+                        .user(&user.id, &user.username)
+                        .detail(format!("{ended} other sessions")),
+                    &origin,
+                    clock::now(),
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .map_err(PageError::from)
+    })
+    .await?;
+    Ok(see_other(account_url(&state)))
+}

@@ -1,0 +1,89 @@
+//! Pages and JSON endpoints for signing in, first-run setup and the account.
+
+mod account;
+mod setup;
+mod sign_in;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::passkeys::Passkeys;
+use super::rate_limit::RateLimiter;
+use super::session;
+use crate::clock;
+use crate::server::{AppState, State, blocking};
+use crate::store::sessions::Session;
+use crate::store::users::User;
+use crate::web::error::{ApiError, PageError};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    sign_in::configure(cfg);
+    setup::configure(cfg);
+    account::configure(cfg);
+}
+
+fn see_other(location: String) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// The signed-in session and user of this browser, if any.
+async fn signed_in(req: &HttpRequest, state: &State) -> Result<Option<(Session, User)>, PageError> {
+    let Some(cookie) = AppState::cookie(req, session::cookie_name(&state.settings.issuer)) else {
+        return Ok(None);
+    };
+    blocking(state, move |state| {
+        state
+            .store
+            .read(|conn| session::current(conn, &cookie, &state.settings.sessions, clock::now()))
+            .map_err(PageError::from)
+    })
+    .await
+}
+
+/// JSON endpoints answer only our own pages: the browser's `Origin` must be the issuer's.
+fn same_origin(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
+    let origin = req.headers().get(header::ORIGIN).map(|v| v.as_bytes());
+    if origin == Some(state.settings.issuer.origin().as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "this request must come from Latchkey's own pages",
+        ))
+    }
+}
+
+/// Counts an attempt against a per-address limit.
+fn within_limit(req: &HttpRequest, state: &State, limiter: &RateLimiter) -> Result<(), ApiError> {
+    let ip = state.origin(req).ip.unwrap_or_default();
+    if limiter.allow(&ip, clock::now()) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts from your address. Wait a minute and try again.",
+        ))
+    }
+}
+
+/// The relying party, or a clear error when the issuer cannot have passkeys.
+fn passkeys(state: &AppState) -> Result<&Passkeys, ApiError> {
+    state.passkeys.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Passkeys need Latchkey's issuer to be a domain name (such as localhost or \
+             id.example.com), not an IP address. Sign in with a login link instead.",
+        )
+    })
+}
+
+/// A JSON answer telling the page where to go, setting the new session cookie.
+fn signed_in_json(cookie: actix_web::cookie::Cookie<'static>, redirect: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(cookie)
+        .json(serde_json::json!({ "redirect": redirect }))
+}

@@ -1,0 +1,121 @@
+//! `/setup/{token}`: the first administrator picks a username and registers a passkey.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use webauthn_rs::prelude::RegisterPublicKeyCredential;
+
+use super::sign_in::FinishRequest;
+use super::{passkeys, same_origin, signed_in_json, within_limit};
+use crate::auth::{session, setup};
+use crate::clock;
+use crate::server::{State, blocking};
+use crate::web::error::{ApiError, PageError};
+use crate::web::pages::{self, SetupPage};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/setup/{token}", web::get().to(setup_page))
+        .route("/setup/{token}/start", web::post().to(start))
+        .route("/setup/finish", web::post().to(finish));
+}
+
+async fn setup_page(
+    req: HttpRequest,
+    state: State,
+    token: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    within_limit(&req, &state, &state.limits.links)
+        .map_err(|e| PageError::new(e.status, "Slow down", e.message))?;
+    let token = token.into_inner();
+    let checked = token.clone();
+    blocking(&state, move |state| {
+        state
+            .store
+            .read(|conn| setup::check(conn, &checked, clock::now()))
+            .map_err(|e| PageError::new(StatusCode::GONE, "Setup link not valid", e.to_string()))
+    })
+    .await?;
+    pages::render(
+        &SetupPage {
+            token,
+            passkeys: state.passkeys.is_some(),
+        },
+        [],
+    )
+}
+
+#[derive(Deserialize)]
+struct Profile {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    email: String,
+}
+
+async fn start(
+    req: HttpRequest,
+    state: State,
+    token: web::Path<String>,
+    body: web::Json<Profile>,
+) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    within_limit(&req, &state, &state.limits.ceremonies)?;
+    let token = token.into_inner();
+    let profile = body.into_inner();
+    let (ceremony, options) = blocking(&state, move |state| {
+        let passkeys = passkeys(state)?;
+        let profile = setup::profile(&profile.username, &profile.display_name, &profile.email)?;
+        let now = clock::now();
+        state.store.write(|tx| {
+            let link_hash = setup::check(tx, &token, now)?;
+            Ok::<_, ApiError>(passkeys.start_setup(tx, profile, link_hash, now)?)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "ceremony": ceremony,
+        "publicKey": options["publicKey"],
+    })))
+}
+
+async fn finish(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<FinishRequest<RegisterPublicKeyCredential>>,
+) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    within_limit(&req, &state, &state.limits.ceremonies)?;
+    let origin = state.origin(&req);
+    let FinishRequest {
+        ceremony,
+        credential,
+    } = body.into_inner();
+    let cookie = blocking(&state, move |state| {
+        let passkeys = passkeys(state)?;
+        let now = clock::now();
+        // The ceremony is spent even when the attempt fails.
+        state.store.write(|tx| {
+            let (setup_state, passkey) =
+                match passkeys.finish_setup(tx, &ceremony, &credential, now) {
+                    Ok(done) => done,
+                    Err(error) => return Ok(Err(ApiError::from(error))),
+                };
+            let user = setup::complete(tx, &setup_state, &passkey, &credential, &origin, now)?;
+            Ok::<_, ApiError>(Ok(session::start(
+                tx,
+                &state.settings.issuer,
+                &state.settings.sessions,
+                &user,
+                &["hwk", "user", "mfa"],
+                &origin,
+                now,
+            )?))
+        })
+    })
+    .await??;
+    Ok(signed_in_json(
+        cookie,
+        format!("{}/account", state.settings.issuer.path()),
+    ))
+}

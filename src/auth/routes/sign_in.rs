@@ -1,0 +1,171 @@
+//! `/login`, login links, and signing in with a passkey.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use webauthn_rs::prelude::PublicKeyCredential;
+
+use super::{passkeys, same_origin, see_other, signed_in, signed_in_json, within_limit};
+use crate::auth::{login_link, session};
+use crate::clock;
+use crate::oidc::routes::{after_sign_in, has_pending};
+use crate::secrets;
+use crate::server::{AppState, State, blocking};
+use crate::store::sessions;
+use crate::web::error::{ApiError, PageError};
+use crate::web::pages::{self, LoginPage};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(home))
+        .route("/login", web::get().to(login_page))
+        .route("/login/link/{token}", web::get().to(open_login_link))
+        .route("/login/passkey/start", web::post().to(start))
+        .route("/login/passkey/finish", web::post().to(finish));
+}
+
+async fn home(state: State) -> HttpResponse {
+    see_other(format!("{}/account", state.settings.issuer.path()))
+}
+
+async fn login_page(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
+    let current = signed_in(&req, &state).await?;
+    let page = LoginPage {
+        signed_in_as: current.map(|(_, user)| user.username),
+        pending: has_pending(&req),
+        passkeys: state.passkeys.is_some(),
+    };
+    pages::render(&page, [])
+}
+
+/// Replaces whatever session this browser had with a new one for `user`.
+fn replace_session(
+    tx: &rusqlite::Connection,
+    state: &AppState,
+    previous: Option<String>,
+    user: &crate::store::users::User,
+    amr: &[&str],
+    origin: &crate::store::audit::Origin,
+    now: clock::UnixTime,
+) -> Result<actix_web::cookie::Cookie<'static>, crate::store::StoreError> {
+    if let Some(previous) = previous {
+        sessions::delete(tx, &secrets::token_hash(&previous))?;
+    }
+    session::start(
+        tx,
+        &state.settings.issuer,
+        &state.settings.sessions,
+        user,
+        amr,
+        origin,
+        now,
+    )
+}
+
+async fn open_login_link(
+    req: HttpRequest,
+    state: State,
+    token: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    within_limit(&req, &state, &state.limits.links)
+        .map_err(|e| PageError::new(e.status, "Slow down", e.message))?;
+    let origin = state.origin(&req);
+    let previous = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
+    let token = token.into_inner();
+    let cookie = blocking(&state, move |state| {
+        let now = clock::now();
+        state.store.write(|tx| {
+            let user = match login_link::redeem(tx, &token, &origin, now)? {
+                Ok(user) => user,
+                Err(failure) => return Ok(Err(failure)),
+            };
+            let cookie = replace_session(tx, state, previous, &user, &["otp"], &origin, now)?;
+            Ok::<_, PageError>(Ok(cookie))
+        })
+    })
+    .await?
+    .map_err(|failure| {
+        PageError::new(
+            StatusCode::GONE,
+            "Login link not valid",
+            failure.to_string(),
+        )
+    })?;
+    let mut response = see_other(after_sign_in(&req, state.settings.issuer.path()));
+    response
+        .add_cookie(&cookie)
+        .map_err(|e| PageError::internal(&e))?;
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct StartRequest {
+    /// For authenticators without discoverable credentials; absent for usernameless sign-in.
+    #[serde(default)]
+    username: Option<String>,
+}
+
+async fn start(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<StartRequest>,
+) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    within_limit(&req, &state, &state.limits.ceremonies)?;
+    let username = body
+        .into_inner()
+        .username
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty());
+    let (ceremony, options) = blocking(&state, move |state| {
+        let passkeys = passkeys(state)?;
+        state.store.write(|tx| {
+            passkeys
+                .start_authentication(tx, username.as_deref(), clock::now())
+                .map_err(ApiError::from)
+        })
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "ceremony": ceremony,
+        "publicKey": options.public_key,
+    })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct FinishRequest<T> {
+    pub ceremony: String,
+    pub credential: T,
+}
+
+async fn finish(
+    req: HttpRequest,
+    state: State,
+    body: web::Json<FinishRequest<PublicKeyCredential>>,
+) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    within_limit(&req, &state, &state.limits.ceremonies)?;
+    let origin = state.origin(&req);
+    let previous = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
+    let FinishRequest {
+        ceremony,
+        credential,
+    } = body.into_inner();
+    let cookie = blocking(&state, move |state| {
+        let passkeys = passkeys(state)?;
+        let now = clock::now();
+        // The failure's audit event must be kept even though the sign-in is refused.
+        state.store.write(|tx| {
+            match passkeys.finish_authentication(tx, &ceremony, &credential, &origin, now) {
+                Ok((user, amr)) => Ok(Ok(replace_session(
+                    tx, state, previous, &user, &amr, &origin, now,
+                )?)),
+                Err(error) => Ok::<_, ApiError>(Err(ApiError::from(error))),
+            }
+        })
+    })
+    .await??;
+    Ok(signed_in_json(
+        cookie,
+        after_sign_in(&req, state.settings.issuer.path()),
+    ))
+}

@@ -1,0 +1,111 @@
+//! First-run setup: while no administrator exists, `serve` prints a one-time setup link; the
+//! person who opens it picks a username, registers a passkey and becomes the administrator.
+
+use rusqlite::Connection;
+use webauthn_rs::prelude::{Passkey, RegisterPublicKeyCredential};
+
+use super::passkeys::{self, PasskeyError, SetupState};
+use crate::clock::UnixTime;
+use crate::directory::users::{self as directory_users, NewUser};
+use crate::directory::{DirectoryError, names};
+use crate::secrets;
+use crate::store::audit::{self, Event, Origin};
+use crate::store::links::{self, Purpose, Redemption};
+use crate::store::users::{self, User};
+use crate::store::{StoreError, StoreResult};
+
+pub const ROUTE: &str = "/setup/";
+pub const LINK_TTL_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "This setup link is not valid any more: it was used, it expired, or an administrator \
+         already exists. Restart `latchkey serve` for a new one while there is no administrator."
+    )]
+    LinkNotValid,
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Passkey(#[from] PasskeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A setup link token while there is no administrator; `None` once there is one.
+pub fn issue_if_needed(conn: &Connection, now: UnixTime) -> StoreResult<Option<String>> {
+    if users::count_admins(conn)? > 0 {
+        return Ok(None);
+    }
+    let token = secrets::random_token();
+    links::insert(
+        conn,
+        &secrets::token_hash(&token),
+        Purpose::Setup,
+        None,
+        now,
+        now + LINK_TTL_SECS,
+    )?;
+    Ok(Some(token))
+}
+
+/// Checks a setup link without spending it; returns its hash.
+pub fn check(conn: &Connection, token: &str, now: UnixTime) -> Result<String, SetupError> {
+    let hash = secrets::token_hash(token);
+    if users::count_admins(conn)? > 0 || !links::is_live(conn, &hash, Purpose::Setup, now)? {
+        return Err(SetupError::LinkNotValid);
+    }
+    Ok(hash)
+}
+
+/// Validates what the person typed on the setup page.
+pub fn profile(
+    username: &str,
+    display_name: &str,
+    email: &str,
+) -> Result<passkeys::SetupProfile, SetupError> {
+    let email = email.trim();
+    Ok(passkeys::SetupProfile {
+        username: names::username(username)?,
+        display_name: names::display_name(display_name)?,
+        email: (!email.is_empty())
+            .then(|| names::email(email))
+            .transpose()?,
+    })
+}
+
+/// Completes setup: spends the link, creates the administrator and saves the passkey, all in
+/// the caller's transaction.
+pub fn complete(
+    conn: &Connection,
+    setup: &SetupState,
+    passkey: &Passkey,
+    credential: &RegisterPublicKeyCredential,
+    origin: &Origin,
+    now: UnixTime,
+) -> Result<User, SetupError> {
+    let redeemed = links::redeem(conn, &setup.link_hash, Purpose::Setup, now)?;
+    if !matches!(redeemed, Redemption::Redeemed { .. }) || users::count_admins(conn)? > 0 {
+        return Err(SetupError::LinkNotValid);
+    }
+    let user = directory_users::add(
+        conn,
+        &NewUser {
+            id: Some(setup.user_id.clone()),
+            username: setup.profile.username.clone(),
+            display_name: Some(setup.profile.display_name.clone()),
+            email: setup.profile.email.clone(),
+            is_admin: true,
+        },
+        origin,
+        now,
+    )?;
+    passkeys::save_new(conn, &user, passkey, credential, origin, now)?;
+    audit::record(
+        conn,
+        &Event::new("setup.completed").user(&user.id, &user.username),
+        origin,
+        now,
+    )?;
+    Ok(user)
+}
