@@ -210,7 +210,7 @@ async fn prompt_none_without_a_session_says_login_required() {
     let app = spawn_app();
     app.setup_proxmox();
     let params = with(&proxmox_params(&pkce()), "prompt", "none");
-    let response = authorize(&app, &browser(), &as_refs(&params)).await;
+    let response = authorize(&app, &app.browser(), &as_refs(&params)).await;
     assert_redirected_error(&app, &response, "login_required");
 }
 
@@ -218,7 +218,7 @@ async fn prompt_none_without_a_session_says_login_required() {
 async fn sign_in_resumes_the_waiting_authorization() {
     let app = spawn_app();
     app.setup_proxmox();
-    let browser = browser();
+    let browser = app.browser();
     let response = authorize(&app, &browser, &as_refs(&proxmox_params(&pkce()))).await;
     assert_eq!(response.status(), 303);
     assert_eq!(location(&response), "/login");

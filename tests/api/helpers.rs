@@ -23,17 +23,24 @@ use tempfile::TempDir;
 pub const PVE_REDIRECT: &str = "https://pve.example.com:8006";
 
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT`, also the issuer.
+    /// `http://127.0.0.1:PORT` or `http://localhost:PORT`, also the issuer.
     pub issuer: String,
+    pub port: u16,
     pub data_dir: TempDir,
 }
 
 /// Starts the real server on a free port, in a thread of its own with its own runtime.
 pub fn spawn_app() -> TestApp {
+    spawn_app_at("127.0.0.1")
+}
+
+/// Starts the server with the issuer `http://HOST:PORT`; it always listens on 127.0.0.1.
+/// Passkeys need a domain name, so their tests use `localhost`.
+pub fn spawn_app_at(host: &str) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
-    let issuer = format!("http://127.0.0.1:{port}");
+    let issuer = format!("http://{host}:{port}");
     let settings = Settings::resolve(Overrides {
         data_dir: Some(data_dir.path().to_path_buf()),
         config: None,
@@ -52,7 +59,11 @@ pub fn spawn_app() -> TestApp {
                 .expect("serve")
         })
     });
-    TestApp { issuer, data_dir }
+    TestApp {
+        issuer,
+        port,
+        data_dir,
+    }
 }
 
 impl TestApp {
@@ -119,22 +130,31 @@ impl TestApp {
         out.lines().last().unwrap().to_string()
     }
 
+    /// A client builder that reaches the issuer's host on 127.0.0.1 (`localhost` may also
+    /// resolve to ::1, where nothing listens).
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder().resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+        )
+    }
+
+    /// A cookie-keeping client that does not follow redirects, so tests see every hop.
+    pub fn browser(&self) -> reqwest::Client {
+        self.client_builder()
+            .cookie_store(true)
+            .redirect(Policy::none())
+            .build()
+            .unwrap()
+    }
+
     /// A new browser, signed in as `user` through a login link.
     pub async fn signed_in_browser(&self, user: &str) -> reqwest::Client {
-        let browser = browser();
+        let browser = self.browser();
         let response = browser.get(self.login_link(user)).send().await.unwrap();
         assert_eq!(response.status(), 303, "the login link signs in");
         browser
     }
-}
-
-/// A cookie-keeping client that does not follow redirects, so tests see every hop.
-pub fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
 }
 
 pub fn location(response: &reqwest::Response) -> String {
@@ -187,7 +207,8 @@ pub async fn proxmox_sign_in(
     secret: &str,
     scopes: &[&str],
 ) -> anyhow::Result<SignIn> {
-    let http = openidconnect::reqwest::Client::builder()
+    let http = app
+        .client_builder()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
         .build()?;
     let metadata =

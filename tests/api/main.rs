@@ -3,6 +3,7 @@
 mod authorize_errors;
 mod cli;
 mod helpers;
+mod passkeys;
 mod proxmox_flow;
 mod sessions;
 mod token_errors;

@@ -12,7 +12,7 @@ async fn login_links_work_once_and_then_say_why_not() {
         "{link}"
     );
 
-    let browser = browser();
+    let browser = app.browser();
     let first = browser.get(&link).send().await.unwrap();
     assert_eq!(first.status(), 303);
     assert_eq!(location(&first), "/account");

@@ -1,0 +1,459 @@
+//! Passkey ceremonies over the real routes, with a software authenticator.
+//!
+//! The software authenticator cannot keep discoverable (resident) credentials, so after
+//! checking that the server asks for one, these tests relax that flag on the client side;
+//! usernameless sign-in is proven in Chromium (tests/browser).
+
+use serde_json::{Value, json};
+use url::Url;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs::prelude::{CreationChallengeResponse, RequestChallengeResponse};
+
+use crate::helpers::*;
+
+type Authenticator = SoftPasskey;
+
+fn authenticator() -> Authenticator {
+    // `true`: the software token claims user verification, as a real one would after a PIN.
+    SoftPasskey::new(true)
+}
+
+/// A JSON POST from our own pages (with their `Origin`).
+async fn post_json(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = client
+        .post(app.url(path))
+        .header("origin", &app.issuer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Registers a passkey for the signed-in `browser`; returns the finish answer.
+async fn register(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    key: &mut Authenticator,
+) -> (u16, Value) {
+    let (status, start) = post_json(app, browser, "/account/passkeys/start", json!({})).await;
+    assert_eq!(status, 200, "{start}");
+    let selection = &start["publicKey"]["authenticatorSelection"];
+    assert_eq!(
+        selection["residentKey"], "required",
+        "discoverable credentials only"
+    );
+    assert_eq!(selection["userVerification"], "required");
+    assert_eq!(start["publicKey"]["attestation"], "none");
+    let mut options = json!({ "publicKey": start["publicKey"] });
+    options["publicKey"]["authenticatorSelection"]["requireResidentKey"] = json!(false);
+    let options: CreationChallengeResponse = serde_json::from_value(options).unwrap();
+    let credential = key
+        .do_registration(Url::parse(&app.issuer).unwrap(), options)
+        .expect("the authenticator registers");
+    post_json(
+        app,
+        browser,
+        "/account/passkeys/finish",
+        json!({ "ceremony": start["ceremony"], "credential": credential }),
+    )
+    .await
+}
+
+/// Signs in with a passkey for `username` at `origin`; returns the finish status, body and
+/// the assertion sent.
+async fn sign_in(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    key: &mut Authenticator,
+    username: &str,
+    origin: &str,
+) -> (u16, Value, Value) {
+    let (status, start) = post_json(
+        app,
+        browser,
+        "/login/passkey/start",
+        json!({ "username": username }),
+    )
+    .await;
+    assert_eq!(status, 200, "{start}");
+    assert_eq!(start["publicKey"]["userVerification"], "required");
+    let options: RequestChallengeResponse =
+        serde_json::from_value(json!({ "publicKey": start["publicKey"] })).unwrap();
+    let credential = key
+        .do_authentication(Url::parse(origin).unwrap(), options)
+        .expect("the authenticator signs");
+    let credential = serde_json::to_value(credential).unwrap();
+    let (status, body) = post_json(
+        app,
+        browser,
+        "/login/passkey/finish",
+        json!({ "ceremony": start["ceremony"], "credential": credential }),
+    )
+    .await;
+    (status, body, credential)
+}
+
+fn stored_counter(app: &TestApp) -> u64 {
+    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
+    let json: String = db
+        .query_row("SELECT passkey FROM passkeys", [], |row| row.get(0))
+        .unwrap();
+    let passkey: Value = serde_json::from_str(&json).unwrap();
+    passkey["cred"]["counter"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn register_then_sign_in_with_the_passkey_alone() {
+    let app = spawn_app_at("localhost");
+    let secret = app.setup_proxmox();
+    let mut key = authenticator();
+    let browser = app.signed_in_browser("alice").await;
+    let (status, added) = register(&app, &browser, &mut key).await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["name"], "Passkey");
+    let page = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("passkey-name\">Passkey<"),
+        "listed on the account page"
+    );
+
+    let fresh = app.browser();
+    let (status, body, _) = sign_in(&app, &fresh, &mut key, "alice", &app.issuer).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["redirect"], "/account");
+    assert_eq!(
+        fresh
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let first = stored_counter(&app);
+    assert!(first > 0, "the signature counter is stored");
+
+    let again = app.browser();
+    let (status, _, _) = sign_in(&app, &again, &mut key, "alice", &app.issuer).await;
+    assert_eq!(status, 200);
+    assert!(stored_counter(&app) > first, "and updated on every use");
+
+    // The passkey sign-in carries through to the relying party.
+    let sign_in = proxmox_sign_in(&app, &again, "proxmox", &secret, &["groups"])
+        .await
+        .unwrap();
+    assert_eq!(sign_in.id_token_json["amr"], json!(["hwk", "user", "mfa"]));
+    assert_eq!(sign_in.id_token_json["groups"], json!(["pve-admins"]));
+}
+
+#[tokio::test]
+async fn replayed_and_foreign_assertions_are_refused() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    let mut key = authenticator();
+    let browser = app.signed_in_browser("alice").await;
+    assert_eq!(register(&app, &browser, &mut key).await.0, 200);
+
+    let first = app.browser();
+    let (status, _, used) = sign_in(&app, &first, &mut key, "alice", &app.issuer).await;
+    assert_eq!(status, 200);
+
+    // The same assertion for a new ceremony: its challenge does not match.
+    let (_, start) = post_json(
+        &app,
+        &first,
+        "/login/passkey/start",
+        json!({ "username": "alice" }),
+    )
+    .await;
+    let (status, body) = post_json(
+        &app,
+        &first,
+        "/login/passkey/finish",
+        json!({ "ceremony": start["ceremony"], "credential": used }),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // And the spent ceremony cannot be used again.
+    let (status, body) = post_json(
+        &app,
+        &first,
+        "/login/passkey/finish",
+        json!({ "ceremony": start["ceremony"], "credential": used }),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("expired or was already used")
+    );
+
+    // An assertion made on another origin of the same RP ID (another port).
+    let other = app.browser();
+    let elsewhere = format!("http://localhost:{}", app.port.wrapping_add(1));
+    let (status, body, _) = sign_in(&app, &other, &mut key, "alice", &elsewhere).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        other
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+
+    // A request from another site's page.
+    let response = other
+        .post(app.url("/login/passkey/start"))
+        .header("origin", "https://evil.example.com")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let no_origin = other
+        .post(app.url("/login/passkey/start"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_origin.status(), 403);
+}
+
+#[tokio::test]
+async fn disabled_users_cannot_use_their_passkey() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    let mut key = authenticator();
+    let browser = app.signed_in_browser("alice").await;
+    assert_eq!(register(&app, &browser, &mut key).await.0, 200);
+    app.cli_ok(&["user", "disable", "alice"]);
+    let (status, body, _) = sign_in(&app, &app.browser(), &mut key, "alice", &app.issuer).await;
+    assert_eq!(status, 403);
+    assert!(body["error"].as_str().unwrap().contains("disabled"));
+}
+
+#[tokio::test]
+async fn unknown_usernames_look_like_any_other() {
+    let app = spawn_app_at("localhost");
+    let (status, start) = post_json(
+        &app,
+        &app.browser(),
+        "/login/passkey/start",
+        json!({ "username": "nobody" }),
+    )
+    .await;
+    assert_eq!(status, 200, "no hint that the name does not exist");
+    assert_eq!(start["publicKey"]["allowCredentials"], json!([]));
+}
+
+#[tokio::test]
+async fn first_run_setup_creates_the_administrator() {
+    let app = spawn_app_at("localhost");
+    let token = {
+        let store = latchkey::store::Store::open(app.data_dir.path()).unwrap();
+        store
+            .write(|tx| latchkey::auth::setup::issue_if_needed(tx, latchkey::clock::now()))
+            .unwrap()
+            .expect("no administrator yet")
+    };
+    let browser = app.browser();
+    let page = browser
+        .get(app.url(&format!("/setup/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Create account and passkey")
+    );
+
+    let (status, body) = post_json(
+        &app,
+        &browser,
+        &format!("/setup/{token}/start"),
+        json!({ "username": "bad name", "display_name": "", "email": "" }),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("invalid username"));
+
+    let (status, start) = post_json(
+        &app,
+        &browser,
+        &format!("/setup/{token}/start"),
+        json!({ "username": "Root", "display_name": "Rita Root", "email": "rita@example.com" }),
+    )
+    .await;
+    assert_eq!(status, 200, "{start}");
+    let mut options = json!({ "publicKey": start["publicKey"] });
+    options["publicKey"]["authenticatorSelection"]["requireResidentKey"] = json!(false);
+    let mut key = authenticator();
+    let credential = key
+        .do_registration(
+            Url::parse(&app.issuer).unwrap(),
+            serde_json::from_value(options).unwrap(),
+        )
+        .unwrap();
+    let (status, done) = post_json(
+        &app,
+        &browser,
+        "/setup/finish",
+        json!({ "ceremony": start["ceremony"], "credential": credential }),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["redirect"], "/account");
+    let account = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(account.contains("Administrator") && account.contains("Rita Root"));
+    let users: Value = serde_json::from_str(&app.cli_ok(&["user", "list", "--json"])).unwrap();
+    assert_eq!(users[0]["username"], "root");
+    assert_eq!(users[0]["is_admin"], true);
+
+    let reused = app
+        .browser()
+        .get(app.url(&format!("/setup/{token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), 410, "single use");
+    let store = latchkey::store::Store::open(app.data_dir.path()).unwrap();
+    let again = store
+        .write(|tx| latchkey::auth::setup::issue_if_needed(tx, latchkey::clock::now()))
+        .unwrap();
+    assert!(
+        again.is_none(),
+        "no setup link once an administrator exists"
+    );
+
+    let (status, _, _) = sign_in(&app, &app.browser(), &mut key, "root", &app.issuer).await;
+    assert_eq!(
+        status, 200,
+        "the administrator signs in with the new passkey"
+    );
+}
+
+#[tokio::test]
+async fn ceremonies_are_rate_limited_per_address() {
+    let app = spawn_app_at("localhost");
+    let client = app.browser();
+    let mut last = 0;
+    for _ in 0..70 {
+        last = post_json(&app, &client, "/login/passkey/start", json!({}))
+            .await
+            .0;
+        if last == 429 {
+            break;
+        }
+    }
+    assert_eq!(last, 429);
+}
+
+#[tokio::test]
+async fn passkeys_are_renamed_and_the_last_one_needs_confirmation_to_delete() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    let mut key = authenticator();
+    let (_, added) = register(&app, &browser, &mut key).await;
+    let id = added["id"].as_i64().unwrap();
+    let page = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let renamed = browser
+        .post(app.url(&format!("/account/passkeys/{id}/rename")))
+        .form(&[("csrf_token", csrf.as_str()), ("name", "Work laptop")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 303);
+    let page = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Work laptop"));
+    assert!(page.contains("This is your only passkey"));
+
+    // A sign-in that starts before the passkey is deleted and finishes after.
+    let late = app.browser();
+    let (_, start) = post_json(
+        &app,
+        &late,
+        "/login/passkey/start",
+        json!({ "username": "alice" }),
+    )
+    .await;
+    let options: RequestChallengeResponse =
+        serde_json::from_value(json!({ "publicKey": start["publicKey"] })).unwrap();
+    let assertion = key
+        .do_authentication(Url::parse(&app.issuer).unwrap(), options)
+        .unwrap();
+
+    let refused = browser
+        .post(app.url(&format!("/account/passkeys/{id}/delete")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("login link"));
+    let deleted = browser
+        .post(app.url(&format!("/account/passkeys/{id}/delete")))
+        .form(&[("csrf_token", csrf.as_str()), ("confirm_last", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 303);
+    let (status, body) = post_json(
+        &app,
+        &late,
+        "/login/passkey/finish",
+        json!({ "ceremony": start["ceremony"], "credential": assertion }),
+    )
+    .await;
+    assert_eq!(status, 401, "a deleted passkey no longer signs in: {body}");
+    assert!(body["error"].as_str().unwrap().contains("not registered"));
+}
