@@ -457,3 +457,152 @@ async fn passkeys_are_renamed_and_the_last_one_needs_confirmation_to_delete() {
     assert_eq!(status, 401, "a deleted passkey no longer signs in: {body}");
     assert!(body["error"].as_str().unwrap().contains("not registered"));
 }
+
+#[tokio::test]
+async fn a_passkey_sign_in_resumes_the_waiting_authorization() {
+    let app = spawn_app_at("localhost");
+    let secret = app.setup_proxmox();
+    let mut key = authenticator();
+    assert_eq!(
+        register(&app, &app.signed_in_browser("alice").await, &mut key)
+            .await
+            .0,
+        200
+    );
+
+    let browser = app.browser();
+    let pkce = pkce();
+    let waiting = authorize(&app, &browser, &as_refs(&proxmox_params(&pkce))).await;
+    assert_eq!(location(&waiting), "/login");
+    let (status, body, _) = sign_in(&app, &browser, &mut key, "alice", &app.issuer).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["redirect"], "/authorize/resume");
+    let resumed = browser
+        .get(app.url("/authorize/resume"))
+        .send()
+        .await
+        .unwrap();
+    let code = query(&location(&resumed)).remove("code").expect("a code");
+    let (status, tokens) = exchange(&app, &secret, &code, &pkce.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+}
+
+#[tokio::test]
+async fn sessions_can_be_ended_from_the_account_page() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    let laptop = app.signed_in_browser("alice").await;
+    let phone = app.signed_in_browser("alice").await;
+    let tablet = app.signed_in_browser("alice").await;
+    let page = laptop
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let handle = page
+        .split("/account/sessions/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .filter(|h| *h != "end-others")
+        .expect("another session is listed")
+        .to_string();
+    let ended = laptop
+        .post(app.url(&format!("/account/sessions/{handle}/end")))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 303);
+    let alive = |client: &reqwest::Client| {
+        let client = client.clone();
+        let url = app.url("/account");
+        async move { client.get(url).send().await.unwrap().status() == 200 }
+    };
+    assert!(alive(&laptop).await);
+    assert_eq!(
+        [alive(&phone).await, alive(&tablet).await]
+            .iter()
+            .filter(|a| **a)
+            .count(),
+        1,
+        "exactly one other session ended"
+    );
+    let others = laptop
+        .post(app.url("/account/sessions/end-others"))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(others.status(), 303);
+    assert!(alive(&laptop).await, "this browser stays signed in");
+    assert!(!alive(&phone).await && !alive(&tablet).await);
+
+    let forged = laptop
+        .post(app.url("/account/sessions/end-others"))
+        .form(&[("csrf_token", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+}
+
+#[tokio::test]
+async fn people_edit_their_profile_and_a_typed_email_is_not_verified() {
+    let app = spawn_app_at("localhost");
+    let secret = app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    let page = browser
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let saved = browser
+        .post(app.url("/account/profile"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("display_name", "Alice Pleasance Liddell"),
+            ("email", "alice@wonderland.example"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 303);
+    let sign_in = proxmox_sign_in(&app, &browser, "proxmox", &secret, &["email", "profile"])
+        .await
+        .unwrap();
+    let claims = &sign_in.id_token_json;
+    assert_eq!(claims["email"], "alice@wonderland.example");
+    assert_eq!(claims["email_verified"], json!(false));
+    assert_eq!(claims["given_name"], "Alice");
+    assert_eq!(claims["family_name"], "Pleasance Liddell");
+
+    let bad = browser
+        .post(app.url("/account/profile"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("display_name", "A"),
+            ("email", "nope"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
