@@ -74,20 +74,7 @@ pub fn add_member(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
-    let id = find(conn, group)?;
-    let user = directory_users::find(conn, username)?;
-    let added = groups::add_member(conn, id, &user.id)?;
-    if added {
-        audit::record(
-            conn,
-            &Event::new("group.member_added")
-                .user(&user.id, &user.username)
-                .detail(group.to_string()),
-            origin,
-            now,
-        )?;
-    }
-    Ok(added)
+    change_membership(conn, Membership::Add, group, username, origin, now)
 }
 
 /// Removes `username` from `group`; false when they were not a member.
@@ -98,18 +85,44 @@ pub fn remove_member(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
+    change_membership(conn, Membership::Remove, group, username, origin, now)
+}
+
+enum Membership {
+    Add,
+    Remove,
+}
+
+/// Applies one membership change, audit-logged when it changed anything.
+fn change_membership(
+    conn: &Connection,
+    change: Membership,
+    group: &str,
+    username: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<bool> {
     let id = find(conn, group)?;
     let user = directory_users::find(conn, username)?;
-    let removed = groups::remove_member(conn, id, &user.id)?;
-    if removed {
+    let (changed, event) = match change {
+        Membership::Add => (
+            groups::add_member(conn, id, &user.id)?,
+            "group.member_added",
+        ),
+        Membership::Remove => (
+            groups::remove_member(conn, id, &user.id)?,
+            "group.member_removed",
+        ),
+    };
+    if changed {
         audit::record(
             conn,
-            &Event::new("group.member_removed")
+            &Event::new(event)
                 .user(&user.id, &user.username)
                 .detail(group.to_string()),
             origin,
             now,
         )?;
     }
-    Ok(removed)
+    Ok(changed)
 }

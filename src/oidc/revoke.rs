@@ -7,7 +7,7 @@ use crate::secrets;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::Client;
-use crate::store::grants;
+use crate::store::grants::{self, TokenKind};
 
 /// Revokes `token` if it belongs to `client`. Unknown tokens, and other clients' tokens,
 /// are silently ignored: the answer must not tell a caller which tokens exist.
@@ -20,7 +20,7 @@ pub fn revoke(
     now: UnixTime,
 ) -> StoreResult<()> {
     let hash = secrets::token_hash(token);
-    if let Some(grant) = grants::refresh_token_grant(conn, &hash)?
+    if let Some(grant) = grants::token_grant(conn, TokenKind::Refresh, &hash)?
         && grant.client_id == client.client_id
     {
         grants::revoke_grant(conn, &grant.id, now)?;
@@ -33,7 +33,7 @@ pub fn revoke(
             now,
         );
     }
-    if let Some(grant) = grants::access_token_grant(conn, &hash)?
+    if let Some(grant) = grants::token_grant(conn, TokenKind::Access, &hash)?
         && grant.client_id == client.client_id
     {
         grants::delete_access_token(conn, &hash)?;

@@ -16,7 +16,7 @@ use crate::secrets;
 use crate::store::Store;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::Client;
-use crate::store::grants::{self, CodeUse, Grant, RefreshUse};
+use crate::store::grants::{self, CodeUse, Grant, RefreshUse, TokenKind};
 use crate::store::users;
 
 #[derive(Debug, Serialize)]
@@ -86,18 +86,15 @@ fn redeem_code(
         CodeUse::Unknown => return Ok(Err(OAuthError::invalid_grant("unknown code"))),
         CodeUse::Replayed { grant_id } => {
             // RFC 6749 §4.1.2: a code used twice revokes what it already issued.
-            grants::revoke_grant(tx, &grant_id, now)?;
-            audit::record(
+            return revoke_replayed(
                 tx,
-                &Event::new("code.replayed")
-                    .client(&client.client_id)
-                    .detail("tokens issued with it are revoked"),
+                client,
+                &grant_id,
+                "code.replayed",
+                "the code was already used; tokens issued with it are revoked",
                 origin,
                 now,
-            )?;
-            return Ok(Err(OAuthError::invalid_grant(
-                "the code was already used; tokens issued with it are revoked",
-            )));
+            );
         }
     };
     let grant = grants::grant_by_id(tx, &code.grant_id)?
@@ -178,18 +175,15 @@ fn refresh(
         }
         RefreshUse::Replayed { grant_id } => {
             // RFC 9700 §4.14.2: reuse of a rotated token means it leaked; end the family.
-            grants::revoke_grant(tx, &grant_id, now)?;
-            audit::record(
+            return revoke_replayed(
                 tx,
-                &Event::new("refresh.replayed")
-                    .client(&client.client_id)
-                    .detail("token family revoked"),
+                client,
+                &grant_id,
+                "refresh.replayed",
+                "the refresh token was already used; its family is revoked",
                 origin,
                 now,
-            )?;
-            return Ok(Err(OAuthError::invalid_grant(
-                "the refresh token was already used; its family is revoked",
-            )));
+            );
         }
     };
     let granted = Scopes::from_request(&live.grant.scope);
@@ -207,6 +201,29 @@ fn refresh(
         }
     };
     issue(context, tx, client, &live.grant, &scopes, None, origin, now)
+}
+
+/// Answers a replayed code or refresh token: the grant it belongs to is revoked (and the
+/// revocation committed), the replay audit-logged, and the request refused.
+fn revoke_replayed<T>(
+    tx: &Connection,
+    client: &Client,
+    grant_id: &str,
+    event: &str,
+    description: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> Committed<T> {
+    grants::revoke_grant(tx, grant_id, now)?;
+    audit::record(
+        tx,
+        &Event::new(event)
+            .client(&client.client_id)
+            .detail(description),
+        origin,
+        now,
+    )?;
+    Ok(Err(OAuthError::invalid_grant(description)))
 }
 
 /// Issues an access token, an ID token and (with `offline_access`) a refresh token, after
@@ -239,8 +256,9 @@ fn issue(
     }
     let access_token = secrets::random_token();
     let scope = scopes.joined();
-    grants::insert_access_token(
+    grants::insert_token(
         tx,
+        TokenKind::Access,
         &secrets::token_hash(&access_token),
         &grant.id,
         &scope,
@@ -249,8 +267,9 @@ fn issue(
     )?;
     let refresh_token = if scopes.contains(scope::OFFLINE_ACCESS) {
         let token = secrets::random_token();
-        grants::insert_refresh_token(
+        grants::insert_token(
             tx,
+            TokenKind::Refresh,
             &secrets::token_hash(&token),
             &grant.id,
             &grant.scope,

@@ -161,18 +161,36 @@ pub fn spend_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreRes
     })
 }
 
-pub fn insert_access_token(
+/// The two kinds of bearer token a grant issues, each in a table of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    fn table(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access_tokens",
+            TokenKind::Refresh => "refresh_tokens",
+        }
+    }
+}
+
+pub fn insert_token(
     conn: &Connection,
+    kind: TokenKind,
     token_hash: &str,
     grant_id: &str,
     scope: &str,
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at) \
+    conn.prepare_cached(&format!(
+        "INSERT INTO {} (token_hash, grant_id, scope, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
+        kind.table()
+    ))?
     .execute(params![token_hash, grant_id, scope, now, expires_at])?;
     Ok(())
 }
@@ -188,14 +206,14 @@ pub struct LiveToken {
 
 fn live_token(
     conn: &Connection,
-    table: &str,
+    kind: TokenKind,
     token_hash: &str,
     now: UnixTime,
 ) -> StoreResult<Option<LiveToken>> {
-    let extra = if table == "refresh_tokens" {
-        " AND t.used_at IS NULL"
-    } else {
-        ""
+    let table = kind.table();
+    let extra = match kind {
+        TokenKind::Refresh => " AND t.used_at IS NULL",
+        TokenKind::Access => "",
     };
     conn.prepare_cached(&format!(
         "SELECT {GRANT_COLUMNS}, t.scope, t.created_at, t.expires_at FROM {table} t \
@@ -222,7 +240,7 @@ pub fn live_access_token(
     token_hash: &str,
     now: UnixTime,
 ) -> StoreResult<Option<LiveToken>> {
-    live_token(conn, "access_tokens", token_hash, now)
+    live_token(conn, TokenKind::Access, token_hash, now)
 }
 
 pub fn live_refresh_token(
@@ -230,7 +248,7 @@ pub fn live_refresh_token(
     token_hash: &str,
     now: UnixTime,
 ) -> StoreResult<Option<LiveToken>> {
-    live_token(conn, "refresh_tokens", token_hash, now)
+    live_token(conn, TokenKind::Refresh, token_hash, now)
 }
 
 pub fn delete_access_token(conn: &Connection, token_hash: &str) -> StoreResult<()> {
@@ -238,22 +256,6 @@ pub fn delete_access_token(conn: &Connection, token_hash: &str) -> StoreResult<(
         "DELETE FROM access_tokens WHERE token_hash = ?1",
         [token_hash],
     )?;
-    Ok(())
-}
-
-pub fn insert_refresh_token(
-    conn: &Connection,
-    token_hash: &str,
-    grant_id: &str,
-    scope: &str,
-    now: UnixTime,
-    expires_at: UnixTime,
-) -> StoreResult<()> {
-    conn.prepare_cached(
-        "INSERT INTO refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![token_hash, grant_id, scope, now, expires_at])?;
     Ok(())
 }
 
@@ -294,23 +296,16 @@ pub fn spend_refresh_token(
     })
 }
 
-/// The grant a refresh token belongs to, whatever its state (for revocation).
-pub fn refresh_token_grant(conn: &Connection, token_hash: &str) -> StoreResult<Option<Grant>> {
+/// The grant a token belongs to, whatever its state (for revocation).
+pub fn token_grant(
+    conn: &Connection,
+    kind: TokenKind,
+    token_hash: &str,
+) -> StoreResult<Option<Grant>> {
     conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM refresh_tokens t JOIN grants g ON g.id = t.grant_id \
-         WHERE t.token_hash = ?1"
-    ))?
-    .query_row([token_hash], grant_from_row)
-    .optional()?
-    .map(finish_grant)
-    .transpose()
-}
-
-/// The grant an access token belongs to, whatever its state (for revocation).
-pub fn access_token_grant(conn: &Connection, token_hash: &str) -> StoreResult<Option<Grant>> {
-    conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM access_tokens t JOIN grants g ON g.id = t.grant_id \
-         WHERE t.token_hash = ?1"
+        "SELECT {GRANT_COLUMNS} FROM {} t JOIN grants g ON g.id = t.grant_id \
+         WHERE t.token_hash = ?1",
+        kind.table()
     ))?
     .query_row([token_hash], grant_from_row)
     .optional()?

@@ -374,9 +374,11 @@ fn serve_stops_gracefully_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Ready means answering HTTP: by then the server has its signal handlers.
     let mut ready = false;
     for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        let answered = http_status(&format!("http://127.0.0.1:{port}/healthz"));
+        if answered == Some(200) {
             ready = true;
             break;
         }
@@ -401,4 +403,21 @@ fn serve_stops_gracefully_on_sigterm() {
     );
     assert!(stdout.contains("No administrator yet"), "{stdout}");
     assert!(dir.path().join("latchkey.db").exists());
+}
+
+/// The status of a plain HTTP/1.1 GET, without an async runtime.
+fn http_status(url: &str) -> Option<u16> {
+    use std::io::Read;
+    let url = url::Url::parse(url).ok()?;
+    let mut stream = std::net::TcpStream::connect((url.host_str()?, url.port()?)).ok()?;
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        url.path(),
+        url.host_str()?
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split_whitespace().nth(1)?.parse().ok()
 }

@@ -395,3 +395,18 @@ pub async fn userinfo(app: &TestApp, access_token: &str) -> (reqwest::StatusCode
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// The CSRF token a page's forms carry.
+pub fn csrf_token(page: &str) -> String {
+    page.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with a CSRF token")
+        .to_string()
+}
+
+/// The CSRF token of the signed-in `browser`'s account page.
+pub async fn account_csrf(app: &TestApp, browser: &reqwest::Client) -> String {
+    let page = browser.get(app.url("/account")).send().await.unwrap();
+    csrf_token(&page.text().await.unwrap())
+}

@@ -385,20 +385,7 @@ async fn passkeys_are_renamed_and_the_last_one_needs_confirmation_to_delete() {
     let mut key = authenticator();
     let (_, added) = register(&app, &browser, &mut key).await;
     let id = added["id"].as_i64().unwrap();
-    let page = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let csrf = account_csrf(&app, &browser).await;
     let renamed = browser
         .post(app.url(&format!("/account/passkeys/{id}/rename")))
         .form(&[("csrf_token", csrf.as_str()), ("name", "Work laptop")])
@@ -502,12 +489,7 @@ async fn sessions_can_be_ended_from_the_account_page() {
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token(&page);
     let handle = page
         .split("/account/sessions/")
         .nth(1)
@@ -560,20 +542,7 @@ async fn people_edit_their_profile_and_a_typed_email_is_not_verified() {
     let app = spawn_app_at("localhost");
     let secret = app.setup_proxmox();
     let browser = app.signed_in_browser("alice").await;
-    let page = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let csrf = account_csrf(&app, &browser).await;
     let saved = browser
         .post(app.url("/account/profile"))
         .form(&[

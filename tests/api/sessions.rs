@@ -126,12 +126,7 @@ async fn logout_without_a_hint_asks_and_needs_the_csrf_token() {
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("Sign out?"));
-    let token = html
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_string();
+    let token = csrf_token(&html);
 
     let forged = browser
         .post(app.url("/logout"))
