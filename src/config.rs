@@ -158,9 +158,9 @@ pub struct FileConfig {
     /// How long a sign-in lasts without use, such as "3d".
     pub session_idle_timeout: Option<String>,
     #[serde(default)]
-    pub groups: Vec<DeclaredGroup>,
+    pub groups: Vec<toml::Spanned<DeclaredGroup>>,
     #[serde(default)]
-    pub clients: Vec<DeclaredClient>,
+    pub clients: Vec<toml::Spanned<DeclaredClient>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -183,19 +183,53 @@ pub struct DeclaredClient {
     pub allowed_groups: Vec<String>,
     #[serde(default)]
     pub public: bool,
+    #[serde(default)]
+    pub require_pkce: bool,
+    /// Ask people to consent; without it the client is trusted.
+    #[serde(default)]
+    pub ask_consent: bool,
+    pub launch_url: Option<String>,
+    /// Such as "1h".
+    pub access_token_lifetime: Option<String>,
+    /// Such as "30d".
+    pub refresh_token_lifetime: Option<String>,
+}
+
+/// Something declared in the config file, with the line it starts on.
+#[derive(Debug, Clone)]
+pub struct Declared<T> {
+    pub line: usize,
+    pub item: T,
 }
 
 impl FileConfig {
-    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    /// Reads the file; also returns its text, to turn spans into line numbers.
+    pub fn load(path: &Path) -> Result<(FileConfig, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let parsed = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', " "),
-        })
+        })?;
+        Ok((parsed, text))
     }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn declared<T>(text: &str, items: Vec<toml::Spanned<T>>) -> Vec<Declared<T>> {
+    items
+        .into_iter()
+        .map(|spanned| Declared {
+            line: line_of(text, spanned.span().start),
+            item: spanned.into_inner(),
+        })
+        .collect()
 }
 
 /// What flags and environment variables said (clap merges those two).
@@ -217,15 +251,17 @@ pub struct Settings {
     pub issuer_explicit: bool,
     pub trusted_proxies: Vec<IpAddr>,
     pub sessions: SessionPolicy,
-    pub groups: Vec<DeclaredGroup>,
-    pub clients: Vec<DeclaredClient>,
+    /// The config file, when there is one (for messages about what it declares).
+    pub config_path: Option<PathBuf>,
+    pub groups: Vec<Declared<DeclaredGroup>>,
+    pub clients: Vec<Declared<DeclaredClient>>,
 }
 
 impl Settings {
     pub fn resolve(overrides: Overrides) -> Result<Settings, ConfigError> {
-        let file = match &overrides.config {
+        let (file, text) = match &overrides.config {
             Some(path) => FileConfig::load(path)?,
-            None => FileConfig::default(),
+            None => (FileConfig::default(), String::new()),
         };
         let data_dir = overrides
             .data_dir
@@ -270,8 +306,9 @@ impl Settings {
             issuer_explicit,
             trusted_proxies,
             sessions,
-            groups: file.groups,
-            clients: file.clients,
+            config_path: overrides.config,
+            groups: declared(&text, file.groups),
+            clients: declared(&text, file.clients),
         })
     }
 }

@@ -4,6 +4,7 @@
 //! people, groups and clients (shared by the CLI and the web), `oidc` speaks the protocol,
 //! `auth` signs people in, `web` renders pages, and `server` wires the HTTP application.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;

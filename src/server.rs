@@ -10,6 +10,7 @@ use crate::auth::passkeys::Passkeys;
 use crate::auth::rate_limit::RateLimiter;
 use crate::clock;
 use crate::config::Settings;
+use crate::directory::declared::{self, Applied, DeclarationError};
 use crate::keys::{self, Signer};
 use crate::oidc::client_auth::SecretCache;
 use crate::oidc::{self, discovery};
@@ -94,20 +95,37 @@ where
     web::block(move || work(&state)).await?
 }
 
-/// Prepares the database for serving: a signing key, and the issuer the CLI should use in
-/// the links it prints.
-pub fn prepare(store: &Store, settings: &Settings) -> Result<bool, keys::KeyError> {
-    let now = clock::now();
-    store.write(|tx| {
-        let created = keys::ensure_active(tx, now)?;
-        meta::set(tx, meta::SERVED_ISSUER, settings.issuer.as_str())?;
-        grants_purge(tx, now)?;
-        Ok(created)
-    })
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    #[error(transparent)]
+    Declared(#[from] DeclarationError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-fn grants_purge(tx: &rusqlite::Connection, now: clock::UnixTime) -> Result<(), StoreError> {
-    crate::store::grants::purge_expired(tx, now).map(|_| ())
+/// What preparing the database did, for the operator.
+#[derive(Debug)]
+pub struct Prepared {
+    pub new_signing_key: bool,
+    pub declared: Applied,
+}
+
+/// Prepares the database for serving, all or nothing: a signing key, the groups and clients
+/// the config file declares, and the issuer the CLI should use in the links it prints.
+pub fn prepare(store: &Store, settings: &Settings) -> Result<Prepared, PrepareError> {
+    let now = clock::now();
+    store.write(|tx| {
+        let new_signing_key = keys::ensure_active(tx, now)?;
+        let declared = declared::apply(tx, settings, now)?;
+        meta::set(tx, meta::SERVED_ISSUER, settings.issuer.as_str())?;
+        crate::store::grants::purge_expired(tx, now)?;
+        Ok(Prepared {
+            new_signing_key,
+            declared,
+        })
+    })
 }
 
 async fn healthz(state: State) -> Result<HttpResponse, PageError> {
@@ -134,7 +152,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/static/{path:.*}", web::get().to(pages_web::assets::serve))
         .configure(oidc::routes::configure)
-        .configure(crate::auth::routes::configure);
+        .configure(crate::auth::routes::configure)
+        .configure(crate::admin::routes::configure);
 }
 
 /// Starts serving on `listener`. The returned server stops gracefully on SIGINT/SIGTERM.

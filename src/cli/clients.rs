@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::{CliResult, print_json};
 use crate::clock;
-use crate::directory::clients::{self, NewClient};
+use crate::directory::clients::{self, ClientSettings, NewClient};
 use crate::store::Store;
 use crate::store::audit::Origin;
 use crate::store::clients as stored_clients;
@@ -30,6 +30,12 @@ pub enum ClientCommand {
         /// Only members of this group may sign in; repeat for several.
         #[arg(long = "allowed-group", value_name = "GROUP")]
         allowed_groups: Vec<String>,
+        /// Ask people to consent before their details are shared (else the client is trusted).
+        #[arg(long)]
+        ask_consent: bool,
+        /// Where people open the app; lists it on their landing page.
+        #[arg(long, value_name = "URL")]
+        launch_url: Option<String>,
         /// Print one JSON object with client_id and client_secret.
         #[arg(long)]
         json: bool,
@@ -62,15 +68,22 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             post_logout_redirect_uris,
             public,
             allowed_groups,
+            ask_consent,
+            launch_url,
             json,
         } => {
             let new = NewClient {
                 client_id,
-                name,
-                redirect_uris,
-                post_logout_redirect_uris,
-                allowed_groups,
-                public,
+                settings: ClientSettings {
+                    name,
+                    redirect_uris,
+                    post_logout_redirect_uris,
+                    allowed_groups,
+                    public,
+                    ask_consent,
+                    launch_url,
+                    ..ClientSettings::default()
+                },
             };
             let secret = (!public).then(clients::new_secret).transpose()?;
             let hash = secret.as_ref().map(|s| s.hash.clone());

@@ -79,6 +79,8 @@ pub enum CliError {
     Directory(#[from] DirectoryError),
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error(transparent)]
+    Prepare(#[from] crate::server::PrepareError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]

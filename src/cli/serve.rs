@@ -12,8 +12,28 @@ use crate::store::Store;
 pub fn run(settings: Settings) -> CliResult {
     init_logging();
     let store = Store::open(&settings.data_dir)?;
-    if server::prepare(&store, &settings)? {
+    let prepared = server::prepare(&store, &settings)?;
+    if prepared.new_signing_key {
         tracing::info!("created a new signing key");
+    }
+    let declared = &prepared.declared;
+    if declared.groups + declared.clients > 0 || !declared.removed.is_empty() {
+        tracing::info!(
+            "config file: {} groups and {} clients applied{}",
+            declared.groups,
+            declared.clients,
+            if declared.removed.is_empty() {
+                String::new()
+            } else {
+                format!("; removed {}", declared.removed.join(", "))
+            }
+        );
+    }
+    for client in &declared.plain_secrets {
+        tracing::warn!(
+            "client {client}: its secret is plain text in the config file; store the output of \
+             `latchkey hash-secret` instead"
+        );
     }
     let listener = TcpListener::bind(&settings.listen).map_err(CliError::io(format!(
         "cannot listen on {}",

@@ -1,4 +1,6 @@
-//! OIDC clients: registration, secrets and removal.
+//! OIDC clients: registration, settings, secrets and removal. The CLI, the admin pages and the
+//! config file all go through `ClientSettings`, so a client means the same wherever it comes
+//! from.
 
 use rusqlite::Connection;
 
@@ -9,14 +11,34 @@ use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::{self, Client};
 use crate::store::groups;
 
-#[derive(Debug, Clone, Default)]
-pub struct NewClient {
-    pub client_id: String,
+/// Bounds on per-client token lifetimes.
+const ACCESS_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
+const REFRESH_TTL_RANGE: std::ops::RangeInclusive<i64> = 3_600..=365 * 86_400;
+
+/// Everything about a client but its id and secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// Shown to people; the client id when absent.
     pub name: Option<String>,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// Group names; empty: every user.
     pub allowed_groups: Vec<String>,
+    /// No secret; PKCE required.
     pub public: bool,
+    /// PKCE required even with a secret.
+    pub require_pkce: bool,
+    /// Ask people to consent (else the client is trusted and skips it).
+    pub ask_consent: bool,
+    pub launch_url: Option<String>,
+    pub access_token_ttl: Option<i64>,
+    pub refresh_token_ttl: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    pub client_id: String,
+    pub settings: ClientSettings,
 }
 
 /// A freshly generated client secret (256 bits) and its argon2id hash. Hashing is slow on
@@ -43,6 +65,80 @@ fn validated_uris(uris: &[String]) -> DirectoryResult<Vec<String>> {
     Ok(out)
 }
 
+fn validated_ttl(
+    what: &str,
+    ttl: Option<i64>,
+    range: std::ops::RangeInclusive<i64>,
+) -> DirectoryResult<Option<i64>> {
+    match ttl {
+        Some(seconds) if !range.contains(&seconds) => Err(DirectoryError::Invalid(format!(
+            "{what} must be between {} and {} seconds",
+            range.start(),
+            range.end()
+        ))),
+        other => Ok(other),
+    }
+}
+
+/// Applies validated `settings` to `client`; returns the ids of its allowed groups.
+fn apply(
+    conn: &Connection,
+    client: &mut Client,
+    settings: &ClientSettings,
+) -> DirectoryResult<Vec<i64>> {
+    client.redirect_uris = validated_uris(&settings.redirect_uris)?;
+    if client.redirect_uris.is_empty() {
+        return Err(DirectoryError::Invalid(format!(
+            "client {:?} needs at least one redirect URI",
+            client.client_id
+        )));
+    }
+    client.post_logout_redirect_uris = validated_uris(&settings.post_logout_redirect_uris)?;
+    client.name = settings
+        .name
+        .as_deref()
+        .map(names::display_name)
+        .transpose()?
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| client.client_id.clone());
+    client.launch_url = settings
+        .launch_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            names::redirect_uri(u).map_err(|_| {
+                DirectoryError::Invalid(format!(
+                    "invalid launch URL {u:?}: an absolute http(s) URL"
+                ))
+            })
+        })
+        .transpose()?;
+    client.access_token_ttl = validated_ttl(
+        "the access token lifetime",
+        settings.access_token_ttl,
+        ACCESS_TTL_RANGE,
+    )?;
+    client.refresh_token_ttl = validated_ttl(
+        "the refresh token lifetime",
+        settings.refresh_token_ttl,
+        REFRESH_TTL_RANGE,
+    )?;
+    client.public = settings.public;
+    client.require_pkce = settings.require_pkce || settings.public;
+    client.ask_consent = settings.ask_consent;
+    let mut group_ids = Vec::with_capacity(settings.allowed_groups.len());
+    for group in &settings.allowed_groups {
+        let id = groups::id_by_name(conn, group)?
+            .ok_or_else(|| DirectoryError::NoSuchGroup(group.clone()))?;
+        if !group_ids.contains(&id) {
+            group_ids.push(id);
+        }
+    }
+    client.allowed_groups = settings.allowed_groups.clone();
+    Ok(group_ids)
+}
+
 /// Registers a client. Confidential clients need `secret_hash` (from [`new_secret`]).
 pub fn add(
     conn: &Connection,
@@ -51,58 +147,100 @@ pub fn add(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<Client> {
-    let client_id = names::client_id(&new.client_id)?;
-    let redirect_uris = validated_uris(&new.redirect_uris)?;
-    if redirect_uris.is_empty() {
-        return Err(DirectoryError::Invalid(
-            "a client needs at least one redirect URI (--redirect-uri)".into(),
-        ));
-    }
-    let post_logout_redirect_uris = validated_uris(&new.post_logout_redirect_uris)?;
-    let name = new
-        .name
-        .as_deref()
-        .map(names::display_name)
-        .transpose()?
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| client_id.clone());
-    let mut group_ids = Vec::with_capacity(new.allowed_groups.len());
-    for group in &new.allowed_groups {
-        let id = groups::id_by_name(conn, group)?
-            .ok_or_else(|| DirectoryError::NoSuchGroup(group.clone()))?;
-        if !group_ids.contains(&id) {
-            group_ids.push(id);
-        }
-    }
-    if clients::by_id(conn, &client_id)?.is_some() {
-        return Err(DirectoryError::ClientExists(client_id));
-    }
-    let secret_hash = if new.public { None } else { secret_hash };
-    if !new.public && secret_hash.is_none() {
-        return Err(DirectoryError::Invalid(
-            "a confidential client needs a secret".into(),
-        ));
-    }
-    let mut client = Client {
-        client_id,
-        name,
-        secret_hash,
-        public: new.public,
-        redirect_uris,
-        post_logout_redirect_uris,
-        allowed_groups: Vec::new(),
-        declared: false,
-        created_at: now,
-        updated_at: now,
-    };
-    clients::insert(conn, &client, &group_ids)?;
-    client.allowed_groups = new.allowed_groups.clone();
+    let client = create(conn, new, secret_hash, false, now)?;
     audit::record(
         conn,
         &Event::new("client.created").client(&client.client_id),
         origin,
         now,
     )?;
+    Ok(client)
+}
+
+/// Creates the row; `declared` marks clients that come from the config file.
+pub(super) fn create(
+    conn: &Connection,
+    new: &NewClient,
+    secret_hash: Option<String>,
+    declared: bool,
+    now: UnixTime,
+) -> DirectoryResult<Client> {
+    let client_id = names::client_id(&new.client_id)?;
+    if clients::by_id(conn, &client_id)?.is_some() {
+        return Err(DirectoryError::ClientExists(client_id));
+    }
+    let mut client = Client {
+        client_id,
+        name: String::new(),
+        secret_hash: None,
+        public: false,
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        allowed_groups: Vec::new(),
+        require_pkce: false,
+        ask_consent: false,
+        launch_url: None,
+        access_token_ttl: None,
+        refresh_token_ttl: None,
+        declared,
+        created_at: now,
+        updated_at: now,
+    };
+    let group_ids = apply(conn, &mut client, &new.settings)?;
+    client.secret_hash = secret_for(&client, secret_hash)?;
+    clients::insert(conn, &client, &group_ids)?;
+    Ok(client)
+}
+
+/// Public clients have no secret; confidential ones must have one.
+fn secret_for(client: &Client, secret_hash: Option<String>) -> DirectoryResult<Option<String>> {
+    match (client.public, secret_hash) {
+        (true, _) => Ok(None),
+        (false, Some(hash)) => Ok(Some(hash)),
+        (false, None) => Err(DirectoryError::Invalid(format!(
+            "client {:?} is confidential and needs a secret",
+            client.client_id
+        ))),
+    }
+}
+
+/// Changes a client's settings. A client that becomes confidential needs `new_secret_hash`;
+/// one that stays confidential keeps its secret.
+pub fn update(
+    conn: &Connection,
+    client_id: &str,
+    settings: &ClientSettings,
+    new_secret_hash: Option<String>,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<Client> {
+    let client = find(conn, client_id)?;
+    if client.declared {
+        return Err(DirectoryError::Declared(client.client_id));
+    }
+    let client = rewrite(conn, client, settings, new_secret_hash, now)?;
+    audit::record(
+        conn,
+        &Event::new("client.updated").client(&client.client_id),
+        origin,
+        now,
+    )?;
+    Ok(client)
+}
+
+/// Gives `client` new settings (and a new secret, if given) and stores it.
+pub(super) fn rewrite(
+    conn: &Connection,
+    mut client: Client,
+    settings: &ClientSettings,
+    new_secret_hash: Option<String>,
+    now: UnixTime,
+) -> DirectoryResult<Client> {
+    let kept = client.secret_hash.take();
+    let group_ids = apply(conn, &mut client, settings)?;
+    client.secret_hash = secret_for(&client, new_secret_hash.or(kept))?;
+    client.updated_at = now;
+    clients::update(conn, &client, &group_ids)?;
     Ok(client)
 }
 

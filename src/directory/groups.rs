@@ -126,3 +126,74 @@ fn change_membership(
     }
     Ok(changed)
 }
+
+/// One group and its members.
+pub fn get(conn: &Connection, name: &str) -> DirectoryResult<Group> {
+    groups::by_name(conn, name)?.ok_or_else(|| DirectoryError::NoSuchGroup(name.to_string()))
+}
+
+/// The group, if it may be renamed or removed here: a group declared in the config file is
+/// changed there, or the next start would bring it back.
+pub fn ensure_editable(conn: &Connection, name: &str) -> DirectoryResult<Group> {
+    let group = get(conn, name)?;
+    if group.declared {
+        return Err(DirectoryError::Declared(group.name));
+    }
+    Ok(group)
+}
+
+/// Renames a group; returns the new name. Clients that allow it keep allowing it (they hold
+/// its id), but apps see the new name in the `groups` claim at the next sign-in.
+pub fn rename(
+    conn: &Connection,
+    name: &str,
+    new_name: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<String> {
+    let group = ensure_editable(conn, name)?;
+    let new_name = names::group_name(new_name)?;
+    if new_name == group.name {
+        return Ok(new_name);
+    }
+    if groups::id_by_name(conn, &new_name)?.is_some() {
+        return Err(DirectoryError::GroupExists(new_name));
+    }
+    groups::rename(conn, group.id, &new_name)?;
+    audit::record(
+        conn,
+        &Event::new("group.renamed").detail(format!("{} to {new_name}", group.name)),
+        origin,
+        now,
+    )?;
+    Ok(new_name)
+}
+
+/// Makes `username` a member of exactly the groups named in `wanted`, adding and removing
+/// (each change audit-logged) only what differs.
+pub fn set_memberships(
+    conn: &Connection,
+    username: &str,
+    wanted: &[String],
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<()> {
+    let all = groups::list(conn)?;
+    if let Some(unknown) = wanted.iter().find(|w| !all.iter().any(|g| &g.name == *w)) {
+        return Err(DirectoryError::NoSuchGroup(unknown.clone()));
+    }
+    let user = directory_users::find(conn, username)?;
+    for group in &all {
+        let member = group.members.contains(&user.username);
+        match (member, wanted.contains(&group.name)) {
+            (false, true) => {
+                add_member(conn, &group.name, &user.username, origin, now)?;
+            }
+            (true, false) => {
+                remove_member(conn, &group.name, &user.username, origin, now)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! audit events. The CLI and the admin pages both call these, so the rules live once.
 
 pub mod clients;
+pub mod declared;
 pub mod groups;
 pub mod names;
 pub mod users;

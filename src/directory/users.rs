@@ -152,6 +152,308 @@ pub fn remove(
     Ok(user)
 }
 
+// Changes an administrator makes to other people's accounts.
+
+use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
+
+/// People matching what an administrator typed in a search box (everyone when it is blank).
+pub fn search(conn: &Connection, query: &str) -> DirectoryResult<Vec<User>> {
+    let query = query.trim();
+    if query.is_empty() {
+        return Ok(users::list(conn)?);
+    }
+    if query.chars().count() > 254 || query.chars().any(char::is_control) {
+        return Err(DirectoryError::Invalid(
+            "A search has at most 254 characters and no control characters.".into(),
+        ));
+    }
+    Ok(users::search(conn, query)?)
+}
+
+/// What the administrator's edit form sets on an account.
+#[derive(Debug, Clone, Default)]
+pub struct AccountEdit {
+    pub username: String,
+    pub display_name: String,
+    pub email: String,
+    pub is_admin: bool,
+}
+
+/// Applies an administrator's edit of `username`, each part audit-logged when it changes.
+/// The caller's transaction makes it all or nothing: a refused part leaves everything as it
+/// was.
+pub fn edit(
+    conn: &Connection,
+    actor: &User,
+    username: &str,
+    edit: &AccountEdit,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    set_admin(conn, actor, username, edit.is_admin, origin, now)?;
+    set_profile(conn, username, &edit.display_name, &edit.email, origin, now)?;
+    rename(conn, username, &edit.username, origin, now)
+}
+
+/// Gives `username` a new username. Their id (the `sub` claim) stays, so apps that key on
+/// it keep the account; apps that key on `preferred_username` (Proxmox) see a new person.
+pub fn rename(
+    conn: &Connection,
+    username: &str,
+    new_username: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    let mut user = find(conn, username)?;
+    let new_username = names::username(new_username)?;
+    if new_username == user.username {
+        return Ok(user);
+    }
+    if users::by_username(conn, &new_username)?.is_some() {
+        return Err(DirectoryError::UserExists(new_username));
+    }
+    users::set_username(conn, &user.id, &new_username, now)?;
+    let old = std::mem::replace(&mut user.username, new_username);
+    audit::record(
+        conn,
+        &Event::new("user.renamed")
+            .user(&user.id, &user.username)
+            .detail(format!("was {old}")),
+        origin,
+        now,
+    )?;
+    Ok(user)
+}
+
+/// An administrator sets someone's display name and e-mail address. An address the
+/// administrator changes counts as verified; one they leave as it was keeps its state, since
+/// saving the form does not vouch for what the person typed themselves.
+pub fn set_profile(
+    conn: &Connection,
+    username: &str,
+    display_name: &str,
+    email: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    let user = find(conn, username)?;
+    let display_name = names::display_name(display_name)?;
+    let email = email.trim();
+    let email = (!email.is_empty())
+        .then(|| names::email(email))
+        .transpose()?;
+    if display_name == user.display_name && email == user.email {
+        return Ok(user);
+    }
+    let mut updated = user.clone();
+    if updated.email != email {
+        updated.email_verified = email.is_some();
+    }
+    updated.email = email;
+    (updated.given_name, updated.family_name) = split_name(&display_name);
+    updated.display_name = display_name;
+    users::update_profile(conn, &updated, now)?;
+    audit::record(
+        conn,
+        &Event::new("user.updated")
+            .user(&user.id, &user.username)
+            .detail("display name or email"),
+        origin,
+        now,
+    )?;
+    Ok(updated)
+}
+
+/// Grants or revokes administrator rights.
+pub fn set_admin(
+    conn: &Connection,
+    actor: &User,
+    username: &str,
+    is_admin: bool,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    let mut user = find(conn, username)?;
+    if user.is_admin == is_admin {
+        return Ok(user);
+    }
+    if !is_admin {
+        keeps_an_administrator(conn, actor, &user, AdminLoss::Demote)?;
+    }
+    users::set_admin(conn, &user.id, is_admin, now)?;
+    user.is_admin = is_admin;
+    let event = if is_admin {
+        "user.admin_granted"
+    } else {
+        "user.admin_revoked"
+    };
+    audit::record(
+        conn,
+        &Event::new(event).user(&user.id, &user.username),
+        origin,
+        now,
+    )?;
+    Ok(user)
+}
+
+/// Lets a disabled person sign in again (with a passkey they kept, or a new login link).
+pub fn enable(
+    conn: &Connection,
+    username: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    let mut user = find(conn, username)?;
+    if !user.disabled {
+        return Ok(user);
+    }
+    users::set_disabled(conn, &user.id, false, now)?;
+    user.disabled = false;
+    audit::record(
+        conn,
+        &Event::new("user.enabled").user(&user.id, &user.username),
+        origin,
+        now,
+    )?;
+    Ok(user)
+}
+
+/// `disable`, asked for by the administrator `actor`, who may not lock themselves or everyone
+/// out.
+pub fn disable_by(
+    conn: &Connection,
+    actor: &User,
+    username: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    let user = find(conn, username)?;
+    if user.disabled {
+        return Ok(user);
+    }
+    keeps_an_administrator(conn, actor, &user, AdminLoss::Disable)?;
+    disable(conn, username, origin, now)
+}
+
+/// `remove`, asked for by the administrator `actor`, who may not remove themselves or the
+/// last administrator.
+pub fn remove_by(
+    conn: &Connection,
+    actor: &User,
+    username: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<User> {
+    let user = find(conn, username)?;
+    keeps_an_administrator(conn, actor, &user, AdminLoss::Remove)?;
+    remove(conn, username, origin, now)
+}
+
+/// Changes that can take administrator rights away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AdminLoss {
+    Demote,
+    Disable,
+    Remove,
+}
+
+/// Refuses a change that would leave `actor` without their own rights, or Latchkey without
+/// any enabled administrator: nobody could then manage it from the browser.
+fn keeps_an_administrator(
+    conn: &Connection,
+    actor: &User,
+    target: &User,
+    change: AdminLoss,
+) -> DirectoryResult<()> {
+    if target.id == actor.id {
+        return Err(DirectoryError::Conflict(
+            match change {
+                AdminLoss::Demote => {
+                    "You cannot remove your own administrator rights. Ask \
+                                      another administrator to do it."
+                }
+                AdminLoss::Disable => "You cannot disable your own account.",
+                AdminLoss::Remove => "You cannot delete your own account.",
+            }
+            .to_string(),
+        ));
+    }
+    if target.is_admin && !target.disabled && users::count_admins(conn)? <= 1 {
+        return Err(DirectoryError::Conflict(format!(
+            "{} is the last enabled administrator. Make someone else an administrator first.",
+            target.username
+        )));
+    }
+    Ok(())
+}
+
+/// Ends one of `username`'s sessions, by its public handle; false when there is none.
+pub fn end_session(
+    conn: &Connection,
+    username: &str,
+    handle: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<bool> {
+    let user = find(conn, username)?;
+    let ended = sessions::delete_by_handle(conn, &user.id, handle)?;
+    if ended {
+        audit::record(
+            conn,
+            &Event::new("session.revoked")
+                .user(&user.id, &user.username)
+                .detail("by an administrator"),
+            origin,
+            now,
+        )?;
+    }
+    Ok(ended)
+}
+
+/// Signs `username` out everywhere; returns how many sessions ended.
+pub fn end_all_sessions(
+    conn: &Connection,
+    username: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<usize> {
+    let user = find(conn, username)?;
+    let ended = sessions::delete_for_user(conn, &user.id)?;
+    audit::record(
+        conn,
+        &Event::new("session.revoked")
+            .user(&user.id, &user.username)
+            .detail(format!("all {ended} sessions, by an administrator")),
+        origin,
+        now,
+    )?;
+    Ok(ended)
+}
+
+/// Deletes one of `username`'s passkeys (a lost device, say); the person can register a new
+/// one with a login link.
+pub fn remove_passkey(
+    conn: &Connection,
+    username: &str,
+    passkey_id: i64,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<StoredPasskey> {
+    let user = find(conn, username)?;
+    let removed = stored_passkeys::delete(conn, &user.id, passkey_id)?.ok_or_else(|| {
+        DirectoryError::Conflict(format!("{} has no such passkey.", user.username))
+    })?;
+    audit::record(
+        conn,
+        &Event::new("passkey.removed")
+            .user(&user.id, &user.username)
+            .detail(format!("{}, by an administrator", removed.name)),
+        origin,
+        now,
+    )?;
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

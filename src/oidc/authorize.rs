@@ -11,6 +11,7 @@ use crate::config::Issuer;
 use crate::secrets;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::{self, Client};
+use crate::store::consents;
 use crate::store::grants::{self, Code, Grant};
 use crate::store::sessions::Session;
 use crate::store::users::{self, User};
@@ -162,11 +163,13 @@ pub fn validate(
             ));
         }
     };
-    if client.public && code_challenge.is_none() {
-        return Err(fail(
-            ErrorCode::InvalidRequest,
-            "PKCE (code_challenge with S256) is required for public clients",
-        ));
+    if (client.public || client.require_pkce) && code_challenge.is_none() {
+        let why = if client.public {
+            "PKCE (code_challenge with S256) is required for public clients"
+        } else {
+            "PKCE (code_challenge with S256) is required for this client"
+        };
+        return Err(fail(ErrorCode::InvalidRequest, why));
     }
 
     let mut prompt = Prompt::default();
@@ -226,8 +229,34 @@ pub fn is_pkce_value(value: &str) -> bool {
 pub enum Outcome {
     /// The person must sign in (again) first.
     SignIn,
+    /// The person must agree to share their details first.
+    Consent,
     /// Back to the client with a code.
     Redirect(String),
+}
+
+/// What happened to a request since it first arrived: when it was parked for a sign-in or
+/// consent, and how the person answered the consent page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub parked_at: Option<UnixTime>,
+    pub answer: ConsentAnswer,
+}
+
+impl Progress {
+    /// A request seen for the first time.
+    pub const NEW: Progress = Progress {
+        parked_at: None,
+        answer: ConsentAnswer::NotAsked,
+    };
+}
+
+/// How the person answered the consent page, when the request comes back from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentAnswer {
+    NotAsked,
+    Allowed,
+    Denied,
 }
 
 /// Decides a valid request for whoever is signed in. `signed_in_since` is when the request
@@ -238,7 +267,7 @@ pub fn decide(
     issuer: &Issuer,
     request: &AuthRequest,
     signed_in: Option<&(Session, User)>,
-    parked_at: Option<UnixTime>,
+    progress: Progress,
     origin: &Origin,
     now: UnixTime,
 ) -> Result<Outcome, AuthorizeError> {
@@ -251,7 +280,7 @@ pub fn decide(
     let needs_sign_in = match signed_in {
         None => true,
         Some((session, _)) => {
-            let fresh = parked_at.is_some_and(|at| session.auth_time >= at);
+            let fresh = progress.parked_at.is_some_and(|at| session.auth_time >= at);
             let too_old = request
                 .max_age
                 .is_some_and(|max_age| now - session.auth_time > max_age);
@@ -287,6 +316,52 @@ pub fn decide(
                 user.username, request.client.name
             ),
         ));
+    }
+
+    match progress.answer {
+        ConsentAnswer::Denied => {
+            audit::record(
+                conn,
+                &Event::new("consent.denied")
+                    .user(&user.id, &user.username)
+                    .client(&request.client.client_id),
+                origin,
+                now,
+            )?;
+            return Err(fail(
+                ErrorCode::AccessDenied,
+                "the user declined to share their details".into(),
+            ));
+        }
+        ConsentAnswer::Allowed => {
+            consents::grant(
+                conn,
+                &user.id,
+                &request.client.client_id,
+                &request.scopes.joined(),
+                now,
+            )?;
+            audit::record(
+                conn,
+                &Event::new("consent.granted")
+                    .user(&user.id, &user.username)
+                    .client(&request.client.client_id)
+                    .detail(request.scopes.joined()),
+                origin,
+                now,
+            )?;
+        }
+        ConsentAnswer::NotAsked => {
+            if needs_consent(conn, request, user)? {
+                if request.prompt.none {
+                    return Err(fail(
+                        ErrorCode::ConsentRequired,
+                        "the user has not consented to this client".into(),
+                    ));
+                }
+                return Ok(Outcome::Consent);
+            }
+        }
     }
 
     let grant = Grant {
@@ -332,6 +407,28 @@ pub fn decide(
         &request.redirect_uri,
         &response,
     )))
+}
+
+/// A client that asks for consent does so on a person's first authorization, whenever the
+/// requested scopes go beyond what they agreed to, and on `prompt=consent`. Trusted clients
+/// never ask.
+fn needs_consent(
+    conn: &Connection,
+    request: &AuthRequest,
+    user: &User,
+) -> Result<bool, AuthorizeError> {
+    if !request.client.ask_consent {
+        return Ok(false);
+    }
+    if request.prompt.consent {
+        return Ok(true);
+    }
+    Ok(
+        match consents::granted(conn, &user.id, &request.client.client_id)? {
+            None => true,
+            Some(granted) => !request.scopes.is_subset_of(&Scopes::from_request(&granted)),
+        },
+    )
 }
 
 /// A client with allowed groups admits only their members; one without admits everyone.

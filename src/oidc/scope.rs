@@ -35,6 +35,10 @@ impl Scopes {
         self.0.iter().all(|s| other.contains(s))
     }
 
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.0.iter().copied()
+    }
+
     pub fn joined(&self) -> String {
         self.0.join(" ")
     }

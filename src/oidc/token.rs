@@ -254,6 +254,12 @@ fn issue(
             user.username, client.name
         ))));
     }
+    let access_ttl = client
+        .access_token_ttl
+        .unwrap_or(super::ACCESS_TOKEN_TTL_SECS);
+    let refresh_ttl = client
+        .refresh_token_ttl
+        .unwrap_or(super::REFRESH_TOKEN_TTL_SECS);
     let access_token = secrets::random_token();
     let scope = scopes.joined();
     grants::insert_token(
@@ -263,7 +269,7 @@ fn issue(
         &grant.id,
         &scope,
         now,
-        now + super::ACCESS_TOKEN_TTL_SECS,
+        now + access_ttl,
     )?;
     let refresh_token = if scopes.contains(scope::OFFLINE_ACCESS) {
         let token = secrets::random_token();
@@ -274,7 +280,7 @@ fn issue(
             &grant.id,
             &grant.scope,
             now,
-            now + super::REFRESH_TOKEN_TTL_SECS,
+            now + refresh_ttl,
         )?;
         Some(token)
     } else {
@@ -310,7 +316,7 @@ fn issue(
     Ok(Ok(TokenResponse {
         access_token,
         token_type: "Bearer",
-        expires_in: super::ACCESS_TOKEN_TTL_SECS,
+        expires_in: access_ttl,
         scope,
         id_token,
         refresh_token,

@@ -109,3 +109,71 @@ pub fn recent(conn: &Connection, limit: i64) -> StoreResult<Vec<Recorded>> {
         .collect::<Result<_, _>>()?;
     Ok(events)
 }
+
+/// What part of the log to show; `None` matches every event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub username: Option<String>,
+    pub client_id: Option<String>,
+    pub event: Option<String>,
+}
+
+/// One page of the log, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub events: Vec<Recorded>,
+    /// The page shown, from 1.
+    pub number: i64,
+    /// How many pages the filtered log has (at least 1, even when empty).
+    pub pages: i64,
+    /// How many events match the filter.
+    pub total: i64,
+}
+
+/// The events matching `filter` (exact values), `per_page` at a time, newest first. Pages
+/// count from 1; a page past the end is empty rather than an error, since new events move
+/// the boundaries under a reader's feet.
+pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> StoreResult<Page> {
+    let per_page = per_page.max(1);
+    let number = page.max(1);
+    const MATCHES: &str = "(?1 IS NULL OR username = ?1) AND (?2 IS NULL OR client_id = ?2) \
+                           AND (?3 IS NULL OR event = ?3)";
+    let criteria = params![filter.username, filter.client_id, filter.event];
+    let total: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM audit_events WHERE {MATCHES}"),
+        criteria,
+        |row| row.get(0),
+    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT at, event, username, client_id, ip, user_agent, detail FROM audit_events \
+         WHERE {MATCHES} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+    ))?;
+    let events = stmt
+        .query_map(
+            params![
+                filter.username,
+                filter.client_id,
+                filter.event,
+                per_page,
+                (number - 1).saturating_mul(per_page)
+            ],
+            |row| {
+                Ok(Recorded {
+                    at: row.get(0)?,
+                    event: row.get(1)?,
+                    username: row.get(2)?,
+                    client_id: row.get(3)?,
+                    ip: row.get(4)?,
+                    user_agent: row.get(5)?,
+                    detail: row.get(6)?,
+                })
+            },
+        )?
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        events,
+        number,
+        pages: ((total + per_page - 1) / per_page).max(1),
+        total,
+    })
+}

@@ -17,13 +17,25 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<String>,
     /// Group names; empty means every user may sign in.
     pub allowed_groups: Vec<String>,
+    /// PKCE even for a confidential client.
+    pub require_pkce: bool,
+    /// Ask people to consent before sharing their details (else the client is trusted).
+    pub ask_consent: bool,
+    /// Where the landing page sends people to open the app.
+    pub launch_url: Option<String>,
+    /// Access token lifetime in seconds; `None`: the default.
+    pub access_token_ttl: Option<i64>,
+    /// Refresh token lifetime in seconds; `None`: the default.
+    pub refresh_token_ttl: Option<i64>,
     pub declared: bool,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
 }
 
 const COLUMNS: &str = "client_id, name, secret_hash, public, redirect_uris, \
-                       post_logout_redirect_uris, declared, created_at, updated_at";
+                       post_logout_redirect_uris, declared, created_at, updated_at, \
+                       require_pkce, ask_consent, launch_url, access_token_ttl, \
+                       refresh_token_ttl";
 
 struct RawClient {
     client: Client,
@@ -44,6 +56,11 @@ fn from_row(row: &Row) -> rusqlite::Result<RawClient> {
             declared: row.get(6)?,
             created_at: row.get(7)?,
             updated_at: row.get(8)?,
+            require_pkce: row.get(9)?,
+            ask_consent: row.get(10)?,
+            launch_url: row.get(11)?,
+            access_token_ttl: row.get(12)?,
+            refresh_token_ttl: row.get(13)?,
         },
         redirect_uris: row.get(4)?,
         post_logout_redirect_uris: row.get(5)?,
@@ -83,7 +100,22 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
 /// Inserts a client; its allowed groups must already exist (ids given).
 pub fn insert(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
     conn.execute(
-        &format!("INSERT INTO clients ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+        "INSERT INTO clients (client_id, name, secret_hash, public, redirect_uris, \
+         post_logout_redirect_uris, declared, created_at, updated_at) \
+         VALUES (?1, '', NULL, 0, '[]', '[]', ?2, ?3, ?3)",
+        params![client.client_id, client.declared, client.created_at],
+    )?;
+    update(conn, client, allowed_group_ids)
+}
+
+/// Writes every setting of an existing client (not its id, creation time or `declared`),
+/// and replaces its allowed groups.
+pub fn update(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE clients SET name = ?2, secret_hash = ?3, public = ?4, redirect_uris = ?5, \
+         post_logout_redirect_uris = ?6, updated_at = ?7, require_pkce = ?8, ask_consent = ?9, \
+         launch_url = ?10, access_token_ttl = ?11, refresh_token_ttl = ?12, declared = ?13 \
+         WHERE client_id = ?1",
         params![
             client.client_id,
             client.name,
@@ -91,14 +123,22 @@ pub fn insert(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> 
             client.public,
             to_json(&client.redirect_uris),
             to_json(&client.post_logout_redirect_uris),
-            client.declared,
-            client.created_at,
-            client.updated_at
+            client.updated_at,
+            client.require_pkce,
+            client.ask_consent,
+            client.launch_url,
+            client.access_token_ttl,
+            client.refresh_token_ttl,
+            client.declared
         ],
+    )?;
+    conn.execute(
+        "DELETE FROM client_allowed_groups WHERE client_id = ?1",
+        [&client.client_id],
     )?;
     for group_id in allowed_group_ids {
         conn.execute(
-            "INSERT INTO client_allowed_groups (client_id, group_id) VALUES (?1, ?2)",
+            "INSERT OR IGNORE INTO client_allowed_groups (client_id, group_id) VALUES (?1, ?2)",
             params![client.client_id, group_id],
         )?;
     }

@@ -77,3 +77,38 @@ pub fn remove_member(conn: &Connection, group_id: i64, user_id: &str) -> StoreRe
     )?;
     Ok(removed == 1)
 }
+
+/// One group with its members' usernames, sorted.
+pub fn by_name(conn: &Connection, name: &str) -> StoreResult<Option<Group>> {
+    let Some((id, declared)) = conn
+        .query_row(
+            "SELECT id, declared FROM groups WHERE name = ?1",
+            [name],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare(
+        "SELECT u.username FROM users u JOIN group_members m ON m.user_id = u.id \
+         WHERE m.group_id = ?1 ORDER BY u.username",
+    )?;
+    let members = stmt
+        .query_map([id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Group {
+        id,
+        name: name.to_string(),
+        declared,
+        members,
+    }))
+}
+
+pub fn rename(conn: &Connection, id: i64, name: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE groups SET name = ?2 WHERE id = ?1",
+        params![id, name],
+    )?;
+    Ok(())
+}

@@ -10,6 +10,7 @@ use super::{StoreError, StoreResult};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_passkeys.sql"),
+    include_str!("../../migrations/0003_clients_consent.sql"),
 ];
 
 fn version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod ceremonies;
 pub mod clients;
+pub mod consents;
 pub mod grants;
 pub mod groups;
 pub mod links;

@@ -139,3 +139,38 @@ pub fn update_profile(conn: &Connection, user: &User, now: UnixTime) -> StoreRes
     )?;
     Ok(())
 }
+
+/// People whose username, display name or e-mail address contains `query` (any case),
+/// sorted by username.
+pub fn search(conn: &Connection, query: &str) -> StoreResult<Vec<User>> {
+    // LIKE wildcards in what the administrator typed are meant literally.
+    let escaped = query
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM users WHERE username LIKE ?1 ESCAPE '\\' \
+         OR display_name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' ORDER BY username"
+    ))?;
+    let users = stmt
+        .query_map([pattern], from_row)?
+        .collect::<Result<_, _>>()?;
+    Ok(users)
+}
+
+pub fn set_username(conn: &Connection, id: &str, username: &str, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, username, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_admin(conn: &Connection, id: &str, is_admin: bool, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE users SET is_admin = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, is_admin, now],
+    )?;
+    Ok(())
+}

@@ -52,7 +52,15 @@ pub struct AccountPage {
     pub passkeys_enabled: bool,
     pub passkeys: Vec<PasskeyRow>,
     pub sessions: Vec<SessionRow>,
+    pub consents: Vec<ConsentRow>,
     pub csrf_token: String,
+}
+
+pub struct ConsentRow {
+    pub client_id: String,
+    pub client_name: String,
+    pub scope: String,
+    pub granted: String,
 }
 
 pub struct PasskeyRow {
@@ -77,6 +85,31 @@ pub struct LogoutPage {
     pub client_name: Option<String>,
     /// The request's parameters, carried through the confirmation form.
     pub fields: Vec<(String, String)>,
+    pub csrf_token: String,
+}
+
+#[derive(Template)]
+#[template(path = "apps.html")]
+pub struct AppsPage {
+    pub name: String,
+    pub is_admin: bool,
+    pub apps: Vec<AppLink>,
+}
+
+pub struct AppLink {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    pub client_name: String,
+    pub username: String,
+    /// What the app will learn, in words.
+    pub shares: Vec<&'static str>,
+    /// Where the form's answer leads (for the page's form-action policy).
+    pub redirect_origin: String,
     pub csrf_token: String,
 }
 

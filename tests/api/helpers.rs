@@ -37,13 +37,27 @@ pub fn spawn_app() -> TestApp {
 /// Starts the server with the issuer `http://HOST:PORT`; it always listens on 127.0.0.1.
 /// Passkeys need a domain name, so their tests use `localhost`.
 pub fn spawn_app_at(host: &str) -> TestApp {
+    spawn_app_with(host, None)
+}
+
+/// Starts the server with `config` as its TOML config file (written into the data dir).
+pub fn spawn_app_with_config(config: &str) -> TestApp {
+    spawn_app_with("127.0.0.1", Some(config))
+}
+
+fn spawn_app_with(host: &str, config: Option<&str>) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
+    let config = config.map(|text| {
+        let path = data_dir.path().join("latchkey.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    });
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     let issuer = format!("http://{host}:{port}");
     let settings = Settings::resolve(Overrides {
         data_dir: Some(data_dir.path().to_path_buf()),
-        config: None,
+        config,
         listen: Some(format!("127.0.0.1:{port}")),
         issuer: Some(issuer.clone()),
     })

@@ -13,38 +13,25 @@ use crate::server::{State, blocking};
 use crate::store::audit::{self, Event};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
-use crate::store::{StoreError, passkeys as stored_passkeys};
+use crate::store::{StoreError, consents, passkeys as stored_passkeys};
 use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
-use crate::web::pages::{self, AccountPage, PasskeyRow, SessionRow};
+use crate::web::pages::{self, AccountPage, ConsentRow, PasskeyRow, SessionRow};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/account", web::get().to(account_page))
-        .route("/account/profile", web::post().to(update_profile))
-        .route(
-            "/account/passkeys/start",
-            web::post().to(start_registration),
-        )
-        .route(
-            "/account/passkeys/finish",
-            web::post().to(finish_registration),
-        )
-        .route(
-            "/account/passkeys/{id}/rename",
-            web::post().to(rename_passkey),
-        )
-        .route(
-            "/account/passkeys/{id}/delete",
-            web::post().to(delete_passkey),
-        )
-        .route(
-            "/account/sessions/{handle}/end",
-            web::post().to(end_session),
-        )
-        .route(
-            "/account/sessions/end-others",
-            web::post().to(end_other_sessions),
-        );
+    let post = web::post;
+    cfg.service(
+        web::scope("/account")
+            .route("", web::get().to(account_page))
+            .route("/profile", post().to(update_profile))
+            .route("/passkeys/start", post().to(start_registration))
+            .route("/passkeys/finish", post().to(finish_registration))
+            .route("/passkeys/{id}/rename", post().to(rename_passkey))
+            .route("/passkeys/{id}/delete", post().to(delete_passkey))
+            .route("/sessions/{handle}/end", post().to(end_session))
+            .route("/sessions/end-others", post().to(end_other_sessions))
+            .route("/consents/{client_id}/revoke", post().to(revoke_consent)),
+    );
 }
 
 fn account_url(state: &State) -> String {
@@ -101,7 +88,7 @@ async fn account_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
         Err(redirect) => return Ok(redirect),
     };
     let user_id = user.id.clone();
-    let (groups, keys, live) = blocking(&state, move |state| {
+    let (groups, keys, live, agreed) = blocking(&state, move |state| {
         state
             .store
             .read(|conn| {
@@ -109,6 +96,7 @@ async fn account_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
                     users::group_names(conn, &user_id)?,
                     stored_passkeys::for_user(conn, &user_id)?,
                     sessions::for_user(conn, &user_id, clock::now())?,
+                    consents::for_user(conn, &user_id)?,
                 ))
             })
             .map_err(PageError::from)
@@ -140,6 +128,15 @@ async fn account_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
                 ip: other.ip.clone().unwrap_or_else(|| "unknown".into()),
                 last_seen: clock::display(other.last_seen_at),
                 current: other.id_hash == session.id_hash,
+            })
+            .collect(),
+        consents: agreed
+            .into_iter()
+            .map(|(client_id, client_name, scope, granted_at)| ConsentRow {
+                client_id,
+                client_name,
+                scope,
+                granted: clock::display(granted_at),
             })
             .collect(),
         csrf_token,
@@ -396,6 +393,40 @@ async fn end_other_sessions(
                     &origin,
                     clock::now(),
                 )?;
+                Ok::<_, StoreError>(())
+            })
+            .map_err(PageError::from)
+    })
+    .await?;
+    Ok(see_other(account_url(&state)))
+}
+
+async fn revoke_consent(
+    req: HttpRequest,
+    state: State,
+    client_id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let origin = state.origin(&req);
+    let client_id = client_id.into_inner();
+    blocking(&state, move |state| {
+        state
+            .store
+            .write(|tx| {
+                if consents::revoke(tx, &user.id, &client_id)? {
+                    audit::record(
+                        tx,
+                        &Event::new("consent.revoked")
+                            .user(&user.id, &user.username)
+                            .client(&client_id),
+                        &origin,
+                        clock::now(),
+                    )?;
+                }
                 Ok::<_, StoreError>(())
             })
             .map_err(PageError::from)

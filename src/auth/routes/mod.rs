@@ -1,6 +1,7 @@
 //! Pages and JSON endpoints for signing in, first-run setup and the account.
 
 mod account;
+mod apps;
 mod setup;
 mod sign_in;
 
@@ -17,6 +18,7 @@ use crate::store::users::User;
 use crate::web::error::{ApiError, PageError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    apps::configure(cfg);
     sign_in::configure(cfg);
     setup::configure(cfg);
     account::configure(cfg);

@@ -16,15 +16,10 @@ use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, LoginPage};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home))
-        .route("/login", web::get().to(login_page))
+    cfg.route("/login", web::get().to(login_page))
         .route("/login/link/{token}", web::get().to(open_login_link))
         .route("/login/passkey/start", web::post().to(start))
         .route("/login/passkey/finish", web::post().to(finish));
-}
-
-async fn home(state: State) -> HttpResponse {
-    see_other(format!("{}/account", state.settings.issuer.path()))
 }
 
 async fn login_page(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {

@@ -1,0 +1,162 @@
+//! `/admin/audit`: the audit log, newest first, filtered and a page at a time.
+
+use actix_web::HttpRequest;
+use askama::Template;
+use serde::Deserialize;
+
+use super::access::{self, AdminError, AdminResult};
+use super::{Frame, Section, admin_url, read, render};
+use crate::clock;
+use crate::server::State;
+use crate::store::audit::{self, Filter, Recorded};
+use crate::web::error::PageError;
+
+pub const PER_PAGE: i64 = 50;
+
+#[derive(Template)]
+#[template(path = "admin/audit.html")]
+struct AuditPage {
+    frame: Frame,
+    user: String,
+    client: String,
+    event: String,
+    filtered: bool,
+    rows: Vec<AuditRow>,
+    number: i64,
+    pages: i64,
+    total: i64,
+    newer: Option<String>,
+    older: Option<String>,
+}
+
+/// One event as shown, with links that narrow the log to its user, client or kind.
+pub struct AuditRow {
+    pub at: String,
+    pub event: String,
+    pub event_href: String,
+    pub username: Option<(String, String)>,
+    pub client_id: Option<(String, String)>,
+    pub ip: String,
+    pub user_agent: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditQuery {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    client: String,
+    #[serde(default)]
+    event: String,
+    #[serde(default)]
+    page: String,
+}
+
+/// The address of the log narrowed to `filter`, at `page`.
+fn href(state: &State, filter: &Filter, page: i64) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in [
+        ("user", &filter.username),
+        ("client", &filter.client_id),
+        ("event", &filter.event),
+    ] {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    if page > 1 {
+        query.append_pair("page", &page.to_string());
+    }
+    let query = query.finish();
+    let path = admin_url(state, "/audit");
+    if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// Events as rows; their links add to what `filter` already narrows.
+pub fn rows(state: &State, events: Vec<Recorded>, filter: &Filter) -> Vec<AuditRow> {
+    events
+        .into_iter()
+        .map(|recorded| {
+            let narrowed = |change: &dyn Fn(&mut Filter)| {
+                let mut narrower = filter.clone();
+                change(&mut narrower);
+                href(state, &narrower, 1)
+            };
+            AuditRow {
+                at: clock::display(recorded.at),
+                event_href: narrowed(&|f| f.event = Some(recorded.event.clone())),
+                username: recorded
+                    .username
+                    .as_ref()
+                    .map(|name| (name.clone(), narrowed(&|f| f.username = Some(name.clone())))),
+                client_id: recorded
+                    .client_id
+                    .as_ref()
+                    .map(|id| (id.clone(), narrowed(&|f| f.client_id = Some(id.clone())))),
+                event: recorded.event,
+                ip: recorded.ip.unwrap_or_default(),
+                user_agent: recorded.user_agent.unwrap_or_default(),
+                detail: recorded.detail.unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// A filter field: blank means any; anything longer than an e-mail address matches nothing
+/// we record, so it is refused rather than searched for.
+fn criterion(value: &str, what: &str) -> Result<Option<String>, AdminError> {
+    let value = value.trim();
+    if value.chars().count() > 254 || value.chars().any(char::is_control) {
+        return Err(PageError::bad_request(
+            "Filter not valid",
+            format!("The {what} to look for has at most 254 characters and no control characters."),
+        )
+        .into());
+    }
+    Ok((!value.is_empty()).then(|| value.to_string()))
+}
+
+pub async fn page(req: HttpRequest, state: State) -> AdminResult {
+    let admin = access::require(&req, &state).await?;
+    let asked: AuditQuery = access::query(&req)?;
+    let filter = Filter {
+        // Usernames are stored lowercased.
+        username: criterion(&asked.user, "username")?.map(|name| name.to_lowercase()),
+        client_id: criterion(&asked.client, "client id")?,
+        event: criterion(&asked.event, "event")?,
+    };
+    let number = match asked.page.trim() {
+        "" => 1,
+        page => page
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                PageError::bad_request("Page not valid", "Pages are numbered from 1.")
+            })?,
+    };
+    let wanted = filter.clone();
+    let found = read(&state, move |conn| {
+        Ok(audit::search(conn, &wanted, number, PER_PAGE)?)
+    })
+    .await?;
+    let page = AuditPage {
+        frame: Frame::new(&req, &state, &admin, Section::Audit),
+        user: filter.username.clone().unwrap_or_default(),
+        client: filter.client_id.clone().unwrap_or_default(),
+        event: filter.event.clone().unwrap_or_default(),
+        filtered: filter != Filter::default(),
+        newer: (found.number > 1).then(|| href(&state, &filter, found.number - 1)),
+        older: (found.number < found.pages).then(|| href(&state, &filter, found.number + 1)),
+        rows: rows(&state, found.events, &filter),
+        number: found.number,
+        pages: found.pages,
+        total: found.total,
+    };
+    render(&page, &page.frame)
+}

@@ -1,0 +1,189 @@
+//! `/admin/groups`: groups and their members. Group names reach apps in the `groups` claim.
+
+use actix_web::HttpRequest;
+use actix_web::web::Bytes;
+use askama::Template;
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use super::access::{self, Admin, AdminResult};
+use super::{
+    Applied, Change, Frame, Refusal, Section, admin_url, apply, change, read, render, see_other,
+    segment,
+};
+use crate::clock::UnixTime;
+use crate::directory::groups as directory_groups;
+use crate::directory::{DirectoryError, DirectoryResult};
+use crate::server::State;
+use crate::store::groups::Group;
+use crate::store::users as stored_users;
+
+/// The admin path of a group's page.
+fn group_path(name: &str) -> String {
+    format!("/groups/{name}")
+}
+
+#[derive(Template)]
+#[template(path = "admin/groups.html")]
+struct GroupsPage {
+    frame: Frame,
+    groups: Vec<Group>,
+    /// What was typed in the "add a group" form, kept when it is refused.
+    new_name: String,
+}
+
+pub async fn list(req: HttpRequest, state: State) -> AdminResult {
+    let admin = access::require(&req, &state).await?;
+    list_page(&req, &state, &admin, String::new(), None).await
+}
+
+async fn list_page(
+    req: &HttpRequest,
+    state: &State,
+    admin: &Admin,
+    new_name: String,
+    refusal: Option<Refusal>,
+) -> AdminResult {
+    let groups = read(state, directory_groups::list).await?;
+    let page = GroupsPage {
+        frame: Frame::new(req, state, admin, Section::Groups).refused(refusal),
+        groups,
+        new_name,
+    };
+    render(&page, &page.frame)
+}
+
+#[derive(Debug, Deserialize)]
+struct NameForm {
+    #[serde(default)]
+    name: String,
+}
+
+pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    let (admin, form): (_, NameForm) = access::form(&req, &state, &body).await?;
+    let origin = state.origin(&req);
+    let name = form.name.clone();
+    match change(&state, move |tx, now| {
+        directory_groups::add(tx, &name, &origin, now)
+    })
+    .await?
+    {
+        Ok(name) => Ok(see_other(admin_url(&state, &group_path(&name)))),
+        Err(refusal) => list_page(&req, &state, &admin, form.name, Some(refusal)).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "admin/group.html")]
+struct GroupPage {
+    frame: Frame,
+    group: Group,
+    /// People who could be added: everyone not yet a member.
+    candidates: Vec<String>,
+}
+
+pub async fn page(req: HttpRequest, state: State) -> AdminResult {
+    let admin = access::require(&req, &state).await?;
+    group_page(&req, &state, &admin, &segment(&req, "name"), None).await
+}
+
+async fn group_page(
+    req: &HttpRequest,
+    state: &State,
+    admin: &Admin,
+    name: &str,
+    refusal: Option<Refusal>,
+) -> AdminResult {
+    let name = name.to_string();
+    let (group, everyone) = read(state, move |conn| {
+        Ok((
+            directory_groups::get(conn, &name)?,
+            stored_users::list(conn)?,
+        ))
+    })
+    .await?;
+    let candidates = everyone
+        .into_iter()
+        .map(|user| user.username)
+        .filter(|username| !group.members.contains(username))
+        .collect();
+    let page = GroupPage {
+        frame: Frame::new(req, state, admin, Section::Groups).refused(refusal),
+        group,
+        candidates,
+    };
+    render(&page, &page.frame)
+}
+
+/// Handles a posted change to the group at this URL, then shows its page again when the
+/// change was refused.
+async fn change_group<F: DeserializeOwned + Send + 'static>(
+    req: &HttpRequest,
+    state: &State,
+    body: &[u8],
+    work: impl FnOnce(&Connection, Change<F>, UnixTime) -> DirectoryResult<String> + Send + 'static,
+) -> AdminResult {
+    match apply(req, state, body, "name", work).await? {
+        Applied::Done(response) => Ok(response),
+        Applied::Refused(admin, name, refusal) => {
+            group_page(req, state, &admin, &name, Some(refusal)).await
+        }
+    }
+}
+
+pub async fn rename(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    change_group(&req, &state, &body, |tx, c: Change<NameForm>, now| {
+        let renamed = directory_groups::rename(tx, &c.subject, &c.form.name, &c.origin, now)?;
+        Ok(group_path(&renamed))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct DeleteForm {
+    /// A checkbox that must be ticked: members lose the group in every app.
+    confirm: Option<String>,
+}
+
+pub async fn delete(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    change_group(&req, &state, &body, |tx, c: Change<DeleteForm>, now| {
+        directory_groups::ensure_editable(tx, &c.subject)?;
+        if c.form.confirm.as_deref() != Some("yes") {
+            return Err(DirectoryError::Invalid(
+                "Tick the confirmation to delete this group.".into(),
+            ));
+        }
+        directory_groups::remove(tx, &c.subject, &c.origin, now)?;
+        Ok("/groups".to_string())
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+struct MemberForm {
+    #[serde(default)]
+    username: String,
+}
+
+pub async fn add_member(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    change_group(&req, &state, &body, |tx, c: Change<MemberForm>, now| {
+        directory_groups::add_member(tx, &c.subject, &c.form.username, &c.origin, now)?;
+        Ok(group_path(&c.subject))
+    })
+    .await
+}
+
+pub async fn remove_member(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    let username = segment(&req, "username");
+    change_group(
+        &req,
+        &state,
+        &body,
+        move |tx, c: Change<IgnoredAny>, now| {
+            directory_groups::remove_member(tx, &c.subject, &username, &c.origin, now)?;
+            Ok(group_path(&c.subject))
+        },
+    )
+    .await
+}

@@ -1,0 +1,239 @@
+//! The front channel: `/authorize`, its continuation after sign-in, and the consent page.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::{csp_allowing_form_to, form_params, query_params};
+use crate::auth::session;
+use crate::clock::{self, UnixTime};
+use crate::oidc::authorize::{self, ConsentAnswer, Outcome, Progress};
+use crate::oidc::error::AuthorizeError;
+use crate::oidc::params::Params;
+use crate::oidc::scope;
+use crate::secrets;
+use crate::server::{AppState, State, blocking};
+use crate::store::pending;
+use crate::web::csrf;
+use crate::web::error::PageError;
+use crate::web::pages::{self, ConsentPage};
+
+/// The cookie that remembers which parked authorization request this browser is signing
+/// in (or consenting) for.
+const PENDING_COOKIE: &str = "latchkey_authorization";
+
+pub(super) async fn authorize_get(
+    req: HttpRequest,
+    state: State,
+) -> Result<HttpResponse, AuthorizeError> {
+    let params = query_params(&req);
+    authorize(req, state, params).await
+}
+
+pub(super) async fn authorize_post(
+    req: HttpRequest,
+    state: State,
+    body: web::Bytes,
+) -> Result<HttpResponse, AuthorizeError> {
+    let params = form_params(&req, &body);
+    authorize(req, state, params).await
+}
+
+async fn authorize(
+    req: HttpRequest,
+    state: State,
+    params: Result<Params, String>,
+) -> Result<HttpResponse, AuthorizeError> {
+    let params = params.map_err(|why| PageError::bad_request("Sign-in request not valid", why))?;
+    decide(req, state, params, Progress::NEW).await
+}
+
+/// Where a decided request goes next.
+enum Next {
+    Redirect(String),
+    SignIn { parked: String },
+    Consent { parked: String, page: ConsentPage },
+}
+
+/// What people are told each scope shares.
+fn scope_description(name: &str) -> &'static str {
+    match name {
+        scope::OPENID => "Who you are (a stable identifier)",
+        scope::PROFILE => "Your name and username",
+        scope::EMAIL => "Your email address",
+        scope::GROUPS => "The groups you belong to",
+        scope::OFFLINE_ACCESS => "Stay connected while you are away (a refresh token)",
+        _ => "Other details",
+    }
+}
+
+/// Validates and decides a request; parks it when the person must sign in or consent first.
+async fn decide(
+    req: HttpRequest,
+    state: State,
+    params: Params,
+    progress: Progress,
+) -> Result<HttpResponse, AuthorizeError> {
+    let origin = state.origin(&req);
+    let session_cookie = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
+    let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
+    let next = blocking(&state, move |state| {
+        let now = clock::now();
+        let issuer = &state.settings.issuer;
+        state.store.write(|tx| {
+            let request = authorize::validate(tx, issuer, &params)?;
+            let signed_in = match &session_cookie {
+                Some(cookie) => session::current(tx, cookie, &state.settings.sessions, now)?,
+                None => None,
+            };
+            let outcome = authorize::decide(
+                tx,
+                issuer,
+                &request,
+                signed_in.as_ref(),
+                progress,
+                &origin,
+                now,
+            )?;
+            if let Outcome::Redirect(url) = outcome {
+                return Ok::<_, AuthorizeError>(Next::Redirect(url));
+            }
+            let parked = secrets::random_token();
+            let parked_json =
+                serde_json::to_string(&params).map_err(|e| PageError::internal(&e))?;
+            pending::insert(
+                tx,
+                &secrets::token_hash(&parked),
+                &parked_json,
+                progress.parked_at.unwrap_or(now),
+                now + crate::oidc::PENDING_TTL_SECS,
+            )?;
+            Ok(match (outcome, signed_in) {
+                (Outcome::Consent, Some((_, user))) => Next::Consent {
+                    parked,
+                    page: ConsentPage {
+                        client_name: request.client.name.clone(),
+                        username: user.username,
+                        shares: request.scopes.names().map(scope_description).collect(),
+                        redirect_origin: super::origin_of(&request.redirect_uri),
+                        csrf_token,
+                    },
+                },
+                _ => Next::SignIn { parked },
+            })
+        })
+    })
+    .await?;
+    let issuer = &state.settings.issuer;
+    let pending_cookie = |parked| {
+        session::strict_cookie(
+            issuer,
+            PENDING_COOKIE,
+            parked,
+            crate::oidc::PENDING_TTL_SECS,
+        )
+    };
+    Ok(match next {
+        Next::Redirect(url) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, url))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .cookie(session::removal(issuer, PENDING_COOKIE))
+            .finish(),
+        Next::SignIn { parked } => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("{}/login", issuer.path())))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .cookie(pending_cookie(parked))
+            .finish(),
+        Next::Consent { parked, page } => {
+            let policy =
+                csp_allowing_form_to(&page.redirect_origin).map_err(|e| PageError::internal(&e))?;
+            let mut response = pages::render(
+                &page,
+                csrf_cookie.into_iter().chain([pending_cookie(parked)]),
+            )?;
+            response
+                .headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, policy);
+            response
+        }
+    })
+}
+
+/// Takes this browser's parked request: its parameters and when it was parked.
+async fn take_parked(req: &HttpRequest, state: &State) -> Result<(Params, UnixTime), PageError> {
+    let expired = || {
+        PageError::bad_request(
+            "Sign-in request expired",
+            "This sign-in request has expired or was already completed. Go back to the \
+             application and sign in again.",
+        )
+    };
+    let parked_id = AppState::cookie(req, PENDING_COOKIE).ok_or_else(expired)?;
+    let (params_json, parked_at) = blocking(state, move |state| {
+        state
+            .store
+            .write(|tx| pending::take(tx, &secrets::token_hash(&parked_id), clock::now()))
+            .map_err(PageError::from)
+    })
+    .await?
+    .ok_or_else(expired)?;
+    let params = serde_json::from_str(&params_json).map_err(|e| PageError::internal(&e))?;
+    Ok((params, parked_at))
+}
+
+/// Continues a parked request after sign-in.
+pub(super) async fn authorize_resume(
+    req: HttpRequest,
+    state: State,
+) -> Result<HttpResponse, AuthorizeError> {
+    let (params, parked_at) = take_parked(&req, &state).await?;
+    let progress = Progress {
+        parked_at: Some(parked_at),
+        answer: ConsentAnswer::NotAsked,
+    };
+    decide(req, state, params, progress).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct ConsentForm {
+    csrf_token: String,
+    decision: String,
+}
+
+/// The answer of the consent page.
+pub(super) async fn consent(
+    req: HttpRequest,
+    state: State,
+    form: web::Form<ConsentForm>,
+) -> Result<HttpResponse, AuthorizeError> {
+    csrf::verify(&req, &state.settings.issuer, Some(&form.csrf_token))?;
+    let answer = match form.decision.as_str() {
+        "allow" => ConsentAnswer::Allowed,
+        "deny" => ConsentAnswer::Denied,
+        _ => {
+            return Err(
+                PageError::bad_request("Answer not understood", "Choose Allow or Deny.").into(),
+            );
+        }
+    };
+    let (params, parked_at) = take_parked(&req, &state).await?;
+    let progress = Progress {
+        parked_at: Some(parked_at),
+        answer,
+    };
+    decide(req, state, params, progress).await
+}
+
+/// Whether this browser has an authorization request waiting for a sign-in.
+pub fn has_pending(req: &HttpRequest) -> bool {
+    req.cookie(PENDING_COOKIE).is_some()
+}
+
+/// Where to go after a sign-in: the waiting authorization request, or the landing page.
+pub fn after_sign_in(req: &HttpRequest, mount: &str) -> String {
+    if has_pending(req) {
+        format!("{mount}/authorize/resume")
+    } else {
+        format!("{mount}/account")
+    }
+}

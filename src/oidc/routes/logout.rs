@@ -1,0 +1,107 @@
+//! RP-initiated logout.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{csp_allowing_form_to, form_params, query_params};
+use crate::auth::session;
+use crate::clock;
+use crate::oidc::logout;
+use crate::oidc::params::Params;
+use crate::server::{AppState, State, blocking};
+use crate::web::csrf;
+use crate::web::error::PageError;
+use crate::web::pages::{self, LogoutPage, SignedOutPage};
+
+pub(super) async fn logout_get(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
+    let params = query_params(&req)
+        .map_err(|why| PageError::bad_request("Sign-out request not valid", why))?;
+    logout_flow(req, state, params).await
+}
+
+pub(super) async fn logout_post(
+    req: HttpRequest,
+    state: State,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let params = form_params(&req, &body)
+        .map_err(|why| PageError::bad_request("Sign-out request not valid", why))?;
+    if params.get("confirm").is_some() {
+        csrf::verify(&req, &state.settings.issuer, params.get(csrf::FIELD))?;
+    }
+    logout_flow(req, state, params).await
+}
+
+/// Ends the session when the person confirmed, or when the relying party proved with an ID
+/// token hint that it signed this person in; otherwise asks first.
+async fn logout_flow(
+    req: HttpRequest,
+    state: State,
+    params: Params,
+) -> Result<HttpResponse, PageError> {
+    let confirmed = params.get("confirm").is_some();
+    let origin = state.origin(&req);
+    let issuer = state.settings.issuer.clone();
+    let session_cookie = AppState::cookie(&req, session::cookie_name(&issuer));
+    let carried = params.clone();
+    let (request, signed_in_as) = blocking(&state, move |state| {
+        let now = clock::now();
+        state.store.write(|tx| {
+            let request = logout::validate(
+                tx,
+                &params,
+                crate::oidc::KEY_PUBLISH_AFTER_RETIREMENT_SECS,
+                now,
+            )?;
+            let signed_in = match &session_cookie {
+                Some(cookie) => session::current(tx, cookie, &state.settings.sessions, now)?,
+                None => None,
+            };
+            let Some((session, user)) = signed_in else {
+                return Ok::<_, PageError>((request, None));
+            };
+            let hinted = request.hinted_subject.as_deref() == Some(user.id.as_str());
+            if confirmed || hinted {
+                session::end(tx, &session, &user, &origin, now)?;
+                return Ok((request, None));
+            }
+            Ok((request, Some(user.username)))
+        })
+    })
+    .await?;
+    if let Some(username) = signed_in_as {
+        let (csrf_token, csrf_cookie) = csrf::token(&req, &issuer);
+        let fields = [
+            "id_token_hint",
+            "client_id",
+            "post_logout_redirect_uri",
+            "state",
+        ]
+        .iter()
+        .filter_map(|name| carried.get(name).map(|v| (name.to_string(), v.to_string())))
+        .collect();
+        let page = LogoutPage {
+            username,
+            client_name: request.client.map(|c| c.name),
+            fields,
+            csrf_token,
+        };
+        let mut response = pages::render(&page, csrf_cookie)?;
+        if let Some(target) = &request.return_to {
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                csp_allowing_form_to(target).map_err(|e| PageError::internal(&e))?,
+            );
+        }
+        return Ok(response);
+    }
+    let removal = session::removal(&issuer, session::cookie_name(&issuer));
+    match request.return_to {
+        Some(target) => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, target))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .cookie(removal)
+            .finish()),
+        None => pages::render(&SignedOutPage, [removal]),
+    }
+}

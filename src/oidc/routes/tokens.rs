@@ -1,0 +1,147 @@
+//! The back channel: token, userinfo, revocation and introspection.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{form_params, header_str, no_store_json};
+use crate::clock;
+use crate::oidc::error::OAuthError;
+use crate::oidc::token::{self, TokenContext};
+use crate::oidc::{client_auth, introspect, revoke, userinfo};
+use crate::server::{AppState, State, blocking};
+
+pub(super) async fn token_endpoint(
+    req: HttpRequest,
+    state: State,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let params = form_params(&req, &body).map_err(OAuthError::invalid_request)?;
+    let authorization = header_str(&req, header::AUTHORIZATION).map(str::to_string);
+    let origin = state.origin(&req);
+    let response = blocking(&state, move |state| {
+        let context = TokenContext {
+            store: &state.store,
+            issuer: &state.settings.issuer,
+            signer: &state.signer,
+            secrets: &state.secrets,
+        };
+        token::exchange(
+            &context,
+            &params,
+            authorization.as_deref(),
+            &origin,
+            clock::now(),
+        )
+    })
+    .await?;
+    Ok(no_store_json(&response))
+}
+
+/// The bearer token of a userinfo request: from the `Authorization` header, or from a form
+/// body (RFC 6750 §2.2), but not both.
+fn bearer_token(req: &HttpRequest, body: &[u8]) -> Result<String, OAuthError> {
+    let from_header = header_str(req, header::AUTHORIZATION)
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string());
+    let from_body = if body.is_empty() {
+        None
+    } else {
+        form_params(req, body)
+            .ok()
+            .and_then(|p| p.get("access_token").map(str::to_string))
+    };
+    match (from_header, from_body) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "send the access token in one place only",
+        )),
+        (Some(token), None) | (None, Some(token)) => Ok(token),
+        (None, None) => Err(OAuthError::invalid_token("an access token is required")),
+    }
+}
+
+pub(super) async fn userinfo_endpoint(
+    req: HttpRequest,
+    state: State,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let token = bearer_token(&req, &body)?;
+    let claims = blocking(&state, move |state| {
+        state
+            .store
+            .read(|conn| userinfo::claims_for(conn, &token, clock::now()))
+    })
+    .await?;
+    Ok(no_store_json(&claims))
+}
+
+/// Authenticates the client of a revocation or introspection request and reads `token`.
+async fn client_request<T: Send + 'static>(
+    req: &HttpRequest,
+    state: &State,
+    body: &[u8],
+    work: impl FnOnce(
+        &AppState,
+        &rusqlite::Connection,
+        &crate::store::clients::Client,
+        &str,
+    ) -> Result<T, OAuthError>
+    + Send
+    + 'static,
+) -> Result<T, OAuthError> {
+    let params = form_params(req, body).map_err(OAuthError::invalid_request)?;
+    let authorization = header_str(req, header::AUTHORIZATION).map(str::to_string);
+    let origin = state.origin(req);
+    blocking(state, move |state| {
+        let token = params
+            .get("token")
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?
+            .to_string();
+        let now = clock::now();
+        let client = state.store.read(|conn| {
+            client_auth::authenticate(
+                conn,
+                &state.secrets,
+                authorization.as_deref(),
+                &params,
+                &origin,
+                now,
+            )
+        })?;
+        state.store.write(|tx| work(state, tx, &client, &token))
+    })
+    .await
+}
+
+pub(super) async fn revoke_endpoint(
+    req: HttpRequest,
+    state: State,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let origin = state.origin(&req);
+    client_request(&req, &state, &body, move |_, tx, client, token| {
+        Ok(revoke::revoke(tx, client, token, &origin, clock::now())?)
+    })
+    .await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+pub(super) async fn introspect_endpoint(
+    req: HttpRequest,
+    state: State,
+    body: web::Bytes,
+) -> Result<HttpResponse, OAuthError> {
+    let answer = client_request(&req, &state, &body, |state, tx, client, token| {
+        Ok(introspect::introspect(
+            tx,
+            &state.settings.issuer,
+            client,
+            token,
+            clock::now(),
+        )?)
+    })
+    .await?;
+    Ok(no_store_json(&answer))
+}
