@@ -8,6 +8,7 @@
 
 mod access;
 mod audit;
+mod clients;
 mod groups;
 mod keys;
 mod overview;
@@ -53,6 +54,7 @@ enum Section {
     Overview,
     Users,
     Groups,
+    Clients,
     Audit,
     Keys,
 }
@@ -96,6 +98,7 @@ impl Frame {
             Section::Overview => "overview",
             Section::Users => "users",
             Section::Groups => "groups",
+            Section::Clients => "clients",
             Section::Audit => "audit",
             Section::Keys => "keys",
         };

@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use super::{audit, groups, keys, overview, users};
+use super::{audit, clients, groups, keys, overview, users};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin", web::get().to(overview::page))
@@ -42,6 +42,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/admin/users/{username}/sessions/end-all",
             web::post().to(users::end_all_sessions),
+        )
+        .route("/admin/clients", web::get().to(clients::list))
+        .route("/admin/clients", web::post().to(clients::create))
+        .route("/admin/clients/{id}", web::get().to(clients::page))
+        .route("/admin/clients/{id}/edit", web::post().to(clients::edit))
+        .route(
+            "/admin/clients/{id}/rotate-secret",
+            web::post().to(clients::rotate_secret),
+        )
+        .route(
+            "/admin/clients/{id}/delete",
+            web::post().to(clients::delete),
         )
         .route("/admin/groups", web::get().to(groups::list))
         .route("/admin/groups", web::post().to(groups::create))

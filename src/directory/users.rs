@@ -380,7 +380,8 @@ fn keeps_an_administrator(
     }
     if target.is_admin && !target.disabled && users::count_admins(conn)? <= 1 {
         return Err(DirectoryError::Conflict(format!(
-            "{} is the last enabled administrator. Make someone else an administrator first.",
+            "Latchkey needs an enabled administrator, and {} is the last one. Make someone \
+             else an administrator first.",
             target.username
         )));
     }
@@ -441,7 +442,9 @@ pub fn remove_passkey(
 ) -> DirectoryResult<StoredPasskey> {
     let user = find(conn, username)?;
     let removed = stored_passkeys::delete(conn, &user.id, passkey_id)?.ok_or_else(|| {
-        DirectoryError::Conflict(format!("{} has no such passkey.", user.username))
+        DirectoryError::Conflict(
+            "That passkey no longer exists (it may have been deleted already).".into(),
+        )
     })?;
     audit::record(
         conn,
@@ -466,5 +469,78 @@ mod tests {
         );
         assert_eq!(split_name("Ada"), (Some("Ada".into()), None));
         assert_eq!(split_name(""), (None, None));
+    }
+}
+
+#[cfg(test)]
+mod admin_rules_tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn person(conn: &Connection, username: &str, is_admin: bool) -> User {
+        let new = NewUser {
+            username: username.into(),
+            is_admin,
+            ..NewUser::default()
+        };
+        add(conn, &new, &Origin::cli(), 0).unwrap()
+    }
+
+    /// Through the pages the acting administrator is always an enabled one, so the last
+    /// administrator can only be protected from someone else: the rule must hold on its own.
+    #[test]
+    fn the_last_enabled_administrator_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|tx| {
+                let ada = person(tx, "ada", true);
+                let ops = person(tx, "ops", false);
+                let origin = Origin::cli();
+                for refused in [
+                    set_admin(tx, &ops, "ada", false, &origin, 1).map(|_| ()),
+                    disable_by(tx, &ops, "ada", &origin, 1).map(|_| ()),
+                    remove_by(tx, &ops, "ada", &origin, 1).map(|_| ()),
+                ] {
+                    let message = refused.unwrap_err().to_string();
+                    assert!(message.contains("ada is the last one"), "{message}");
+                }
+                // With a second administrator, the first may go.
+                set_admin(tx, &ada, "ops", true, &origin, 2)?;
+                assert!(!set_admin(tx, &ops, "ada", false, &origin, 3)?.is_admin);
+                assert!(
+                    disable_by(tx, &ada, "ada", &origin, 4).is_err(),
+                    "not oneself"
+                );
+                Ok::<_, DirectoryError>(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn renaming_keeps_the_id_and_refuses_taken_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|tx| {
+                let ada = person(tx, "ada", true);
+                person(tx, "bob", false);
+                let origin = Origin::cli();
+                let renamed = rename(tx, "ada", "Countess", &origin, 1)?;
+                assert_eq!(
+                    (renamed.id, renamed.username.as_str()),
+                    (ada.id, "countess")
+                );
+                assert!(matches!(
+                    rename(tx, "countess", "bob", &origin, 1),
+                    Err(DirectoryError::UserExists(_))
+                ));
+                assert!(matches!(
+                    rename(tx, "countess", "no spaces", &origin, 1),
+                    Err(DirectoryError::Invalid(_))
+                ));
+                Ok::<_, DirectoryError>(())
+            })
+            .unwrap();
     }
 }
