@@ -9,6 +9,7 @@ use serde::Deserialize;
 pub const DEFAULT_DATA_DIR: &str = "data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
+pub const DEFAULT_AUDIT_RETENTION_SECS: i64 = 365 * 86_400;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -157,6 +158,8 @@ pub struct FileConfig {
     pub session_lifetime: Option<String>,
     /// How long a sign-in lasts without use, such as "3d".
     pub session_idle_timeout: Option<String>,
+    /// How long audit events are kept, such as "365d".
+    pub audit_retention: Option<String>,
     #[serde(default)]
     pub groups: Vec<toml::Spanned<DeclaredGroup>>,
     #[serde(default)]
@@ -251,6 +254,8 @@ pub struct Settings {
     pub issuer_explicit: bool,
     pub trusted_proxies: Vec<IpAddr>,
     pub sessions: SessionPolicy,
+    /// Audit events older than this many seconds are deleted.
+    pub audit_retention_secs: i64,
     /// The config file, when there is one (for messages about what it declares).
     pub config_path: Option<PathBuf>,
     pub groups: Vec<Declared<DeclaredGroup>>,
@@ -299,6 +304,11 @@ impl Settings {
                 defaults.idle_secs,
             )?,
         };
+        let audit_retention_secs = duration(
+            "audit_retention",
+            file.audit_retention,
+            DEFAULT_AUDIT_RETENTION_SECS,
+        )?;
         Ok(Settings {
             data_dir,
             listen,
@@ -306,6 +316,7 @@ impl Settings {
             issuer_explicit,
             trusted_proxies,
             sessions,
+            audit_retention_secs,
             config_path: overrides.config,
             groups: declared(&text, file.groups),
             clients: declared(&text, file.clients),

@@ -120,12 +120,45 @@ pub fn prepare(store: &Store, settings: &Settings) -> Result<Prepared, PrepareEr
         let new_signing_key = keys::ensure_active(tx, now)?;
         let declared = declared::apply(tx, settings, now)?;
         meta::set(tx, meta::SERVED_ISSUER, settings.issuer.as_str())?;
-        crate::store::grants::purge_expired(tx, now)?;
+        purge(tx, settings, now)?;
         Ok(Prepared {
             new_signing_key,
             declared,
         })
     })
+}
+
+/// Drops what nobody can use any more, and audit events past their retention.
+fn purge(
+    conn: &rusqlite::Connection,
+    settings: &Settings,
+    now: clock::UnixTime,
+) -> Result<(), StoreError> {
+    crate::store::grants::purge_expired(conn, now)?;
+    crate::store::audit::purge_before(conn, now - settings.audit_retention_secs)?;
+    Ok(())
+}
+
+/// How often a running server purges (see `purge`).
+const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Purges every `PURGE_INTERVAL` while the server runs.
+async fn purge_periodically(state: State) {
+    let mut ticks = actix_web::rt::time::interval(PURGE_INTERVAL);
+    ticks.tick().await; // the first tick is immediate; `prepare` has just purged
+    loop {
+        ticks.tick().await;
+        let done = blocking(&state, |state| {
+            state
+                .store
+                .write(|tx| purge(tx, &state.settings, clock::now()))
+                .map_err(PageError::from)
+        })
+        .await;
+        if let Err(e) = done {
+            tracing::warn!("periodic purge failed: {e}");
+        }
+    }
 }
 
 async fn healthz(state: State) -> Result<HttpResponse, PageError> {
@@ -162,6 +195,7 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let mount = state.settings.issuer.path().to_string();
     pages_web::pages::set_base(&mount);
     let state = web::Data::new(state);
+    actix_web::rt::spawn(purge_periodically(state.clone()));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

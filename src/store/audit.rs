@@ -177,3 +177,8 @@ pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> S
         total,
     })
 }
+
+/// Deletes events older than `cutoff`; returns how many.
+pub fn purge_before(conn: &Connection, cutoff: UnixTime) -> StoreResult<usize> {
+    Ok(conn.execute("DELETE FROM audit_events WHERE at < ?1", [cutoff])?)
+}

@@ -48,6 +48,23 @@ const ROUTES: &[(&str, &str, Form)] = &[
     ),
     ("POST", "/admin/groups/staff/members/bob/remove", &[]),
     ("POST", "/admin/keys/rotate", &[]),
+    ("GET", "/admin/clients", &[]),
+    ("GET", "/admin/clients/web", &[]),
+    (
+        "POST",
+        "/admin/clients",
+        &[
+            ("client_id", "evil"),
+            ("redirect_uris", "https://evil.example.com/cb"),
+        ],
+    ),
+    (
+        "POST",
+        "/admin/clients/web/edit",
+        &[("redirect_uris", "https://evil.example.com/cb")],
+    ),
+    ("POST", "/admin/clients/web/rotate-secret", &[]),
+    ("POST", "/admin/clients/web/delete", &[("confirm", "yes")]),
 ];
 
 /// A signed-in browser and the CSRF token its forms carry.
@@ -781,4 +798,172 @@ async fn groups_from_the_config_file_keep_their_name() {
         .await;
     assert_eq!(member.status(), 303);
     assert_eq!(app.cli_ok(&["group", "list"]), "declared\tada\n");
+}
+
+/// The value of the read-only input `id` on a page.
+fn input_value(page: &str, id: &str) -> String {
+    page.split(&format!("id=\"{id}\""))
+        .nth(1)
+        .and_then(|rest| rest.split("value=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no input {id}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn admins_register_clients_and_read_the_secret_once() {
+    let (app, ada) = admin_app().await;
+    app.cli_ok(&["group", "add", "pve-admins"]);
+    let created = ada
+        .post(
+            &app,
+            "/admin/clients",
+            &[
+                ("client_id", "proxmox"),
+                ("name", "Proxmox VE"),
+                ("redirect_uris", "https://pve.example.com:8006\r\n"),
+                ("group:pve-admins", "on"),
+                ("ask_consent", "on"),
+                ("launch_url", "https://pve.example.com:8006"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let page = text(created).await;
+    let secret = input_value(&page, "client-secret");
+    assert!(secret.len() >= 43);
+    assert!(
+        page.contains(&format!("--issuer-url {}", app.issuer)),
+        "{page}"
+    );
+    assert!(page.contains("--client-id proxmox"));
+    assert!(page.contains("proxmox-backup-manager openid create"));
+    let (status, _, _) = post_form(
+        &app,
+        "/introspect",
+        &[("token", "x")],
+        Some(("proxmox", &secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "the secret works");
+    let listed: Value = serde_json::from_str(&app.cli_ok(&["client", "list", "--json"])).unwrap();
+    assert_eq!(
+        listed[0]["allowed_groups"],
+        serde_json::json!(["pve-admins"])
+    );
+    assert_eq!(listed[0]["ask_consent"], true);
+
+    let (status, page) = ada.get(&app, "/admin/clients/proxmox").await;
+    assert_eq!(status, 200);
+    assert!(!page.contains(&secret), "never shown again");
+
+    // Edit: a new name and no more consent; the secret is kept.
+    let edited = ada
+        .post(
+            &app,
+            "/admin/clients/proxmox/edit",
+            &[
+                ("name", "PVE cluster"),
+                ("redirect_uris", "https://pve.example.com:8006"),
+                ("launch_url", "https://pve.example.com:8006"),
+            ],
+        )
+        .await;
+    assert_eq!(edited.status(), 303);
+    let (_, page) = ada.get(&app, "/admin/clients/proxmox").await;
+    assert!(page.contains("PVE cluster"));
+    let (status, _, _) = post_form(
+        &app,
+        "/introspect",
+        &[("token", "x")],
+        Some(("proxmox", &secret)),
+    )
+    .await;
+    assert_eq!(status, 200, "editing keeps the secret");
+    let (_, landing) = ada.get(&app, "/").await;
+    assert!(landing.contains("PVE cluster") && landing.contains("https://pve.example.com:8006"));
+
+    // Rotate: the new secret is shown once, the old one stops working.
+    let rotated = ada
+        .post(&app, "/admin/clients/proxmox/rotate-secret", &[])
+        .await;
+    let fresh = input_value(&text(rotated).await, "client-secret");
+    assert_ne!(fresh, secret);
+    let (status, _, _) = post_form(
+        &app,
+        "/introspect",
+        &[("token", "x")],
+        Some(("proxmox", &secret)),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    // Delete needs the confirmation.
+    let refused = ada.post(&app, "/admin/clients/proxmox/delete", &[]).await;
+    assert_eq!(refused.status(), 400);
+    let deleted = ada
+        .post(&app, "/admin/clients/proxmox/delete", &[("confirm", "yes")])
+        .await;
+    assert_eq!(deleted.status(), 303);
+    assert_eq!(app.cli_ok(&["client", "list", "--json"]).trim(), "[]");
+}
+
+#[tokio::test]
+async fn a_refused_client_form_keeps_what_was_typed() {
+    let (app, ada) = admin_app().await;
+    let refused = ada
+        .post(
+            &app,
+            "/admin/clients",
+            &[
+                ("client_id", "web"),
+                ("name", "Wiki"),
+                ("redirect_uris", "not a url"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let page = text(refused).await;
+    assert!(page.contains("Invalid redirect URI"), "{page}");
+    assert!(page.contains("value=\"Wiki\""), "the name is kept");
+    let public = ada
+        .post(
+            &app,
+            "/admin/clients",
+            &[("redirect_uris", "http://127.0.0.1/cb"), ("public", "on")],
+        )
+        .await;
+    assert_eq!(public.status(), 200);
+    let page = text(public).await;
+    assert!(page.contains("public client") && !page.contains("client-secret"));
+    let listed: Value = serde_json::from_str(&app.cli_ok(&["client", "list", "--json"])).unwrap();
+    assert_eq!(
+        listed[0]["client_id"].as_str().unwrap().len(),
+        32,
+        "a generated id"
+    );
+}
+
+#[tokio::test]
+async fn declared_clients_are_read_only_in_the_admin_area() {
+    let app = spawn_app_with_config(&format!(
+        "[[clients]]\nclient_id = \"web\"\npublic = true\nredirect_uris = [\"{PVE_REDIRECT}\"]\n"
+    ));
+    app.cli_ok(&["user", "add", "ada", "--admin"]);
+    let ada = Browser::signed_in(&app, "ada").await;
+    let (_, page) = ada.get(&app, "/admin/clients/web").await;
+    assert!(page.contains("declared in the config file"));
+    assert!(!page.contains("Save settings"));
+    let refused = ada
+        .post(
+            &app,
+            "/admin/clients/web/edit",
+            &[("redirect_uris", "https://x.example.com/cb")],
+        )
+        .await;
+    assert_eq!(refused.status(), 409);
+    let refused = ada
+        .post(&app, "/admin/clients/web/delete", &[("confirm", "yes")])
+        .await;
+    assert_eq!(refused.status(), 409);
 }

@@ -195,3 +195,36 @@ fn a_bad_declaration_stops_the_start_and_changes_nothing() {
         "nothing half-applied"
     );
 }
+
+#[test]
+fn audit_events_past_their_retention_are_purged_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(&config, "audit_retention = \"1d\"\n").unwrap();
+    let store = latchkey::store::Store::open(dir.path()).unwrap();
+    let now = latchkey::clock::now();
+    store
+        .write(|tx| {
+            let origin = latchkey::store::audit::Origin::cli();
+            let event = latchkey::store::audit::Event::new("old.event");
+            latchkey::store::audit::record(tx, &event, &origin, now - 2 * 86_400)?;
+            let event = latchkey::store::audit::Event::new("new.event");
+            latchkey::store::audit::record(tx, &event, &origin, now - 3600)
+        })
+        .unwrap();
+    let settings = latchkey::config::Settings::resolve(latchkey::config::Overrides {
+        data_dir: Some(dir.path().to_path_buf()),
+        config: Some(config),
+        listen: None,
+        issuer: None,
+    })
+    .unwrap();
+    latchkey::server::prepare(&store, &settings).unwrap();
+    let kinds: Vec<String> = store
+        .read(|conn| latchkey::store::audit::recent(conn, 10))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(kinds, vec!["new.event".to_string()]);
+}
