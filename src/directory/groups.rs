@@ -36,14 +36,14 @@ fn find(conn: &Connection, name: &str) -> DirectoryResult<i64> {
 }
 
 /// Removes a group. A group that restricts a client cannot go: the client would silently
-/// open up to every user.
+/// open up to every user. Nor can one the config file declares.
 pub fn remove(
     conn: &Connection,
     name: &str,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<()> {
-    let id = find(conn, name)?;
+    let id = ensure_editable(conn, name)?.id;
     let mut stmt = conn.prepare(
         "SELECT client_id FROM client_allowed_groups WHERE group_id = ?1 ORDER BY client_id",
     )?;

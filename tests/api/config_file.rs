@@ -49,9 +49,14 @@ async fn a_declared_client_serves_proxmox() {
     );
 
     // Declared means read-only elsewhere.
-    let out = app.cli(&["client", "remove", "proxmox"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("declared in the config file"));
+    for args in [
+        &["client", "remove", "proxmox"][..],
+        &["group", "remove", "pve-admins"],
+    ] {
+        let out = app.cli(args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("declared in the config file"));
+    }
 }
 
 #[tokio::test]
