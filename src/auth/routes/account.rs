@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use rusqlite::Connection;
 use serde::Deserialize;
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
@@ -10,7 +11,7 @@ use super::{passkeys, same_origin, see_other, signed_in, within_limit};
 use crate::clock;
 use crate::directory::users as directory_users;
 use crate::server::{State, blocking};
-use crate::store::audit::{self, Event};
+use crate::store::audit::{self, Event, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
 use crate::store::{StoreError, consents, passkeys as stored_passkeys};
@@ -153,14 +154,49 @@ struct ProfileForm {
     email: String,
 }
 
-/// Checks the CSRF token and the session of an account form.
-async fn form_session(
+/// What a posted account change works with.
+struct Posted {
+    session: Session,
+    user: User,
+    origin: Origin,
+    now: clock::UnixTime,
+}
+
+/// Handles a posted change to the signed-in person's account: checks the CSRF token and the
+/// session, runs `work` in one transaction, and goes back to the account page.
+async fn account_change(
     req: &HttpRequest,
     state: &State,
     csrf_token: &str,
-) -> Result<Result<(Session, User), HttpResponse>, PageError> {
+    work: impl FnOnce(&Connection, Posted) -> Result<(), PageError> + Send + 'static,
+) -> Result<HttpResponse, PageError> {
     csrf::verify(req, &state.settings.issuer, Some(csrf_token))?;
-    Ok(require_session(req, state).await)
+    let (session, user) = match require_session(req, state).await {
+        Ok(found) => found,
+        Err(redirect) => return Ok(redirect),
+    };
+    let origin = state.origin(req);
+    blocking(state, move |state| {
+        state.store.write(|tx| {
+            let posted = Posted {
+                session,
+                user,
+                origin,
+                now: clock::now(),
+            };
+            work(tx, posted)
+        })
+    })
+    .await?;
+    Ok(see_other(account_url(state)))
+}
+
+/// Records an account change in the audit log.
+fn record(tx: &Connection, posted: &Posted, kind: &str, detail: String) -> Result<(), PageError> {
+    let event = Event::new(kind)
+        .user(&posted.user.id, &posted.user.username)
+        .detail(detail);
+    Ok(audit::record(tx, &event, &posted.origin, posted.now)?)
 }
 
 async fn update_profile(
@@ -168,30 +204,24 @@ async fn update_profile(
     state: State,
     form: web::Form<ProfileForm>,
 ) -> Result<HttpResponse, PageError> {
-    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
-        Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
-    };
-    let origin = state.origin(&req);
     let form = form.into_inner();
-    blocking(&state, move |state| {
-        state.store.write(|tx| {
-            directory_users::update_own_profile(
-                tx,
-                &user,
-                &form.display_name,
-                &form.email,
-                &origin,
-                clock::now(),
-            )
-            .map_err(|e| match e {
-                crate::directory::DirectoryError::Store(e) => PageError::from(e),
-                other => PageError::bad_request("Profile not saved", other.to_string()),
-            })
+    let token = form.csrf_token.clone();
+    account_change(&req, &state, &token, move |tx, posted| {
+        directory_users::update_own_profile(
+            tx,
+            &posted.user,
+            &form.display_name,
+            &form.email,
+            &posted.origin,
+            posted.now,
+        )
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::directory::DirectoryError::Store(e) => PageError::from(e),
+            other => PageError::bad_request("Profile not saved", other.to_string()),
         })
     })
-    .await?;
-    Ok(see_other(account_url(&state)))
+    .await
 }
 
 async fn start_registration(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
@@ -257,10 +287,6 @@ async fn rename_passkey(
     id: web::Path<i64>,
     form: web::Form<RenameForm>,
 ) -> Result<HttpResponse, PageError> {
-    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
-        Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
-    };
     let name = crate::directory::names::display_name(&form.name)
         .ok()
         .filter(|n| !n.is_empty())
@@ -271,17 +297,13 @@ async fn rename_passkey(
             )
         })?;
     let id = id.into_inner();
-    let renamed = blocking(&state, move |state| {
-        state
-            .store
-            .write(|tx| stored_passkeys::rename(tx, &user.id, id, &name))
-            .map_err(PageError::from)
+    account_change(&req, &state, &form.csrf_token, move |tx, posted| {
+        if !stored_passkeys::rename(tx, &posted.user.id, id, &name)? {
+            return Err(PageError::not_found());
+        }
+        record(tx, &posted, "passkey.renamed", name)
     })
-    .await?;
-    if !renamed {
-        return Err(PageError::not_found());
-    }
-    Ok(see_other(account_url(&state)))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -298,39 +320,22 @@ async fn delete_passkey(
     id: web::Path<i64>,
     form: web::Form<DeleteForm>,
 ) -> Result<HttpResponse, PageError> {
-    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
-        Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
-    };
     let confirmed = form.confirm_last.as_deref() == Some("yes");
-    let origin = state.origin(&req);
     let id = id.into_inner();
-    blocking(&state, move |state| {
-        let now = clock::now();
-        state.store.write(|tx| {
-            let count = stored_passkeys::for_user(tx, &user.id)?.len();
-            if count == 1 && !confirmed {
-                return Err(PageError::bad_request(
-                    "This is your last passkey",
-                    "Without a passkey you can sign in again only with a login link from an \
-                     administrator. Go back and tick the confirmation to delete it anyway.",
-                ));
-            }
-            let deleted =
-                stored_passkeys::delete(tx, &user.id, id)?.ok_or_else(PageError::not_found)?;
-            audit::record(
-                tx,
-                &Event::new("passkey.removed")
-                    .user(&user.id, &user.username)
-                    .detail(deleted.name),
-                &origin,
-                now,
-            )?;
-            Ok(())
-        })
+    account_change(&req, &state, &form.csrf_token, move |tx, posted| {
+        let count = stored_passkeys::for_user(tx, &posted.user.id)?.len();
+        if count == 1 && !confirmed {
+            return Err(PageError::bad_request(
+                "This is your last passkey",
+                "Without a passkey you can sign in again only with a login link from an \
+                 administrator. Go back and tick the confirmation to delete it anyway.",
+            ));
+        }
+        let deleted =
+            stored_passkeys::delete(tx, &posted.user.id, id)?.ok_or_else(PageError::not_found)?;
+        record(tx, &posted, "passkey.removed", deleted.name)
     })
-    .await?;
-    Ok(see_other(account_url(&state)))
+    .await
 }
 
 #[derive(Deserialize)]
@@ -344,30 +349,14 @@ async fn end_session(
     handle: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
-        Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
-    };
-    let origin = state.origin(&req);
     let handle = handle.into_inner();
-    blocking(&state, move |state| {
-        state
-            .store
-            .write(|tx| {
-                if sessions::delete_by_handle(tx, &user.id, &handle)? {
-                    audit::record(
-                        tx,
-                        &Event::new("session.revoked").user(&user.id, &user.username),
-                        &origin,
-                        clock::now(),
-                    )?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .map_err(PageError::from)
+    account_change(&req, &state, &form.csrf_token, move |tx, posted| {
+        if sessions::delete_by_handle(tx, &posted.user.id, &handle)? {
+            record(tx, &posted, "session.revoked", String::new())?;
+        }
+        Ok(())
     })
-    .await?;
-    Ok(see_other(account_url(&state)))
+    .await
 }
 
 async fn end_other_sessions(
@@ -375,30 +364,16 @@ async fn end_other_sessions(
     state: State,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let (session, user) = match form_session(&req, &state, &form.csrf_token).await? {
-        Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
-    };
-    let origin = state.origin(&req);
-    blocking(&state, move |state| {
-        state
-            .store
-            .write(|tx| {
-                let ended = sessions::delete_others(tx, &user.id, &session.id_hash)?;
-                audit::record(
-                    tx,
-                    &Event::new("session.revoked")
-                        .user(&user.id, &user.username)
-                        .detail(format!("{ended} other sessions")),
-                    &origin,
-                    clock::now(),
-                )?;
-                Ok::<_, StoreError>(())
-            })
-            .map_err(PageError::from)
+    account_change(&req, &state, &form.csrf_token, move |tx, posted| {
+        let ended = sessions::delete_others(tx, &posted.user.id, &posted.session.id_hash)?;
+        record(
+            tx,
+            &posted,
+            "session.revoked",
+            format!("{ended} other sessions"),
+        )
     })
-    .await?;
-    Ok(see_other(account_url(&state)))
+    .await
 }
 
 async fn revoke_consent(
@@ -407,30 +382,12 @@ async fn revoke_consent(
     client_id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let (_, user) = match form_session(&req, &state, &form.csrf_token).await? {
-        Ok(found) => found,
-        Err(redirect) => return Ok(redirect),
-    };
-    let origin = state.origin(&req);
     let client_id = client_id.into_inner();
-    blocking(&state, move |state| {
-        state
-            .store
-            .write(|tx| {
-                if consents::revoke(tx, &user.id, &client_id)? {
-                    audit::record(
-                        tx,
-                        &Event::new("consent.revoked")
-                            .user(&user.id, &user.username)
-                            .client(&client_id),
-                        &origin,
-                        clock::now(),
-                    )?;
-                }
-                Ok::<_, StoreError>(())
-            })
-            .map_err(PageError::from)
+    account_change(&req, &state, &form.csrf_token, move |tx, posted| {
+        if consents::revoke(tx, &posted.user.id, &client_id)? {
+            record(tx, &posted, "consent.revoked", client_id)?;
+        }
+        Ok(())
     })
-    .await?;
-    Ok(see_other(account_url(&state)))
+    .await
 }
