@@ -114,3 +114,26 @@ export async function addAuthenticator(cdp) {
 export async function screenshot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
+
+export const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
+
+/// Sends the browser to `url` and returns where Latchkey redirects it under `prefix`. The
+/// relying party does not exist here, so the browser's last hop fails; the redirect is read
+/// from Latchkey's own 303 response. It returns once the browser has settled on the page that
+/// last hop ended on (Chromium's error page), so that the next navigation is not cut short.
+export async function landingOf(page, url, prefix) {
+  const redirect = waitForRedirect(page, prefix);
+  const settled = page.waitForEvent("load");
+  await page.goto(url).catch(() => {});
+  const location = new URL((await redirect).headers().location);
+  await settled;
+  return location;
+}
+
+/// Latchkey's next 303 response that sends the browser under `prefix`.
+export function waitForRedirect(page, prefix) {
+  return page.waitForResponse(
+    (response) => response.status() === 303 && (response.headers().location || "").startsWith(prefix),
+  );
+}
+

@@ -6,23 +6,17 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import * as jose from "jose";
 import * as oidc from "openid-client";
-import { startServer, launchBrowser, addAuthenticator, screenshot } from "./harness.mjs";
+import {
+  startServer,
+  launchBrowser,
+  addAuthenticator,
+  screenshot,
+  landingOf,
+  b64url,
+} from "./harness.mjs";
 
 const PVE = "https://pve.example.com:8006";
 const APP = "https://app.example.com/callback";
-
-const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
-
-/// Sends the browser to `url` and returns where Latchkey redirects it under `prefix`. The
-/// relying party does not exist here, so the browser's last hop fails; the redirect is read
-/// from Latchkey's own 303 response.
-async function landingOf(page, url, prefix) {
-  const redirect = page.waitForResponse(
-    (response) => response.status() === 303 && (response.headers().location || "").startsWith(prefix),
-  );
-  await page.goto(url).catch(() => {});
-  return new URL((await redirect).headers().location);
-}
 
 describe("passkeys in Chromium", () => {
   let server;
