@@ -7,9 +7,11 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use reqwest::cookie::Jar;
 use sha2::{Digest, Sha256};
 
 const REDIRECT: &str = "https://pve.example.com:8006";
@@ -200,15 +202,28 @@ fn percentile(sorted: &[u128], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
-async fn signed_in_client(server: &Server, secret: &str, user: &str) -> Client {
+/// Signs `user` in once (login links are rate-limited per address, like real sign-ins) and
+/// returns the cookie jar holding the session, for every client to share.
+async fn signed_in_jar(server: &Server, user: &str) -> Arc<Jar> {
+    let jar = Arc::new(Jar::default());
     let http = reqwest::Client::builder()
-        .cookie_store(true)
+        .cookie_provider(jar.clone())
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
     let link = server.cli(&["login-link", user]);
     let link = link.lines().last().unwrap();
     assert_eq!(http.get(link).send().await.unwrap().status(), 303);
+    jar
+}
+
+/// A client with its own connection pool, signed in through the shared `jar`.
+fn client(server: &Server, secret: &str, jar: &Arc<Jar>) -> Client {
+    let http = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     Client {
         http,
         issuer: server.issuer.clone(),
@@ -244,11 +259,9 @@ async fn main() {
         .as_str()
         .unwrap()
         .to_string();
+    let jar = signed_in_jar(&server, "alice").await;
     // One warm-up flow pays argon2 once; the server then caches the verified secret.
-    signed_in_client(&server, &secret, "alice")
-        .await
-        .flow()
-        .await;
+    client(&server, &secret, &jar).flow().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = server.rss_mib();
     println!("latchkey full-flow benchmark (release build, 127.0.0.1, 2 cores)");
@@ -261,7 +274,7 @@ async fn main() {
     for &level in LEVELS {
         let mut clients = Vec::new();
         for _ in 0..level {
-            clients.push(signed_in_client(&server, &secret, "alice").await);
+            clients.push(client(&server, &secret, &jar));
         }
         let started = Instant::now();
         let deadline = started + TIME_PER_LEVEL;
