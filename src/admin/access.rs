@@ -5,9 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::de::DeserializeOwned;
 
-use crate::auth::session;
-use crate::clock;
-use crate::server::{AppState, State, blocking};
+use crate::server::State;
 use crate::store::StoreError;
 use crate::store::users::User;
 use crate::web::csrf;
@@ -62,15 +60,7 @@ impl ResponseError for AdminError {
 /// The signed-in administrator, a redirect to the sign-in page, or a 403 page.
 pub async fn require(req: &HttpRequest, state: &State) -> Result<Admin, AdminError> {
     let sign_in = || AdminError::SignIn(format!("{}/login", state.settings.issuer.path()));
-    let cookie =
-        AppState::cookie(req, session::cookie_name(&state.settings.issuer)).ok_or_else(sign_in)?;
-    let found = blocking(state, move |state| {
-        state
-            .store
-            .read(|conn| session::current(conn, &cookie, &state.settings.sessions, clock::now()))
-            .map_err(PageError::from)
-    })
-    .await?;
+    let found = crate::auth::routes::signed_in(req, state).await?;
     // `current` already refuses disabled accounts; checked again so that this rule does not
     // hang on that one.
     match found {

@@ -32,7 +32,10 @@ fn see_other(location: String) -> HttpResponse {
 }
 
 /// The signed-in session and user of this browser, if any.
-async fn signed_in(req: &HttpRequest, state: &State) -> Result<Option<(Session, User)>, PageError> {
+pub(crate) async fn signed_in(
+    req: &HttpRequest,
+    state: &State,
+) -> Result<Option<(Session, User)>, PageError> {
     let Some(cookie) = AppState::cookie(req, session::cookie_name(&state.settings.issuer)) else {
         return Ok(None);
     };
