@@ -14,5 +14,6 @@ pub mod keys;
 pub mod oidc;
 pub mod secrets;
 pub mod server;
+pub mod state;
 pub mod store;
 pub mod web;

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::de::DeserializeOwned;
 
-use crate::server::State;
+use crate::state::State;
 use crate::store::StoreError;
 use crate::store::users::User;
 use crate::web::csrf;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::access::{self, AdminError, AdminResult};
 use super::{Frame, Section, admin_url, read, render};
 use crate::clock;
-use crate::server::State;
+use crate::state::State;
 use crate::store::audit::{self, Filter, Recorded};
 use crate::web::error::PageError;
 

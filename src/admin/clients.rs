@@ -14,7 +14,7 @@ use super::{Frame, Refusal, Section, admin_url, change, read, render, see_other,
 use crate::directory::clients::{self as directory_clients, ClientSettings, NewClient};
 use crate::directory::groups as directory_groups;
 use crate::directory::{DirectoryError, DirectoryResult};
-use crate::server::State;
+use crate::state::State;
 use crate::store::clients::{self as stored_clients, Client};
 
 /// The admin path of a client's page.

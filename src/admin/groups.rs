@@ -15,7 +15,7 @@ use super::{
 use crate::clock::UnixTime;
 use crate::directory::groups as directory_groups;
 use crate::directory::{DirectoryError, DirectoryResult};
-use crate::server::State;
+use crate::state::State;
 use crate::store::groups::Group;
 use crate::store::users as stored_users;
 

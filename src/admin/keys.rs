@@ -10,7 +10,7 @@ use super::{Frame, Section, admin_url, read, render, see_other};
 use crate::clock::{self, UnixTime};
 use crate::keys::{self, KeyError};
 use crate::oidc::KEY_PUBLISH_AFTER_RETIREMENT_SECS;
-use crate::server::{State, blocking};
+use crate::state::{State, blocking};
 use crate::store::audit::{self, Event};
 use crate::store::signing_keys::{self, StoredKey};
 use crate::web::error::PageError;

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 
 use crate::clock::{self, UnixTime};
 use crate::directory::{DirectoryError, DirectoryResult};
-use crate::server::{State, blocking};
+use crate::state::{State, blocking};
 use crate::store::audit::Origin;
 use crate::store::users::User;
 use crate::web::csrf;

@@ -7,7 +7,7 @@ use super::access::{self, AdminResult};
 use super::audit::{AuditRow, rows};
 use super::{Frame, Section, read, render};
 use crate::clock;
-use crate::server::State;
+use crate::state::State;
 use crate::store::audit::{self, Filter};
 use crate::store::{groups, signing_keys, users};
 

@@ -18,7 +18,7 @@ use crate::clock::{self, UnixTime};
 use crate::directory::groups as directory_groups;
 use crate::directory::users::{self as directory_users, AccountEdit, NewUser};
 use crate::directory::{DirectoryError, DirectoryResult};
-use crate::server::State;
+use crate::state::State;
 use crate::store::passkeys as stored_passkeys;
 use crate::store::sessions;
 use crate::store::users::User;

@@ -6,7 +6,8 @@ use super::{CliError, CliResult};
 use crate::auth::setup;
 use crate::clock;
 use crate::config::Settings;
-use crate::server::{self, AppState};
+use crate::server;
+use crate::state::AppState;
 use crate::store::Store;
 
 pub fn run(settings: Settings) -> CliResult {

@@ -5,8 +5,6 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
-use crate::auth::passkeys::PasskeyError;
-use crate::auth::setup::SetupError;
 use crate::directory::DirectoryError;
 use crate::store::StoreError;
 
@@ -133,38 +131,11 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
-impl From<PasskeyError> for ApiError {
-    fn from(e: PasskeyError) -> Self {
-        let status = match &e {
-            PasskeyError::CeremonyExpired | PasskeyError::Rejected(_) => StatusCode::BAD_REQUEST,
-            PasskeyError::UnknownCredential | PasskeyError::CounterRegression => {
-                StatusCode::UNAUTHORIZED
-            }
-            PasskeyError::Disabled => StatusCode::FORBIDDEN,
-            PasskeyError::AlreadyRegistered => StatusCode::CONFLICT,
-            PasskeyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            PasskeyError::Store(store) => return PageError::internal(store).into(),
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
-
 impl From<DirectoryError> for ApiError {
     fn from(e: DirectoryError) -> Self {
         match e {
             DirectoryError::Store(store) => store.into(),
             other => ApiError::new(StatusCode::BAD_REQUEST, other.to_string()),
-        }
-    }
-}
-
-impl From<SetupError> for ApiError {
-    fn from(e: SetupError) -> Self {
-        match e {
-            SetupError::LinkNotValid => ApiError::new(StatusCode::GONE, e.to_string()),
-            SetupError::Directory(e) => e.into(),
-            SetupError::Passkey(e) => e.into(),
-            SetupError::Store(e) => e.into(),
         }
     }
 }

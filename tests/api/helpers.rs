@@ -5,7 +5,8 @@ use std::net::TcpListener;
 use std::process::{Command, Output};
 
 use latchkey::config::{Overrides, Settings};
-use latchkey::server::{self, AppState};
+use latchkey::server;
+use latchkey::state::AppState;
 use latchkey::store::Store;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdTokenClaims,

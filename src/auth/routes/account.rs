@@ -10,7 +10,7 @@ use super::sign_in::FinishRequest;
 use super::{passkeys, same_origin, see_other, signed_in, within_limit};
 use crate::clock;
 use crate::directory::users as directory_users;
-use crate::server::{State, blocking};
+use crate::state::{State, blocking};
 use crate::store::audit::{self, Event, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};

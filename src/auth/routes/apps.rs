@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{see_other, signed_in};
 use crate::oidc::authorize::is_allowed;
-use crate::server::{State, blocking};
+use crate::state::{State, blocking};
 use crate::store::{StoreError, clients, users};
 use crate::web::error::PageError;
 use crate::web::pages::{self, AppLink, AppsPage};

@@ -8,11 +8,12 @@ mod sign_in;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::passkeys::Passkeys;
+use super::passkeys::{PasskeyError, Passkeys};
 use super::rate_limit::RateLimiter;
 use super::session;
+use super::setup::SetupError;
 use crate::clock;
-use crate::server::{AppState, State, blocking};
+use crate::state::{AppState, State, blocking};
 use crate::store::sessions::Session;
 use crate::store::users::User;
 use crate::web::error::{ApiError, PageError};
@@ -91,4 +92,33 @@ fn signed_in_json(cookie: actix_web::cookie::Cookie<'static>, redirect: String) 
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(cookie)
         .json(serde_json::json!({ "redirect": redirect }))
+}
+
+// How the sign-in layer's errors reach the pages' scripts.
+
+impl From<PasskeyError> for ApiError {
+    fn from(e: PasskeyError) -> Self {
+        let status = match &e {
+            PasskeyError::CeremonyExpired | PasskeyError::Rejected(_) => StatusCode::BAD_REQUEST,
+            PasskeyError::UnknownCredential | PasskeyError::CounterRegression => {
+                StatusCode::UNAUTHORIZED
+            }
+            PasskeyError::Disabled => StatusCode::FORBIDDEN,
+            PasskeyError::AlreadyRegistered => StatusCode::CONFLICT,
+            PasskeyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PasskeyError::Store(store) => return PageError::internal(store).into(),
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<SetupError> for ApiError {
+    fn from(e: SetupError) -> Self {
+        match e {
+            SetupError::LinkNotValid => ApiError::new(StatusCode::GONE, e.to_string()),
+            SetupError::Directory(e) => e.into(),
+            SetupError::Passkey(e) => e.into(),
+            SetupError::Store(e) => e.into(),
+        }
+    }
 }

@@ -9,7 +9,7 @@ use super::sign_in::FinishRequest;
 use super::{passkeys, same_origin, signed_in_json, within_limit};
 use crate::auth::{session, setup};
 use crate::clock;
-use crate::server::{State, blocking};
+use crate::state::{State, blocking};
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, SetupPage};
 

@@ -10,7 +10,7 @@ use crate::auth::{login_link, session};
 use crate::clock;
 use crate::oidc::routes::{after_sign_in, has_pending};
 use crate::secrets;
-use crate::server::{AppState, State, blocking};
+use crate::state::{AppState, State, blocking};
 use crate::store::sessions;
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, LoginPage};

@@ -12,7 +12,7 @@ use crate::oidc::error::AuthorizeError;
 use crate::oidc::params::Params;
 use crate::oidc::scope;
 use crate::secrets;
-use crate::server::{AppState, State, blocking};
+use crate::state::{AppState, State, blocking};
 use crate::store::pending;
 use crate::web::csrf;
 use crate::web::error::PageError;

@@ -8,7 +8,7 @@ use crate::auth::session;
 use crate::clock;
 use crate::oidc::logout;
 use crate::oidc::params::Params;
-use crate::server::{AppState, State, blocking};
+use crate::state::{AppState, State, blocking};
 use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::pages::{self, LogoutPage, SignedOutPage};

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::clock;
 use crate::keys;
 use crate::oidc::error::OAuthError;
-use crate::server::{State, blocking};
+use crate::state::{State, blocking};
 use crate::store::signing_keys;
 
 /// Public metadata that browser-based clients may read from any origin.

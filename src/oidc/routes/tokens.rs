@@ -8,7 +8,7 @@ use crate::clock;
 use crate::oidc::error::OAuthError;
 use crate::oidc::token::{self, TokenContext};
 use crate::oidc::{client_auth, introspect, revoke, userinfo};
-use crate::server::{AppState, State, blocking};
+use crate::state::{AppState, State, blocking};
 
 pub(super) async fn token_endpoint(
     req: HttpRequest,
