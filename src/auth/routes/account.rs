@@ -7,7 +7,7 @@ use serde::Deserialize;
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
-use super::{passkeys, same_origin, see_other, signed_in, within_limit};
+use super::{ceremony_allowed, ceremony_started, passkeys, see_other, signed_in};
 use crate::clock;
 use crate::directory::users as directory_users;
 use crate::state::{State, blocking};
@@ -225,8 +225,7 @@ async fn update_profile(
 }
 
 async fn start_registration(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
-    within_limit(&req, &state, &state.limits.ceremonies)?;
+    ceremony_allowed(&req, &state)?;
     let Ok((_, user)) = require_session(&req, &state).await else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Sign in first."));
     };
@@ -239,10 +238,7 @@ async fn start_registration(req: HttpRequest, state: State) -> Result<HttpRespon
         })
     })
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "ceremony": ceremony,
-        "publicKey": options["publicKey"],
-    })))
+    Ok(ceremony_started(&ceremony, &options["publicKey"]))
 }
 
 async fn finish_registration(
@@ -250,8 +246,7 @@ async fn finish_registration(
     state: State,
     body: web::Json<FinishRequest<RegisterPublicKeyCredential>>,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
-    within_limit(&req, &state, &state.limits.ceremonies)?;
+    ceremony_allowed(&req, &state)?;
     let Ok((_, user)) = require_session(&req, &state).await else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Sign in first."));
     };

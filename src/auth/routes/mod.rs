@@ -75,6 +75,20 @@ fn within_limit(req: &HttpRequest, state: &State, limiter: &RateLimiter) -> Resu
     }
 }
 
+/// The checks every passkey ceremony request passes: our own page sent it, and its address
+/// is within the ceremony limit.
+fn ceremony_allowed(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
+    same_origin(req, state)?;
+    within_limit(req, state, &state.limits.ceremonies)
+}
+
+/// The answer to a ceremony's start: its id and the options for the browser's WebAuthn call.
+fn ceremony_started(ceremony: &str, public_key: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "ceremony": ceremony, "publicKey": public_key }))
+}
+
 /// The relying party, or a clear error when the issuer cannot have passkeys.
 fn passkeys(state: &AppState) -> Result<&Passkeys, ApiError> {
     state.passkeys.as_ref().ok_or_else(|| {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
-use super::{passkeys, same_origin, signed_in_json, within_limit};
+use super::{ceremony_allowed, ceremony_started, passkeys, signed_in_json, within_limit};
 use crate::auth::{session, setup};
 use crate::clock;
 use crate::state::{State, blocking};
@@ -59,8 +59,7 @@ async fn start(
     token: web::Path<String>,
     body: web::Json<Profile>,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
-    within_limit(&req, &state, &state.limits.ceremonies)?;
+    ceremony_allowed(&req, &state)?;
     let token = token.into_inner();
     let profile = body.into_inner();
     let (ceremony, options) = blocking(&state, move |state| {
@@ -73,10 +72,7 @@ async fn start(
         })
     })
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "ceremony": ceremony,
-        "publicKey": options["publicKey"],
-    })))
+    Ok(ceremony_started(&ceremony, &options["publicKey"]))
 }
 
 async fn finish(
@@ -84,8 +80,7 @@ async fn finish(
     state: State,
     body: web::Json<FinishRequest<RegisterPublicKeyCredential>>,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
-    within_limit(&req, &state, &state.limits.ceremonies)?;
+    ceremony_allowed(&req, &state)?;
     let origin = state.origin(&req);
     let FinishRequest {
         ceremony,

@@ -5,7 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::{passkeys, same_origin, see_other, signed_in, signed_in_json, within_limit};
+use super::{
+    ceremony_allowed, ceremony_started, passkeys, see_other, signed_in, signed_in_json,
+    within_limit,
+};
 use crate::auth::{login_link, session};
 use crate::clock;
 use crate::oidc::routes::{after_sign_in, has_pending};
@@ -104,8 +107,7 @@ async fn start(
     state: State,
     body: web::Json<StartRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
-    within_limit(&req, &state, &state.limits.ceremonies)?;
+    ceremony_allowed(&req, &state)?;
     let username = body
         .into_inner()
         .username
@@ -120,10 +122,7 @@ async fn start(
         })
     })
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "ceremony": ceremony,
-        "publicKey": options.public_key,
-    })))
+    Ok(ceremony_started(&ceremony, &options.public_key))
 }
 
 #[derive(Deserialize)]
@@ -137,8 +136,7 @@ async fn finish(
     state: State,
     body: web::Json<FinishRequest<PublicKeyCredential>>,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
-    within_limit(&req, &state, &state.limits.ceremonies)?;
+    ceremony_allowed(&req, &state)?;
     let origin = state.origin(&req);
     let previous = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
     let FinishRequest {
