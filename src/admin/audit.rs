@@ -39,6 +39,8 @@ pub struct AuditRow {
     pub ip: String,
     pub user_agent: String,
     pub detail: String,
+    /// Who made the change, when not the person it concerns.
+    pub actor: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +103,7 @@ pub fn rows(state: &State, events: Vec<Recorded>, filter: &Filter) -> Vec<AuditR
                 event: recorded.event,
                 ip: recorded.ip.unwrap_or_default(),
                 user_agent: recorded.user_agent.unwrap_or_default(),
+                actor: recorded.actor.unwrap_or_default(),
                 detail: recorded.detail.unwrap_or_default(),
             }
         })

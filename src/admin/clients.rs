@@ -227,7 +227,7 @@ struct SecretPage {
 
 pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, posted): (_, PostedSettings) = access::form(&req, &state, &body).await?;
-    let origin = state.origin(&req);
+    let origin = state.origin(&req).by(&admin.user.username);
     let secret =
         match posted.public {
             Some(_) => None,
@@ -318,7 +318,7 @@ async fn client_page(
 
 pub async fn edit(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, posted): (_, PostedSettings) = access::form(&req, &state, &body).await?;
-    let origin = state.origin(&req);
+    let origin = state.origin(&req).by(&admin.user.username);
     let id = segment(&req, "id");
     let settings = posted.settings();
     // A public client made confidential needs a secret: the new one is shown once.
@@ -362,7 +362,7 @@ struct Nothing {}
 
 pub async fn rotate_secret(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, _): (_, Nothing) = access::form(&req, &state, &body).await?;
-    let origin = state.origin(&req);
+    let origin = state.origin(&req).by(&admin.user.username);
     let id = segment(&req, "id");
     let secret = directory_clients::new_secret()
         .map_err(|e| access::AdminError::Page(crate::web::error::PageError::internal(&e)))?;
@@ -401,7 +401,7 @@ pub async fn delete(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
         );
         return client_page(&req, &state, &admin, None, Some(refusal)).await;
     }
-    let origin = state.origin(&req);
+    let origin = state.origin(&req).by(&admin.user.username);
     let id = segment(&req, "id");
     let target = id.clone();
     match change(&state, move |tx, now| {

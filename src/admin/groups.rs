@@ -62,7 +62,7 @@ struct NameForm {
 
 pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, form): (_, NameForm) = access::form(&req, &state, &body).await?;
-    let origin = state.origin(&req);
+    let origin = state.origin(&req).by(&admin.user.username);
     let name = form.name.clone();
     match change(&state, move |tx, now| {
         directory_groups::add(tx, &name, &origin, now)

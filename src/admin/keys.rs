@@ -66,8 +66,8 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
 /// Signs with a new key from now on; the old one stays in the JWKS until every token it
 /// signed has expired, so nothing already issued breaks.
 pub async fn rotate(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    access::form::<IgnoredAny>(&req, &state, &body).await?;
-    let origin = state.origin(&req);
+    let (admin, _) = access::form::<IgnoredAny>(&req, &state, &body).await?;
+    let origin = state.origin(&req).by(&admin.user.username);
     blocking(&state, move |state| {
         let now = clock::now();
         state

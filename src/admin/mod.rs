@@ -201,7 +201,7 @@ async fn apply<F: DeserializeOwned + Send + 'static>(
         actor: admin.user.clone(),
         subject: subject.clone(),
         form,
-        origin: state.origin(req),
+        origin: state.origin(req).by(&admin.user.username),
     };
     Ok(
         match change(state, move |tx, now| work(tx, posted, now)).await? {

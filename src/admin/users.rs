@@ -92,7 +92,7 @@ async fn list_page(
 
 pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, form): (_, NewUserForm) = access::form(&req, &state, &body).await?;
-    let origin = state.origin(&req);
+    let origin = state.origin(&req).by(&admin.user.username);
     let filled = |value: &str| Some(value.to_string()).filter(|v| !v.trim().is_empty());
     let new = NewUser {
         id: None,
@@ -356,7 +356,7 @@ fn default_lifetime() -> i64 {
 pub async fn login_link(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, form): (_, LinkForm) = access::form(&req, &state, &body).await?;
     let username = segment(&req, "username");
-    let origin = state.origin(&req);
+    let origin = state.origin(&req).by(&admin.user.username);
     let name = username.clone();
     let ttl = form.ttl;
     let issued = change(&state, move |tx, now| {

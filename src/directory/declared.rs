@@ -48,10 +48,7 @@ pub fn apply(
         line,
         reason: error.to_string(),
     };
-    let origin = Origin {
-        ip: None,
-        user_agent: Some("latchkey-config".into()),
-    };
+    let origin = Origin::config_file();
     let mut applied = Applied::default();
     for declared in &settings.groups {
         declare_group(conn, &declared.item, &origin, now).map_err(|e| fail(declared.line, &e))?;

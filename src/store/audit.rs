@@ -5,11 +5,14 @@ use rusqlite::{Connection, params};
 use super::StoreResult;
 use crate::clock::UnixTime;
 
-/// Where an action came from: a request (IP and user agent) or the command line.
+/// Where an action came from: a request (IP and user agent) or the command line, and who
+/// took it when that is not the person it concerns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Origin {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// An administrator's username, "command line" or "config file".
+    pub actor: Option<String>,
 }
 
 impl Origin {
@@ -18,7 +21,23 @@ impl Origin {
         Origin {
             ip: None,
             user_agent: Some("latchkey-cli".to_string()),
+            actor: Some("command line".to_string()),
         }
+    }
+
+    /// Actions the config file declares.
+    pub fn config_file() -> Origin {
+        Origin {
+            ip: None,
+            user_agent: Some("latchkey-config".to_string()),
+            actor: Some("config file".to_string()),
+        }
+    }
+
+    /// The same origin, acted on by `actor`.
+    pub fn by(mut self, actor: &str) -> Origin {
+        self.actor = Some(actor.to_string());
+        self
     }
 }
 
@@ -62,7 +81,7 @@ impl<'a> Event<'a> {
 pub fn record(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<()> {
     conn.prepare_cached(
         "INSERT INTO audit_events (at, event, user_id, username, client_id, ip, user_agent, \
-         detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         detail, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         now,
@@ -72,7 +91,8 @@ pub fn record(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) 
         event.client_id,
         origin.ip,
         origin.user_agent,
-        event.detail
+        event.detail,
+        origin.actor
     ])?;
     Ok(())
 }
@@ -86,26 +106,31 @@ pub struct Recorded {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<String>,
+    pub actor: Option<String>,
+}
+
+const RECORDED: &str = "at, event, username, client_id, ip, user_agent, detail, actor";
+
+fn recorded(row: &rusqlite::Row) -> rusqlite::Result<Recorded> {
+    Ok(Recorded {
+        at: row.get(0)?,
+        event: row.get(1)?,
+        username: row.get(2)?,
+        client_id: row.get(3)?,
+        ip: row.get(4)?,
+        user_agent: row.get(5)?,
+        detail: row.get(6)?,
+        actor: row.get(7)?,
+    })
 }
 
 /// The newest events first.
 pub fn recent(conn: &Connection, limit: i64) -> StoreResult<Vec<Recorded>> {
-    let mut stmt = conn.prepare(
-        "SELECT at, event, username, client_id, ip, user_agent, detail FROM audit_events \
-         ORDER BY id DESC LIMIT ?1",
-    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RECORDED} FROM audit_events ORDER BY id DESC LIMIT ?1"
+    ))?;
     let events = stmt
-        .query_map([limit], |row| {
-            Ok(Recorded {
-                at: row.get(0)?,
-                event: row.get(1)?,
-                username: row.get(2)?,
-                client_id: row.get(3)?,
-                ip: row.get(4)?,
-                user_agent: row.get(5)?,
-                detail: row.get(6)?,
-            })
-        })?
+        .query_map([limit], recorded)?
         .collect::<Result<_, _>>()?;
     Ok(events)
 }
@@ -145,8 +170,7 @@ pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> S
         |row| row.get(0),
     )?;
     let mut stmt = conn.prepare(&format!(
-        "SELECT at, event, username, client_id, ip, user_agent, detail FROM audit_events \
-         WHERE {MATCHES} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
+        "SELECT {RECORDED} FROM audit_events WHERE {MATCHES} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
     ))?;
     let events = stmt
         .query_map(
@@ -157,17 +181,7 @@ pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> S
                 per_page,
                 (number - 1).saturating_mul(per_page)
             ],
-            |row| {
-                Ok(Recorded {
-                    at: row.get(0)?,
-                    event: row.get(1)?,
-                    username: row.get(2)?,
-                    client_id: row.get(3)?,
-                    ip: row.get(4)?,
-                    user_agent: row.get(5)?,
-                    detail: row.get(6)?,
-                })
-            },
+            recorded,
         )?
         .collect::<Result<_, _>>()?;
     Ok(Page {

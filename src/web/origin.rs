@@ -33,5 +33,6 @@ pub fn of(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Origin {
     Origin {
         ip: ip.map(|ip| ip.to_string()),
         user_agent,
+        actor: None,
     }
 }

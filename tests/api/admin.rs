@@ -967,3 +967,31 @@ async fn declared_clients_are_read_only_in_the_admin_area() {
         .await;
     assert_eq!(refused.status(), 409);
 }
+
+#[tokio::test]
+async fn the_audit_log_names_who_made_each_change() {
+    let (app, ada) = admin_app().await;
+    app.cli_ok(&["group", "add", "from-cli"]);
+    assert_eq!(
+        ada.post(&app, "/admin/groups", &[("name", "from-web")])
+            .await
+            .status(),
+        303
+    );
+    let events = store(&app)
+        .read(|conn| latchkey::store::audit::recent(conn, 50))
+        .unwrap();
+    let by = |detail: &str| {
+        events
+            .iter()
+            .find(|e| e.event == "group.created" && e.detail.as_deref() == Some(detail))
+            .and_then(|e| e.actor.clone())
+    };
+    assert_eq!(by("from-cli").as_deref(), Some("command line"));
+    assert_eq!(by("from-web").as_deref(), Some("ada"));
+    let (_, page) = ada.get(&app, "/admin/audit?event=group.created").await;
+    assert!(
+        page.contains("<td>ada</td>") && page.contains("<td>command line</td>"),
+        "{page}"
+    );
+}
