@@ -184,3 +184,29 @@ async fn revocation_and_introspection() {
     let (_, _, inactive) = post_form(&app, "/introspect", &[("token", access)], basic).await;
     assert_eq!(inactive["active"], false);
 }
+
+#[tokio::test]
+async fn browser_clients_may_call_the_back_channel_from_their_origin() {
+    let app = spawn_app();
+    let http = reqwest::Client::new();
+    for path in ["/userinfo", "/token", "/.well-known/jwks.json"] {
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://spa.example.com")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(preflight.status(), 204, "{path}");
+        let headers = preflight.headers();
+        assert_eq!(headers["access-control-allow-origin"], "*");
+        assert!(
+            headers["access-control-allow-headers"]
+                .to_str()
+                .unwrap()
+                .contains("Authorization")
+        );
+        assert!(headers.get("access-control-allow-credentials").is_none());
+    }
+}

@@ -5,7 +5,7 @@ mod logout;
 mod metadata;
 mod tokens;
 
-use actix_web::http::header;
+use actix_web::http::{Method, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::params::Params;
@@ -32,6 +32,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/introspect", web::post().to(tokens::introspect_endpoint))
     .route("/logout", web::get().to(logout::logout_get))
     .route("/logout", web::post().to(logout::logout_post));
+    for path in CROSS_ORIGIN {
+        cfg.route(path, web::method(Method::OPTIONS).to(preflight));
+    }
+}
+
+/// The endpoints browser-based clients call from their own origin.
+const CROSS_ORIGIN: &[&str] = &[
+    "/.well-known/openid-configuration",
+    "/.well-known/jwks.json",
+    "/token",
+    "/userinfo",
+    "/revoke",
+    "/introspect",
+];
+
+/// CORS preflight for the cross-origin endpoints. They take no cookies (credentials are
+/// not allowed), so any origin may call them with a bearer token or a client's credentials.
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type",
+        ))
+        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
 }
 
 /// A JSON answer that must not be cached (RFC 6749 §5.1). Readable from any origin, for
