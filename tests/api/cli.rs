@@ -276,6 +276,16 @@ fn a_database_newer_than_the_binary_is_refused() {
             .unwrap()
     };
     assert!(run(&["user", "list"]).status.success());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("latchkey.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the database (signing keys) is owner-only"
+    );
     let db = rusqlite::Connection::open(dir.path().join("latchkey.db")).unwrap();
     db.pragma_update(None, "user_version", 999).unwrap();
     drop(db);
