@@ -575,3 +575,59 @@ async fn people_edit_their_profile_and_a_typed_email_is_not_verified() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+#[tokio::test]
+async fn a_signature_counter_that_goes_backwards_is_refused_and_logged() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    let mut key = authenticator();
+    assert_eq!(
+        register(&app, &app.signed_in_browser("alice").await, &mut key)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        sign_in(&app, &app.browser(), &mut key, "alice", &app.issuer)
+            .await
+            .0,
+        200
+    );
+
+    // As if a clone of the authenticator had been used far more often than this one.
+    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
+    let json: String = db
+        .query_row("SELECT passkey FROM passkeys", [], |r| r.get(0))
+        .unwrap();
+    let mut passkey: Value = serde_json::from_str(&json).unwrap();
+    passkey["cred"]["counter"] = json!(1_000_000);
+    db.execute("UPDATE passkeys SET passkey = ?1", [passkey.to_string()])
+        .unwrap();
+
+    let browser = app.browser();
+    let (status, body, _) = sign_in(&app, &browser, &mut key, "alice", &app.issuer).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("counter went backwards")
+    );
+    assert_eq!(
+        browser
+            .get(app.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303
+    );
+    let logged: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM audit_events WHERE event = 'passkey.counter_regression'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(logged, 1);
+}
