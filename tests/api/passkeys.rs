@@ -631,3 +631,53 @@ async fn a_signature_counter_that_goes_backwards_is_refused_and_logged() {
         .unwrap();
     assert_eq!(logged, 1);
 }
+
+#[tokio::test]
+async fn a_credential_id_already_registered_is_refused() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    app.cli_ok(&["user", "add", "bob"]);
+    let bob = app.signed_in_browser("bob").await;
+    let (_, start) = post_json(&app, &bob, "/account/passkeys/start", json!({})).await;
+    let mut options = json!({ "publicKey": start["publicKey"] });
+    options["publicKey"]["authenticatorSelection"]["requireResidentKey"] = json!(false);
+    let credential = authenticator()
+        .do_registration(
+            Url::parse(&app.issuer).unwrap(),
+            serde_json::from_value(options).unwrap(),
+        )
+        .unwrap();
+
+    // The same credential id already belongs to alice (say, a cloned authenticator).
+    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
+    db.execute(
+        "INSERT INTO passkeys (user_id, credential_id, name, passkey, created_at) \
+         SELECT id, ?1, 'Passkey', '{}', 0 FROM users WHERE username = 'alice'",
+        [&credential.id],
+    )
+    .unwrap();
+
+    let (status, body) = post_json(
+        &app,
+        &bob,
+        "/account/passkeys/finish",
+        json!({ "ceremony": start["ceremony"], "credential": credential }),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already registered")
+    );
+    let bobs: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM passkeys p JOIN users u ON u.id = p.user_id \
+             WHERE u.username = 'bob'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bobs, 0);
+}
