@@ -9,8 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use super::error::OAuthError;
+use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
+use crate::auth::rate_limit::RateLimiter;
 use crate::clock::UnixTime;
 use crate::secrets;
 use crate::store::audit::{self, Event, Origin};
@@ -19,12 +20,38 @@ use crate::store::clients::{self, Client};
 /// How many verified (client, secret, hash) triples the cache keeps before starting over.
 const CACHE_LIMIT: usize = 4096;
 
+/// Secret checks that need argon2, per address and minute. Clients that already verified
+/// hit the cache and are never counted; guessing a secret is.
+const HASHINGS_PER_MINUTE: u32 = 20;
+
 /// Remembers secrets that verified, so the token endpoint pays argon2 once per secret and
 /// process rather than on every call. Keys are SHA-256 digests of client id, presented
 /// secret and stored hash together: a rotated secret misses, and nothing secret is kept.
-#[derive(Default)]
+///
+/// argon2 is slow and takes 19 MiB on purpose, which makes unauthenticated requests with
+/// made-up secrets a way to exhaust the machine: they are limited per address and hashed one
+/// at a time.
 pub struct SecretCache {
     verified: Mutex<HashSet<[u8; 32]>>,
+    hashing: Mutex<()>,
+    hashings: RateLimiter,
+}
+
+impl Default for SecretCache {
+    fn default() -> Self {
+        SecretCache {
+            verified: Mutex::default(),
+            hashing: Mutex::default(),
+            hashings: RateLimiter::new(HASHINGS_PER_MINUTE, 60),
+        }
+    }
+}
+
+/// Why a presented secret was not accepted.
+enum Verdict {
+    Valid,
+    Invalid,
+    TooManyAttempts,
 }
 
 impl SecretCache {
@@ -37,26 +64,43 @@ impl SecretCache {
         hasher.finalize().into()
     }
 
-    fn verify(&self, client: &Client, secret: &str, stored: &str) -> bool {
+    fn verify(
+        &self,
+        client: &Client,
+        secret: &str,
+        stored: &str,
+        origin: &Origin,
+        now: UnixTime,
+    ) -> Verdict {
         let key = Self::key(client, secret, stored);
         if self.lock().contains(&key) {
-            return true;
+            return Verdict::Valid;
         }
-        let valid = secrets::verify_secret(secret, stored).unwrap_or(false);
-        if valid {
-            let mut verified = self.lock();
-            if verified.len() >= CACHE_LIMIT {
-                verified.clear();
-            }
-            verified.insert(key);
+        let address = origin.ip.as_deref().unwrap_or_default();
+        if !self.hashings.allow(address, now) {
+            return Verdict::TooManyAttempts;
         }
-        valid
+        let valid = {
+            let _one_at_a_time = self.hashing.lock().unwrap_or_else(|e| e.into_inner());
+            secrets::verify_secret(secret, stored).unwrap_or(false)
+        };
+        if !valid {
+            return Verdict::Invalid;
+        }
+        let mut verified = self.lock();
+        if verified.len() >= CACHE_LIMIT {
+            verified.clear();
+        }
+        verified.insert(key);
+        Verdict::Valid
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
         self.verified.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+const TOO_MANY: &str = "too many client authentication attempts from this address; wait a minute";
 
 /// Credentials as the request presented them.
 #[derive(Debug, PartialEq, Eq)]
@@ -137,8 +181,12 @@ pub fn authenticate(
         (Some(client), Some(_)) if client.public => Err("a public client has no secret"),
         (Some(_), None) => Err("client authentication is required"),
         (Some(client), Some(secret)) => match &client.secret_hash {
-            Some(stored) if cache.verify(client, secret, stored) => Ok(()),
-            _ => Err("client authentication failed"),
+            Some(stored) => match cache.verify(client, secret, stored, origin, now) {
+                Verdict::Valid => Ok(()),
+                Verdict::Invalid => Err("client authentication failed"),
+                Verdict::TooManyAttempts => Err(TOO_MANY),
+            },
+            None => Err("client authentication failed"),
         },
     };
     match (outcome, client) {
@@ -153,6 +201,9 @@ pub fn authenticate(
                 origin,
                 now,
             )?;
+            if reason == TOO_MANY {
+                return Err(OAuthError::new(ErrorCode::SlowDown, reason));
+            }
             Err(OAuthError::invalid_client(reason))
         }
     }

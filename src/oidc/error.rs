@@ -29,6 +29,8 @@ pub enum ErrorCode {
     InsufficientScope,
     RequestNotSupported,
     RequestUriNotSupported,
+    /// RFC 8628 §3.5's token-endpoint error, for too many attempts.
+    SlowDown,
 }
 
 impl ErrorCode {
@@ -49,6 +51,7 @@ impl ErrorCode {
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::SlowDown => "slow_down",
         }
     }
 }
@@ -127,6 +130,7 @@ impl ResponseError for OAuthError {
         match self.code {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            ErrorCode::SlowDown => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -207,3 +207,42 @@ async fn malformed_requests_get_errors_never_500() {
         );
     }
 }
+
+#[tokio::test]
+async fn guessing_client_secrets_is_slowed_down() {
+    let app = spawn_app();
+    let secret = app.setup_proxmox();
+    let introspect = |secret: String| {
+        let app = &app;
+        async move {
+            let (status, _, body) = post_form(
+                app,
+                "/introspect",
+                &[("token", "x")],
+                Some(("proxmox", &secret)),
+            )
+            .await;
+            (status.as_u16(), body["error"].as_str().map(str::to_string))
+        }
+    };
+    assert_eq!(
+        introspect(secret.clone()).await.0,
+        200,
+        "verified once, then remembered"
+    );
+    let mut answers = Vec::new();
+    for guess in 0..25 {
+        answers.push(introspect(format!("guess-{guess}")).await);
+    }
+    assert!(
+        answers[..19]
+            .iter()
+            .all(|a| *a == (401, Some("invalid_client".into())))
+    );
+    assert_eq!(answers[24], (429, Some("slow_down".into())));
+    assert_eq!(
+        introspect(secret).await.0,
+        200,
+        "a client that verified is not slowed down"
+    );
+}
