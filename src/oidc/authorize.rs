@@ -309,13 +309,21 @@ pub fn decide(
             origin,
             now,
         )?;
-        return Err(fail(
+        let refusal = fail(
             ErrorCode::AccessDenied,
             format!(
                 "{} is not in a group allowed to use {}",
                 user.username, request.client.name
             ),
-        ));
+        );
+        if request.prompt.none {
+            return Err(refusal);
+        }
+        return Err(AuthorizeError::NotAllowed {
+            client_name: request.client.name.clone(),
+            username: user.username.clone(),
+            redirect: Box::new(refusal),
+        });
     }
 
     match progress.answer {

@@ -174,6 +174,41 @@ pub enum AuthorizeError {
         issuer: String,
         error: OAuthError,
     },
+    /// The person may not use the client (allowed groups). The client learns it as
+    /// `access_denied` through `redirect`; a person in a browser first reads why, on a page
+    /// that then sends them back (see `routes::authorize`).
+    #[error("{username} may not use {client_name}")]
+    NotAllowed {
+        client_name: String,
+        username: String,
+        redirect: Box<AuthorizeError>,
+    },
+}
+
+impl AuthorizeError {
+    /// The URL a redirected error sends the browser to.
+    pub fn redirect_url(&self) -> Option<String> {
+        match self {
+            AuthorizeError::Redirect {
+                redirect_uri,
+                state,
+                issuer,
+                error,
+            } => {
+                let mut params = vec![
+                    ("error", error.code.as_str()),
+                    ("error_description", error.description.as_str()),
+                ];
+                if let Some(state) = state {
+                    params.push(("state", state));
+                }
+                params.push(("iss", issuer));
+                Some(redirect::with_params(redirect_uri, &params))
+            }
+            AuthorizeError::NotAllowed { redirect, .. } => redirect.redirect_url(),
+            AuthorizeError::Page(_) => None,
+        }
+    }
 }
 
 impl From<StoreError> for AuthorizeError {
@@ -198,34 +233,21 @@ impl ResponseError for AuthorizeError {
     fn status_code(&self) -> StatusCode {
         match self {
             AuthorizeError::Page(page) => page.status_code(),
-            AuthorizeError::Redirect { .. } => StatusCode::SEE_OTHER,
+            AuthorizeError::Redirect { .. } | AuthorizeError::NotAllowed { .. } => {
+                StatusCode::SEE_OTHER
+            }
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        match self {
-            AuthorizeError::Page(page) => page.error_response(),
-            AuthorizeError::Redirect {
-                redirect_uri,
-                state,
-                issuer,
-                error,
-            } => {
-                let mut params = vec![
-                    ("error", error.code.as_str()),
-                    ("error_description", error.description.as_str()),
-                ];
-                if let Some(state) = state {
-                    params.push(("state", state));
-                }
-                params.push(("iss", issuer));
-                HttpResponse::SeeOther()
-                    .insert_header((
-                        header::LOCATION,
-                        redirect::with_params(redirect_uri, &params),
-                    ))
-                    .insert_header((header::CACHE_CONTROL, "no-store"))
-                    .finish()
+        match (self, self.redirect_url()) {
+            (AuthorizeError::Page(page), _) => page.error_response(),
+            (_, Some(url)) => HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, url))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish(),
+            (_, None) => {
+                PageError::internal(&"an authorization error without a target").error_response()
             }
         }
     }

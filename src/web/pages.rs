@@ -102,6 +102,15 @@ pub struct AppLink {
 }
 
 #[derive(Template)]
+#[template(path = "not_allowed.html")]
+pub struct NotAllowedPage {
+    pub client_name: String,
+    pub username: String,
+    /// The app's redirect URI with `error=access_denied`.
+    pub return_url: String,
+}
+
+#[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage {
     pub client_name: String,

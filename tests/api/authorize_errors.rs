@@ -269,3 +269,48 @@ async fn prompt_login_asks_for_a_fresh_sign_in() {
         .unwrap();
     assert!(query(&location(&resumed)).contains_key("code"));
 }
+
+#[tokio::test]
+async fn a_person_in_a_browser_reads_why_before_going_back() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    app.cli_ok(&["user", "add", "bob"]);
+    let bob = app.signed_in_browser("bob").await;
+    let url =
+        url::Url::parse_with_params(&app.url("/authorize"), &as_refs(&proxmox_params(&pkce())))
+            .unwrap();
+    let page = bob
+        .get(url.as_str())
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("You can&#x27;t use Proxmox VE") || html.contains("You can't use Proxmox VE")
+    );
+    assert!(html.contains("is not in a group allowed"));
+    let refresh = html
+        .split("content=\"5;url=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page goes back by itself")
+        .replace("&amp;", "&");
+    assert!(refresh.starts_with(&format!("{PVE_REDIRECT}?")));
+    let params = query(&refresh);
+    assert_eq!(params["error"], "access_denied");
+    assert!(!params.contains_key("code"));
+
+    // prompt=none allows no page: straight back.
+    let silent = with(&proxmox_params(&pkce()), "prompt", "none");
+    let url = url::Url::parse_with_params(&app.url("/authorize"), &as_refs(&silent)).unwrap();
+    let response = bob
+        .get(url.as_str())
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(query(&location(&response))["error"], "access_denied");
+}

@@ -264,7 +264,7 @@ describe("administration in Chromium", () => {
     await screenshot(bob.page, "admin-05-forbidden");
   });
 
-  it("sends carol, outside pve-admins, back to Proxmox with access_denied", async () => {
+  it("tells carol, outside pve-admins, why, then sends her back to Proxmox with access_denied", async () => {
     await page.goto(`${server.issuer}/admin/users`);
     await page.getByLabel("Username", { exact: true }).fill("carol");
     await page.getByLabel("Display name (optional)").fill("Carol Danvers");
@@ -280,7 +280,16 @@ describe("administration in Chromium", () => {
     await assert.doesNotReject(carol.page.getByRole("heading", { name: "Carol Danvers" }).waitFor());
 
     const request = proxmoxRequest(server.issuer);
-    const landed = await landingOf(carol.page, request.url, PVE);
+    // A clear page first; it then follows the app's access_denied redirect by itself.
+    const leaving = carol.page.waitForRequest((r) => r.url().startsWith(PVE), { timeout: 15000 });
+    const refused = await carol.page.goto(request.url);
+    assert.equal(refused.status(), 403);
+    await assert.doesNotReject(
+      carol.page.getByRole("heading", { name: "You can't use Proxmox VE" }).waitFor(),
+    );
+    assert.match(await carol.page.textContent("body"), /carol.*is not in a group allowed/s);
+    await screenshot(carol.page, "admin-06-not-allowed");
+    const landed = new URL((await leaving).url());
     assert.equal(landed.origin + landed.pathname, `${PVE}/`);
     assert.equal(landed.searchParams.get("error"), "access_denied");
     assert.equal(landed.searchParams.get("code"), null);

@@ -16,7 +16,7 @@ use crate::state::{AppState, State, blocking};
 use crate::store::pending;
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::pages::{self, ConsentPage};
+use crate::web::pages::{self, ConsentPage, NotAllowedPage};
 
 /// The cookie that remembers which parked authorization request this browser is signing
 /// in (or consenting) for.
@@ -48,6 +48,39 @@ async fn authorize(
     decide(req, state, params, Progress::NEW).await
 }
 
+/// A person in a browser who may not use the app reads why before going back to it: the page
+/// links to the app's `access_denied` redirect and follows it by itself after a moment.
+/// Anything else (or `prompt=none`) gets the redirect at once.
+fn explain_refusal(
+    req: &HttpRequest,
+    error: AuthorizeError,
+) -> Result<HttpResponse, AuthorizeError> {
+    let navigating = req
+        .headers()
+        .get("sec-fetch-dest")
+        .is_some_and(|dest| dest.as_bytes() == b"document");
+    match (&error, error.redirect_url()) {
+        (
+            AuthorizeError::NotAllowed {
+                client_name,
+                username,
+                ..
+            },
+            Some(return_url),
+        ) if navigating => {
+            let page = NotAllowedPage {
+                client_name: client_name.clone(),
+                username: username.clone(),
+                return_url,
+            };
+            let mut response = pages::render(&page, [])?;
+            *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
+            Ok(response)
+        }
+        _ => Err(error),
+    }
+}
+
 /// Where a decided request goes next.
 enum Next {
     Redirect(String),
@@ -77,7 +110,7 @@ async fn decide(
     let origin = state.origin(&req);
     let session_cookie = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
-    let next = blocking(&state, move |state| {
+    let decided = blocking(&state, move |state| {
         let now = clock::now();
         let issuer = &state.settings.issuer;
         state.store.write(|tx| {
@@ -123,7 +156,11 @@ async fn decide(
             })
         })
     })
-    .await?;
+    .await;
+    let next = match decided {
+        Ok(next) => next,
+        Err(error) => return explain_refusal(&req, error),
+    };
     let issuer = &state.settings.issuer;
     let pending_cookie = |parked| {
         session::strict_cookie(
