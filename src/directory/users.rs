@@ -4,7 +4,9 @@ use rusqlite::Connection;
 
 use super::{DirectoryError, DirectoryResult, names};
 use crate::clock::UnixTime;
+use crate::store::StoreResult;
 use crate::store::audit::{self, Event, Origin};
+use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
 use crate::store::sessions;
 use crate::store::users::{self, User};
 
@@ -153,8 +155,6 @@ pub fn remove(
 }
 
 // Changes an administrator makes to other people's accounts.
-
-use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
 
 /// People matching what an administrator typed in a search box (everyone when it is blank).
 pub fn search(conn: &Connection, query: &str) -> DirectoryResult<Vec<User>> {
@@ -397,13 +397,23 @@ pub fn end_session(
     now: UnixTime,
 ) -> DirectoryResult<bool> {
     let user = find(conn, username)?;
+    Ok(end_session_of(conn, &user, handle, origin, now)?)
+}
+
+/// Ends one of `user`'s sessions, by its public handle; false when there is none. The
+/// audit event's actor tells whether the person or an administrator did it.
+pub fn end_session_of(
+    conn: &Connection,
+    user: &User,
+    handle: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> StoreResult<bool> {
     let ended = sessions::delete_by_handle(conn, &user.id, handle)?;
     if ended {
         audit::record(
             conn,
-            &Event::new("session.revoked")
-                .user(&user.id, &user.username)
-                .detail("by an administrator"),
+            &Event::new("session.revoked").user(&user.id, &user.username),
             origin,
             now,
         )?;
@@ -424,7 +434,7 @@ pub fn end_all_sessions(
         conn,
         &Event::new("session.revoked")
             .user(&user.id, &user.username)
-            .detail(format!("all {ended} sessions, by an administrator")),
+            .detail(format!("all {ended} sessions")),
         origin,
         now,
     )?;
@@ -441,20 +451,33 @@ pub fn remove_passkey(
     now: UnixTime,
 ) -> DirectoryResult<StoredPasskey> {
     let user = find(conn, username)?;
-    let removed = stored_passkeys::delete(conn, &user.id, passkey_id)?.ok_or_else(|| {
+    remove_passkey_of(conn, &user, passkey_id, origin, now)?.ok_or_else(|| {
         DirectoryError::Conflict(
             "That passkey no longer exists (it may have been deleted already).".into(),
         )
-    })?;
+    })
+}
+
+/// Deletes one of `user`'s passkeys, returning it; `None` when they have no such passkey.
+pub fn remove_passkey_of(
+    conn: &Connection,
+    user: &User,
+    passkey_id: i64,
+    origin: &Origin,
+    now: UnixTime,
+) -> StoreResult<Option<StoredPasskey>> {
+    let Some(removed) = stored_passkeys::delete(conn, &user.id, passkey_id)? else {
+        return Ok(None);
+    };
     audit::record(
         conn,
         &Event::new("passkey.removed")
             .user(&user.id, &user.username)
-            .detail(format!("{}, by an administrator", removed.name)),
+            .detail(removed.name.clone()),
         origin,
         now,
     )?;
-    Ok(removed)
+    Ok(Some(removed))
 }
 
 #[cfg(test)]

@@ -326,9 +326,9 @@ async fn delete_passkey(
                  administrator. Go back and tick the confirmation to delete it anyway.",
             ));
         }
-        let deleted =
-            stored_passkeys::delete(tx, &posted.user.id, id)?.ok_or_else(PageError::not_found)?;
-        record(tx, &posted, "passkey.removed", deleted.name)
+        directory_users::remove_passkey_of(tx, &posted.user, id, &posted.origin, posted.now)?
+            .ok_or_else(PageError::not_found)?;
+        Ok(())
     })
     .await
 }
@@ -346,9 +346,7 @@ async fn end_session(
 ) -> Result<HttpResponse, PageError> {
     let handle = handle.into_inner();
     account_change(&req, &state, &form.csrf_token, move |tx, posted| {
-        if sessions::delete_by_handle(tx, &posted.user.id, &handle)? {
-            record(tx, &posted, "session.revoked", String::new())?;
-        }
+        directory_users::end_session_of(tx, &posted.user, &handle, &posted.origin, posted.now)?;
         Ok(())
     })
     .await
