@@ -168,15 +168,7 @@ async fn backup_while_serving_is_a_consistent_database() {
     let target = app.data_dir.path().join("copy.db");
     let out = app.cli_ok(&["backup", target.to_str().unwrap()]);
     assert!(out.contains("Backed up"));
-    assert_eq!(
-        browser
-            .get(app.url("/account"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(account_status(&app, &browser).await, 200);
 
     let copy = rusqlite::Connection::open(&target).unwrap();
     let users: i64 = copy

@@ -109,14 +109,7 @@ async fn the_first_authorization_asks_and_the_answer_is_remembered() {
     );
 
     // The account page lists it; withdrawing it means being asked again.
-    let account = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let account = account_page(&app, &browser).await;
     assert!(account.contains("Apps you allowed") && account.contains("Proxmox VE"));
     let withdrawn = browser
         .post(app.url("/account/consents/proxmox/revoke"))

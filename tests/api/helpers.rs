@@ -420,8 +420,19 @@ pub fn csrf_token(page: &str) -> String {
         .to_string()
 }
 
+/// The status of `browser`'s request for /account: 200 signed in, 303 to /login if not.
+pub async fn account_status(app: &TestApp, browser: &reqwest::Client) -> u16 {
+    let response = browser.get(app.url("/account")).send().await.unwrap();
+    response.status().as_u16()
+}
+
+/// `browser`'s account page.
+pub async fn account_page(app: &TestApp, browser: &reqwest::Client) -> String {
+    let response = browser.get(app.url("/account")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
 /// The CSRF token of the signed-in `browser`'s account page.
 pub async fn account_csrf(app: &TestApp, browser: &reqwest::Client) -> String {
-    let page = browser.get(app.url("/account")).send().await.unwrap();
-    csrf_token(&page.text().await.unwrap())
+    csrf_token(&account_page(app, browser).await)
 }

@@ -119,14 +119,7 @@ async fn register_then_sign_in_with_the_passkey_alone() {
     let (status, added) = register(&app, &browser, &mut key).await;
     assert_eq!(status, 200, "{added}");
     assert_eq!(added["name"], "Passkey");
-    let page = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = account_page(&app, &browser).await;
     assert!(
         page.contains("passkey-name\">Passkey<"),
         "listed on the account page"
@@ -136,15 +129,7 @@ async fn register_then_sign_in_with_the_passkey_alone() {
     let (status, body, _) = sign_in(&app, &fresh, &mut key, "alice", &app.issuer).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["redirect"], "/account");
-    assert_eq!(
-        fresh
-            .get(app.url("/account"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(account_status(&app, &fresh).await, 200);
     let first = stored_counter(&app);
     assert!(first > 0, "the signature counter is stored");
 
@@ -210,15 +195,7 @@ async fn replayed_and_foreign_assertions_are_refused() {
     let elsewhere = format!("http://localhost:{}", app.port.wrapping_add(1));
     let (status, body, _) = sign_in(&app, &other, &mut key, "alice", &elsewhere).await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(
-        other
-            .get(app.url("/account"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        303
-    );
+    assert_eq!(account_status(&app, &other).await, 303);
 
     // A request from another site's page.
     let response = other
@@ -325,14 +302,7 @@ async fn first_run_setup_creates_the_administrator() {
     .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["redirect"], "/account");
-    let account = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let account = account_page(&app, &browser).await;
     assert!(account.contains("Administrator") && account.contains("Rita Root"));
     let users: Value = serde_json::from_str(&app.cli_ok(&["user", "list", "--json"])).unwrap();
     assert_eq!(users[0]["username"], "root");
@@ -393,14 +363,7 @@ async fn passkeys_are_renamed_and_the_last_one_needs_confirmation_to_delete() {
         .await
         .unwrap();
     assert_eq!(renamed.status(), 303);
-    let page = browser
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = account_page(&app, &browser).await;
     assert!(page.contains("Work laptop"));
     assert!(page.contains("This is your only passkey"));
 
@@ -481,14 +444,7 @@ async fn sessions_can_be_ended_from_the_account_page() {
     let laptop = app.signed_in_browser("alice").await;
     let phone = app.signed_in_browser("alice").await;
     let tablet = app.signed_in_browser("alice").await;
-    let page = laptop
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = account_page(&app, &laptop).await;
     let csrf = csrf_token(&page);
     let handle = page
         .split("/account/sessions/")
@@ -613,15 +569,7 @@ async fn a_signature_counter_that_goes_backwards_is_refused_and_logged() {
             .unwrap()
             .contains("counter went backwards")
     );
-    assert_eq!(
-        browser
-            .get(app.url("/account"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        303
-    );
+    assert_eq!(account_status(&app, &browser).await, 303);
     let logged: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM audit_events WHERE event = 'passkey.counter_regression'",

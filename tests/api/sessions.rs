@@ -143,15 +143,7 @@ async fn logout_without_a_hint_asks_and_needs_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(cross_site.status(), 403);
-    assert_eq!(
-        browser
-            .get(app.url("/account"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(account_status(&app, &browser).await, 200);
 
     let confirmed = browser
         .post(app.url("/logout"))
@@ -161,15 +153,7 @@ async fn logout_without_a_hint_asks_and_needs_the_csrf_token() {
         .unwrap();
     assert_eq!(confirmed.status(), 200);
     assert!(confirmed.text().await.unwrap().contains("Signed out"));
-    assert_eq!(
-        browser
-            .get(app.url("/account"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        303
-    );
+    assert_eq!(account_status(&app, &browser).await, 303);
 }
 
 #[tokio::test]
