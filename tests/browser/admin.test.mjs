@@ -6,7 +6,6 @@
 // token is refused. Screenshots land in test-output/browser/.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
 import * as jose from "jose";
 import {
   startServer,
@@ -15,37 +14,16 @@ import {
   screenshot,
   landingOf,
   waitForRedirect,
-  b64url,
+  PVE,
+  proxmoxRequest,
+  proxmoxExchange,
 } from "./harness.mjs";
-
-const PVE = "https://pve.example.com:8006";
 
 /// Clicks a form's submit button and waits until the page the form leads to has loaded.
 async function submit(page, button) {
   const loaded = page.waitForEvent("load");
   await button.click();
   await loaded;
-}
-
-/// Proxmox VE's authorization request: PKCE S256, a nonce, display=page, a JSON state and the
-/// bare origin as redirect URI.
-function proxmoxRequest(issuer) {
-  const verifier = b64url(randomBytes(32));
-  const nonce = b64url(randomBytes(16));
-  const state = JSON.stringify({ csrf_token: b64url(randomBytes(16)), realm: "latchkey" });
-  const url = new URL(`${issuer}/authorize`);
-  url.search = new URLSearchParams({
-    response_type: "code",
-    client_id: "proxmox",
-    state,
-    code_challenge: b64url(createHash("sha256").update(verifier).digest()),
-    code_challenge_method: "S256",
-    redirect_uri: PVE,
-    scope: "openid email profile groups",
-    nonce,
-    display: "page",
-  });
-  return { url: url.href, verifier, nonce, state };
 }
 
 describe("administration in Chromium", () => {
@@ -187,7 +165,7 @@ describe("administration in Chromium", () => {
   });
 
   it("asks bob's consent for Proxmox VE, then signs him in with his groups", async () => {
-    const request = proxmoxRequest(server.issuer);
+    const request = proxmoxRequest(`${server.issuer}/authorize`);
     const consentPage = await bob.page.goto(request.url);
     assert.equal(consentPage.status(), 200);
     assert.equal(new URL(bob.page.url()).pathname, "/authorize");
@@ -208,19 +186,7 @@ describe("administration in Chromium", () => {
     assert.ok(code, "a code");
 
     const discovery = await (await fetch(`${server.issuer}/.well-known/openid-configuration`)).json();
-    const basic = Buffer.from(
-      `${encodeURIComponent("proxmox")}:${encodeURIComponent(clientSecret)}`,
-    ).toString("base64");
-    const tokenResponse = await fetch(discovery.token_endpoint, {
-      method: "POST",
-      headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({
-        grant_type: "authorization_code",
-        code,
-        code_verifier: request.verifier,
-        redirect_uri: PVE,
-      }),
-    });
+    const tokenResponse = await proxmoxExchange(discovery.token_endpoint, clientSecret, code, request.verifier);
     assert.equal(tokenResponse.status, 200);
     const tokens = await tokenResponse.json();
     assert.equal(tokens.token_type, "Bearer");
@@ -240,7 +206,7 @@ describe("administration in Chromium", () => {
     assert.deepEqual(payload.groups, ["pve-admins"]);
 
     // Asked once: the same request again goes straight back to Proxmox.
-    const again = proxmoxRequest(server.issuer);
+    const again = proxmoxRequest(`${server.issuer}/authorize`);
     const second = await landingOf(bob.page, again.url, PVE);
     assert.equal(second.searchParams.get("state"), again.state);
     assert.equal(second.searchParams.get("iss"), server.issuer);
@@ -279,7 +245,7 @@ describe("administration in Chromium", () => {
     await carol.page.waitForURL(`${server.issuer}/account`);
     await assert.doesNotReject(carol.page.getByRole("heading", { name: "Carol Danvers" }).waitFor());
 
-    const request = proxmoxRequest(server.issuer);
+    const request = proxmoxRequest(`${server.issuer}/authorize`);
     // A clear page first; it then follows the app's access_denied redirect by itself.
     const leaving = carol.page.waitForRequest((r) => r.url().startsWith(PVE), { timeout: 15000 });
     const refused = await carol.page.goto(request.url);

@@ -1,6 +1,7 @@
 // Shared pieces of the browser tests: the real latchkey binary on 127.0.0.1, its CLI, and
 // Debian's Chromium driven over the DevTools protocol with a WebAuthn virtual authenticator.
 import { spawn, execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, mkdirSync, existsSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -137,3 +138,44 @@ export function waitForRedirect(page, prefix) {
   );
 }
 
+
+/// Proxmox VE's address, its redirect URI: the bare origin, no path, no trailing slash.
+export const PVE = "https://pve.example.com:8006";
+
+/// Proxmox VE's authorization request for client `proxmox`: PKCE S256, a nonce,
+/// display=page and a JSON state.
+export function proxmoxRequest(authorizationEndpoint) {
+  const verifier = b64url(randomBytes(32));
+  const nonce = b64url(randomBytes(16));
+  const state = JSON.stringify({ csrf_token: b64url(randomBytes(16)), realm: "latchkey" });
+  const url = new URL(authorizationEndpoint);
+  url.search = new URLSearchParams({
+    response_type: "code",
+    client_id: "proxmox",
+    state,
+    code_challenge: b64url(createHash("sha256").update(verifier).digest()),
+    code_challenge_method: "S256",
+    redirect_uri: PVE,
+    scope: "openid email profile groups",
+    nonce,
+    display: "page",
+  });
+  return { url: url.href, verifier, nonce, state };
+}
+
+/// Proxmox's code exchange: client_secret_basic with the credentials URL-encoded first.
+export function proxmoxExchange(tokenEndpoint, secret, code, verifier) {
+  const basic = Buffer.from(
+    `${encodeURIComponent("proxmox")}:${encodeURIComponent(secret)}`,
+  ).toString("base64");
+  return fetch(tokenEndpoint, {
+    method: "POST",
+    headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({
+      grant_type: "authorization_code",
+      code,
+      code_verifier: verifier,
+      redirect_uri: PVE,
+    }),
+  });
+}

@@ -3,7 +3,6 @@
 // and refused afterwards. Screenshots land in test-output/browser/.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHash, randomBytes } from "node:crypto";
 import * as jose from "jose";
 import * as oidc from "openid-client";
 import {
@@ -12,10 +11,11 @@ import {
   addAuthenticator,
   screenshot,
   landingOf,
-  b64url,
+  PVE,
+  proxmoxRequest,
+  proxmoxExchange,
 } from "./harness.mjs";
 
-const PVE = "https://pve.example.com:8006";
 const APP = "https://app.example.com/callback";
 
 describe("passkeys in Chromium", () => {
@@ -96,40 +96,19 @@ describe("passkeys in Chromium", () => {
     assert.equal(discovery.issuer, server.issuer);
 
     // What Proxmox sends: PKCE S256, nonce, display=page, a JSON state, the bare origin.
-    const verifier = b64url(randomBytes(32));
-    const nonce = b64url(randomBytes(16));
-    const state = JSON.stringify({ csrf_token: b64url(randomBytes(16)), realm: "latchkey" });
-    const authorize = new URL(discovery.authorization_endpoint);
-    authorize.search = new URLSearchParams({
-      response_type: "code",
-      client_id: "proxmox",
-      state,
-      code_challenge: b64url(createHash("sha256").update(verifier).digest()),
-      code_challenge_method: "S256",
-      redirect_uri: PVE,
-      scope: "openid email profile groups",
-      nonce,
-      display: "page",
-    });
-    const landed = await landingOf(page, authorize.href, PVE);
+    const { url, verifier, nonce, state } = proxmoxRequest(discovery.authorization_endpoint);
+    const landed = await landingOf(page, url, PVE);
     assert.equal(landed.searchParams.get("state"), state);
     assert.equal(landed.searchParams.get("iss"), server.issuer);
     const code = landed.searchParams.get("code");
     assert.ok(code);
 
-    const basic = Buffer.from(
-      `${encodeURIComponent("proxmox")}:${encodeURIComponent(created.client_secret)}`,
-    ).toString("base64");
-    const tokenResponse = await fetch(discovery.token_endpoint, {
-      method: "POST",
-      headers: { authorization: `Basic ${basic}`, "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({
-        grant_type: "authorization_code",
-        code,
-        code_verifier: verifier,
-        redirect_uri: PVE,
-      }),
-    });
+    const tokenResponse = await proxmoxExchange(
+      discovery.token_endpoint,
+      created.client_secret,
+      code,
+      verifier,
+    );
     assert.equal(tokenResponse.status, 200);
     const tokens = await tokenResponse.json();
     const jwks = jose.createRemoteJWKSet(new URL(discovery.jwks_uri));
