@@ -28,6 +28,8 @@ pub enum ConfigError {
     TrustedProxy(String),
     #[error("invalid {0} {1:?}: use a number with s, m, h or d, such as 14d")]
     Duration(&'static str, String),
+    #[error("invalid limits.{0} = {1}: use a number of attempts a minute from 1 to 100000")]
+    Limit(&'static str, u32),
 }
 
 /// "90s", "15m", "2h", "1d" or plain seconds.
@@ -63,6 +65,48 @@ impl Default for SessionPolicy {
             lifetime_secs: 14 * 86400,
             idle_secs: 3 * 86400,
         }
+    }
+}
+
+/// Per-address limits, each a number of attempts a minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Passkey sign-in or registration steps, started or finished.
+    pub passkey_ceremonies: u32,
+    /// Login and setup links opened.
+    pub login_links: u32,
+    /// Client secrets checked with argon2, per address and client (verified secrets are
+    /// remembered and not counted).
+    pub client_secret_checks: u32,
+    /// Authorization requests kept while someone signs in.
+    pub authorization_requests: u32,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            passkey_ceremonies: 60,
+            login_links: 20,
+            client_secret_checks: 20,
+            authorization_requests: 30,
+        }
+    }
+}
+
+impl LimitSettings {
+    fn validated(self) -> Result<LimitSettings, ConfigError> {
+        for (name, value) in [
+            ("passkey_ceremonies", self.passkey_ceremonies),
+            ("login_links", self.login_links),
+            ("client_secret_checks", self.client_secret_checks),
+            ("authorization_requests", self.authorization_requests),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                return Err(ConfigError::Limit(name, value));
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -160,6 +204,9 @@ pub struct FileConfig {
     pub session_idle_timeout: Option<String>,
     /// How long audit events are kept, such as "365d".
     pub audit_retention: Option<String>,
+    /// Per-address limits (`[limits]`).
+    #[serde(default)]
+    pub limits: LimitSettings,
     #[serde(default)]
     pub groups: Vec<toml::Spanned<DeclaredGroup>>,
     #[serde(default)]
@@ -256,6 +303,7 @@ pub struct Settings {
     pub sessions: SessionPolicy,
     /// Audit events older than this many seconds are deleted.
     pub audit_retention_secs: i64,
+    pub limits: LimitSettings,
     /// The config file, when there is one (for messages about what it declares).
     pub config_path: Option<PathBuf>,
     pub groups: Vec<Declared<DeclaredGroup>>,
@@ -317,6 +365,7 @@ impl Settings {
             trusted_proxies,
             sessions,
             audit_retention_secs,
+            limits: file.limits.validated()?,
             config_path: overrides.config,
             groups: declared(&text, file.groups),
             clients: declared(&text, file.clients),

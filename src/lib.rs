@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod keys;
+pub mod limits;
 pub mod oidc;
 pub mod secrets;
 pub mod server;

@@ -110,6 +110,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .configure(crate::admin::routes::configure);
 }
 
+/// The largest body a page's form or script sends; the back channel allows less (see
+/// `oidc::routes`).
+const MAX_BODY: usize = 64 * 1024;
+
 /// Starts serving on `listener`. The returned server stops gracefully on SIGINT/SIGTERM.
 pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let https = state.settings.issuer.is_https();
@@ -120,14 +124,30 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(64 * 1024)
-                    .error_handler(|error, _| {
-                        ApiError::new(StatusCode::BAD_REQUEST, format!("invalid request: {error}"))
-                            .into()
-                    }),
-            )
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .app_data(web::JsonConfig::default().limit(MAX_BODY).error_handler(
+                |error, _| {
+                    tracing::debug!("refused JSON body: {error}");
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "the request body is not the JSON this endpoint expects",
+                    )
+                    .into()
+                },
+            ))
+            .app_data(web::FormConfig::default().limit(MAX_BODY).error_handler(
+                |error, _| {
+                    tracing::debug!("refused form: {error}");
+                    PageError::bad_request(
+                        "Form not understood",
+                        "The form arrived incomplete. Go back, reload the page and try again.",
+                    )
+                    .into()
+                },
+            ))
+            .app_data(web::PathConfig::default().error_handler(|_, _| {
+                PageError::not_found().into()
+            }))
             .wrap(headers::security_headers(https))
             .wrap(
                 middleware::Logger::new(r#"%{r}a "%{request}xi" %s %b %Dms "%{User-Agent}i""#)
@@ -142,15 +162,30 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     Ok(server)
 }
 
-/// The request line for the log, without one-time link tokens: a link that failed to open
-/// must not be usable by whoever reads the log.
+/// The request line for the log, without one-time link tokens (login and setup links): a
+/// link that failed to open must not be usable by whoever reads the log.
 fn loggable_request(req: &actix_web::dev::ServiceRequest) -> String {
-    let path = req.path();
-    let path = match path.find(crate::auth::login_link::ROUTE) {
-        Some(at) => format!("{}…", &path[..at + crate::auth::login_link::ROUTE.len()]),
-        None => req.uri().to_string(),
-    };
-    format!("{} {path}", req.method())
+    format!("{} {}", req.method(), redacted(req.path(), &req.uri().to_string()))
+}
+
+/// `uri` as the log shows it: cut after the route of a one-time link.
+fn redacted(path: &str, uri: &str) -> String {
+    [crate::auth::login_link::ROUTE, crate::auth::setup::ROUTE]
+        .iter()
+        .find_map(|route| path.find(route).map(|at| format!("{}…", &path[..at + route.len()])))
+        .unwrap_or_else(|| uri.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn link_tokens_never_reach_the_log() {
+        assert_eq!(redacted("/login/link/SECRET", "/login/link/SECRET"), "/login/link/…");
+        assert_eq!(redacted("/id/setup/SECRET", "/id/setup/SECRET?x"), "/id/setup/…");
+        assert_eq!(redacted("/token", "/token?a=1"), "/token?a=1");
+    }
 }
 
 async fn not_found() -> Result<HttpResponse, PageError> {

@@ -4,13 +4,13 @@
 use actix_web::{HttpRequest, web};
 
 use crate::auth::passkeys::Passkeys;
-use crate::auth::rate_limit::RateLimiter;
-use crate::config::Settings;
+use crate::config::{LimitSettings, Settings};
 use crate::keys::Signer;
-use crate::oidc::client_auth::SecretCache;
+use crate::limits::RateLimiter;
+use crate::oidc::client_auth::{ClientAuth, SecretCache};
 use crate::oidc::discovery;
 use crate::store::Store;
-use crate::store::audit::Origin;
+use crate::store::audit::{Origin, Repeats};
 
 /// Everything a request handler may need, shared by all workers.
 pub struct AppState {
@@ -21,22 +21,29 @@ pub struct AppState {
     /// `None` when the issuer cannot be a WebAuthn relying party (an IP address).
     pub passkeys: Option<Passkeys>,
     pub limits: Limits,
+    /// Failures anyone can cause, counted rather than written again (see `audit::Repeats`).
+    pub failures: Repeats,
     discovery: String,
+    /// Set once a request carried `X-Forwarded-For` from a peer that is not a trusted proxy.
+    warned_untrusted_proxy: std::sync::atomic::AtomicBool,
 }
 
-/// Per-address limits on the paths that sign people in.
+/// Per-address limits on what anonymous requests may start.
 pub struct Limits {
     /// Passkey ceremonies started or finished.
     pub ceremonies: RateLimiter,
     /// Login and setup links opened.
     pub links: RateLimiter,
+    /// Authorization requests parked while someone signs in.
+    pub parked: RateLimiter,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
+impl Limits {
+    fn new(settings: &LimitSettings) -> Limits {
         Limits {
-            ceremonies: RateLimiter::new(60, 60),
-            links: RateLimiter::new(20, 60),
+            ceremonies: RateLimiter::new(settings.passkey_ceremonies, 60),
+            links: RateLimiter::new(settings.login_links, 60),
+            parked: RateLimiter::new(settings.authorization_requests, 60),
         }
     }
 }
@@ -50,12 +57,14 @@ impl AppState {
             .ok();
         AppState {
             discovery: discovery::rendered(&settings.issuer),
+            signer: Signer::default(),
+            secrets: SecretCache::new(settings.limits.client_secret_checks),
+            passkeys,
+            limits: Limits::new(&settings.limits),
+            failures: Repeats::default(),
+            warned_untrusted_proxy: Default::default(),
             store,
             settings,
-            signer: Signer::default(),
-            secrets: SecretCache::default(),
-            passkeys,
-            limits: Limits::default(),
         }
     }
 
@@ -63,9 +72,33 @@ impl AppState {
         &self.discovery
     }
 
-    /// The audit origin of a request.
+    /// The audit origin of a request. Warns once when a peer that is not a trusted proxy
+    /// sends `X-Forwarded-For`: behind an unlisted proxy, every person shares the proxy's
+    /// address, and so its rate limits.
     pub fn origin(&self, req: &HttpRequest) -> Origin {
-        crate::web::origin::of(req, &self.settings.trusted_proxies)
+        let origin = crate::web::origin::of(req, &self.settings.trusted_proxies);
+        if origin.forwarded_by_untrusted
+            && !self
+                .warned_untrusted_proxy
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "a request from {} carried X-Forwarded-For, but that address is not in \
+                 trusted_proxies: rate limits and the audit log see the proxy, not the person; \
+                 list the proxy in trusted_proxies",
+                origin.origin.ip.as_deref().unwrap_or("an unknown address")
+            );
+        }
+        origin.origin
+    }
+
+    /// What the back-channel endpoints need to authenticate clients.
+    pub fn client_auth(&self) -> ClientAuth<'_> {
+        ClientAuth {
+            store: &self.store,
+            secrets: &self.secrets,
+            failures: &self.failures,
+        }
     }
 
     /// The value of a cookie of ours, if the browser sent it.

@@ -104,7 +104,11 @@ pub fn rows(state: &State, events: Vec<Recorded>, filter: &Filter) -> Vec<AuditR
                 ip: recorded.ip.unwrap_or_default(),
                 user_agent: recorded.user_agent.unwrap_or_default(),
                 actor: recorded.actor.unwrap_or_default(),
-                detail: recorded.detail.unwrap_or_default(),
+                detail: match (recorded.detail, recorded.repeats) {
+                    (detail, 1) => detail.unwrap_or_default(),
+                    (Some(detail), n) => format!("{detail} (×{n} within a minute)"),
+                    (None, n) => format!("×{n} within a minute"),
+                },
             }
         })
         .collect()

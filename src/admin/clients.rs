@@ -283,6 +283,8 @@ struct ClientPage {
     client: Client,
     form: SettingsForm,
     snippets: Snippets,
+    /// Redirect URIs that send codes over plain http to another machine.
+    plain_http: Vec<String>,
 }
 
 pub async fn page(req: HttpRequest, state: State) -> AdminResult {
@@ -307,11 +309,18 @@ async fn client_page(
         Some(posted) => SettingsForm::from_posted(posted, groups),
         None => SettingsForm::of(Some(&client), groups),
     };
+    let plain_http = client
+        .redirect_uris
+        .iter()
+        .filter(|uri| crate::oidc::redirect::is_plain_http(uri))
+        .cloned()
+        .collect();
     let page = ClientPage {
         frame: Frame::new(req, state, admin, Section::Clients).refused(refusal),
         snippets: Snippets::new(state, &client.client_id, None),
         client,
         form,
+        plain_http,
     };
     render(&page, &page.frame)
 }

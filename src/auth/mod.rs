@@ -3,7 +3,6 @@
 pub mod aaguid;
 pub mod login_link;
 pub mod passkeys;
-pub mod rate_limit;
 pub mod routes;
 pub mod session;
 pub mod setup;

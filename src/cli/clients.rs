@@ -108,7 +108,7 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             for uri in client
                 .redirect_uris
                 .iter()
-                .filter(|u| u.starts_with("http:"))
+                .filter(|u| crate::oidc::redirect::is_plain_http(u))
             {
                 eprintln!(
                     "warning: {uri} is plain http: codes travel unencrypted; use https \

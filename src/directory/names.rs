@@ -47,6 +47,21 @@ pub fn client_id(input: &str) -> DirectoryResult<String> {
     }
 }
 
+/// A client id that follows the client-id rule: made once where a request names a client,
+/// so that nothing malformed is looked up or logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(input: &str) -> DirectoryResult<ClientId> {
+        client_id(input).map(ClientId)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A plain e-mail shape check; delivery is not our business.
 pub fn email(input: &str) -> DirectoryResult<String> {
     let email = input.trim();
@@ -73,12 +88,21 @@ pub fn display_name(input: &str) -> DirectoryResult<String> {
     }
 }
 
+/// Whitespace and control characters have no place in a URI (RFC 3986 §2): refused at
+/// registration and at authorization.
+pub fn has_forbidden_chars(uri: &str) -> bool {
+    uri.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Redirect URIs are kept exactly as given (they are matched as strings), so they must
 /// already be absolute http(s) URLs without a fragment.
 pub fn redirect_uri(input: &str) -> DirectoryResult<String> {
     let fail = |why: &str| invalid(format!("invalid redirect URI {input:?}: {why}"));
-    if input.trim() != input || input.is_empty() {
-        return Err(fail("it must not be empty or have surrounding spaces"));
+    if input.is_empty() {
+        return Err(fail("it must not be empty"));
+    }
+    if has_forbidden_chars(input) {
+        return Err(fail("it must not contain spaces or control characters"));
     }
     let parsed = url::Url::parse(input).map_err(|_| fail("not an absolute URL"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
@@ -130,5 +154,8 @@ mod tests {
         assert!(redirect_uri("https://*.example.com").is_err());
         assert!(redirect_uri("javascript:alert(1)").is_err());
         assert!(redirect_uri("/relative").is_err());
+        assert!(redirect_uri("http://127.0.0.1:5555/cb\n").is_err());
+        assert!(redirect_uri("https://x/c b").is_err());
+        assert!(redirect_uri("https://x/cb\t").is_err());
     }
 }

@@ -42,6 +42,29 @@ pub struct AuthRequest {
 /// Longest nonce we keep; far beyond what any client sends.
 const MAX_NONCE_LEN: usize = 2048;
 
+/// Longest `state` we keep and send back: Proxmox sends about 100 bytes, and JWT-shaped
+/// states a few hundred.
+const MAX_STATE_LEN: usize = 4096;
+
+/// Longest `scope` we read.
+const MAX_SCOPE_LEN: usize = 1024;
+
+/// The parameters the rules read, and so the only ones kept while someone signs in: with
+/// the limits above, a parked request stays under 8 KiB whatever was sent.
+pub const PARKED_PARAMETERS: &[&str] = &[
+    "response_type",
+    "response_mode",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+];
+
 fn page(title: &str, message: String) -> AuthorizeError {
     AuthorizeError::Page(PageError::bad_request(title, message))
 }
@@ -91,13 +114,23 @@ pub fn validate(
                 ),
             )
         })?;
-    let state = params.get("state").map(str::to_string);
+    // A state too long to keep is not sent back either.
+    let state = params
+        .get("state")
+        .filter(|state| state.len() <= MAX_STATE_LEN)
+        .map(str::to_string);
     let fail = |code: ErrorCode, description: &str| AuthorizeError::Redirect {
         redirect_uri: redirect_uri.clone(),
         state: state.clone(),
         issuer: issuer.as_str().to_string(),
         error: OAuthError::new(code, description),
     };
+    if params.get("state").is_some_and(|s| s.len() > MAX_STATE_LEN) {
+        return Err(fail(
+            ErrorCode::InvalidRequest,
+            "state is too long (at most 4096 bytes)",
+        ));
+    }
 
     if params.get("request").is_some() {
         return Err(fail(
@@ -128,6 +161,9 @@ pub fn validate(
         ));
     }
     let requested_scope = params.get("scope").unwrap_or_default();
+    if requested_scope.len() > MAX_SCOPE_LEN {
+        return Err(fail(ErrorCode::InvalidScope, "scope is too long"));
+    }
     if !requested_scope.split(' ').any(|s| s == scope::OPENID) {
         return Err(fail(
             ErrorCode::InvalidScope,
@@ -309,12 +345,10 @@ pub fn decide(
             origin,
             now,
         )?;
+        // The client reads why, without the person being named to it.
         let refusal = fail(
             ErrorCode::AccessDenied,
-            format!(
-                "{} is not in a group allowed to use {}",
-                user.username, request.client.name
-            ),
+            "the user is not in a group allowed to use this client".into(),
         );
         if request.prompt.none {
             return Err(refusal);

@@ -6,55 +6,51 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-use super::error::{ErrorCode, OAuthError};
+use super::error::OAuthError;
 use super::params::Params;
-use crate::auth::rate_limit::RateLimiter;
 use crate::clock::UnixTime;
+use crate::directory::names::ClientId;
+use crate::limits::{Address, RateLimiter, Retry};
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::Store;
+use crate::store::audit::{self, Event, Origin, Repeats};
 use crate::store::clients::{self, Client};
 
 /// How many verified (client, secret, hash) triples the cache keeps before starting over.
 const CACHE_LIMIT: usize = 4096;
-
-/// Secret checks that need argon2, per address and minute. Clients that already verified
-/// hit the cache and are never counted; guessing a secret is.
-const HASHINGS_PER_MINUTE: u32 = 20;
 
 /// Remembers secrets that verified, so the token endpoint pays argon2 once per secret and
 /// process rather than on every call. Keys are SHA-256 digests of client id, presented
 /// secret and stored hash together: a rotated secret misses, and nothing secret is kept.
 ///
 /// argon2 is slow and takes 19 MiB on purpose, which makes unauthenticated requests with
-/// made-up secrets a way to exhaust the machine: they are limited per address and hashed one
-/// at a time.
+/// made-up secrets a way to exhaust the machine: they are limited per address and client,
+/// and hashed one at a time.
 pub struct SecretCache {
     verified: Mutex<HashSet<[u8; 32]>>,
     hashing: Mutex<()>,
     hashings: RateLimiter,
 }
 
-impl Default for SecretCache {
-    fn default() -> Self {
-        SecretCache {
-            verified: Mutex::default(),
-            hashing: Mutex::default(),
-            hashings: RateLimiter::new(HASHINGS_PER_MINUTE, 60),
-        }
-    }
-}
-
 /// Why a presented secret was not accepted.
 enum Verdict {
     Valid,
     Invalid,
-    TooManyAttempts,
+    TooManyAttempts(Retry),
 }
 
 impl SecretCache {
+    /// A cache whose argon2 checks are limited to `per_minute` per address and client.
+    pub fn new(per_minute: u32) -> SecretCache {
+        SecretCache {
+            verified: Mutex::default(),
+            hashing: Mutex::default(),
+            hashings: RateLimiter::new(per_minute, 60),
+        }
+    }
+
     fn key(client: &Client, secret: &str, stored: &str) -> [u8; 32] {
         let mut hasher = Sha256::new();
         for part in [client.client_id.as_str(), secret, stored] {
@@ -76,9 +72,9 @@ impl SecretCache {
         if self.lock().contains(&key) {
             return Verdict::Valid;
         }
-        let address = origin.ip.as_deref().unwrap_or_default();
-        if !self.hashings.allow(address, now) {
-            return Verdict::TooManyAttempts;
+        let address = Address::of(origin.ip.as_deref());
+        if let Err(retry) = self.hashings.check_for(&address, &client.client_id, now) {
+            return Verdict::TooManyAttempts(retry);
         }
         let valid = {
             let _one_at_a_time = self.hashing.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,17 +96,23 @@ impl SecretCache {
     }
 }
 
-const TOO_MANY: &str = "too many client authentication attempts from this address; wait a minute";
-
-/// Credentials as the request presented them.
+/// Credentials as the request presented them, the client id already checked against the
+/// client-id rule: nothing else is looked up or logged.
 #[derive(Debug, PartialEq, Eq)]
 struct Credentials {
+    client_id: ClientId,
+    secret: Option<String>,
+}
+
+/// A client id as the request sent it, before it is known to be well formed.
+#[derive(Debug, PartialEq, Eq)]
+struct Presented {
     client_id: String,
     secret: Option<String>,
 }
 
 /// RFC 6749 §2.3.1: the Basic credentials are form-urlencoded before base64.
-fn from_basic(header: &str) -> Result<Credentials, OAuthError> {
+fn from_basic(header: &str) -> Result<Presented, OAuthError> {
     let malformed = || OAuthError::invalid_client("malformed HTTP Basic credentials");
     let encoded = header.trim();
     let decoded = STANDARD.decode(encoded).map_err(|_| malformed())?;
@@ -122,13 +124,13 @@ fn from_basic(header: &str) -> Result<Credentials, OAuthError> {
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
     };
-    Ok(Credentials {
+    Ok(Presented {
         client_id: unescape(id),
         secret: Some(unescape(secret)),
     })
 }
 
-fn presented(authorization: Option<&str>, params: &Params) -> Result<Credentials, OAuthError> {
+fn presented(authorization: Option<&str>, params: &Params) -> Result<Presented, OAuthError> {
     let basic = authorization
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
@@ -155,7 +157,7 @@ fn presented(authorization: Option<&str>, params: &Params) -> Result<Credentials
             let client_id = params
                 .get("client_id")
                 .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
-            Ok(Credentials {
+            Ok(Presented {
                 client_id: client_id.to_string(),
                 secret: params.get("client_secret").map(str::to_string),
             })
@@ -163,50 +165,103 @@ fn presented(authorization: Option<&str>, params: &Params) -> Result<Credentials
     }
 }
 
-/// Authenticates the calling client. Failures are audit-logged: a flood of them is worth an
-/// operator's attention.
+/// The request's credentials, with a client id that follows the client-id rule.
+fn credentials(authorization: Option<&str>, params: &Params) -> Result<Credentials, OAuthError> {
+    let presented = presented(authorization, params)?;
+    let client_id = ClientId::parse(&presented.client_id)
+        .map_err(|_| OAuthError::invalid_client("malformed client_id"))?;
+    Ok(Credentials {
+        client_id,
+        secret: presented.secret,
+    })
+}
+
+/// What the token, revocation and introspection endpoints share to authenticate clients.
+pub struct ClientAuth<'a> {
+    pub store: &'a Store,
+    pub secrets: &'a SecretCache,
+    pub failures: &'a Repeats,
+}
+
+/// Authenticates the calling client. Failures are audit-logged (repeats counted, not
+/// written again): a flood of them is worth an operator's attention, but must not fill the
+/// disk.
 pub fn authenticate(
-    conn: &Connection,
-    cache: &SecretCache,
+    auth: &ClientAuth,
     authorization: Option<&str>,
     params: &Params,
     origin: &Origin,
     now: UnixTime,
 ) -> Result<Client, OAuthError> {
-    let credentials = presented(authorization, params)?;
-    let client = clients::by_id(conn, &credentials.client_id)?;
-    let outcome = match (&client, &credentials.secret) {
-        (None, _) => Err("unknown client"),
-        (Some(client), None) if client.public => Ok(()),
-        (Some(client), Some(_)) if client.public => Err("a public client has no secret"),
-        (Some(_), None) => Err("client authentication is required"),
-        (Some(client), Some(secret)) => match &client.secret_hash {
-            Some(stored) => match cache.verify(client, secret, stored, origin, now) {
-                Verdict::Valid => Ok(()),
-                Verdict::Invalid => Err("client authentication failed"),
-                Verdict::TooManyAttempts => Err(TOO_MANY),
-            },
-            None => Err("client authentication failed"),
+    let credentials = credentials(authorization, params)?;
+    let client = auth
+        .store
+        .read(|conn| clients::by_id(conn, credentials.client_id.as_str()))?;
+    let failure = match client {
+        None => Failure::Refused("unknown client"),
+        Some(client) => match check_secret(auth, &client, credentials.secret.as_deref(), origin, now) {
+            Ok(()) => return Ok(client),
+            Err(failure) => failure,
         },
     };
-    match (outcome, client) {
-        (Ok(()), Some(client)) => Ok(client),
-        (failure, _) => {
-            let reason = failure.err().unwrap_or("client authentication failed");
-            audit::record(
-                conn,
-                &Event::new("client.auth_failed")
-                    .client(&credentials.client_id)
-                    .detail(reason),
-                origin,
-                now,
-            )?;
-            if reason == TOO_MANY {
-                return Err(OAuthError::new(ErrorCode::SlowDown, reason));
+    let error = match failure {
+        Failure::Refused(reason) => OAuthError::invalid_client(reason),
+        Failure::TooMany(retry) => OAuthError::slow_down(TOO_MANY, retry),
+    };
+    log_failure(auth, &credentials, &error.description, origin, now)?;
+    Err(error)
+}
+
+const TOO_MANY: &str = "too many client authentication attempts from this address; wait a minute";
+
+/// Why a known client was not authenticated.
+enum Failure {
+    Refused(&'static str),
+    TooMany(Retry),
+}
+
+/// Public clients present no secret; confidential ones present theirs.
+fn check_secret(
+    auth: &ClientAuth,
+    client: &Client,
+    secret: Option<&str>,
+    origin: &Origin,
+    now: UnixTime,
+) -> Result<(), Failure> {
+    match (client.public, secret, &client.secret_hash) {
+        (true, None, _) => Ok(()),
+        (true, Some(_), _) => Err(Failure::Refused("a public client has no secret")),
+        (false, None, _) => Err(Failure::Refused("client authentication is required")),
+        (false, Some(secret), Some(stored)) => {
+            match auth.secrets.verify(client, secret, stored, origin, now) {
+                Verdict::Valid => Ok(()),
+                Verdict::Invalid => Err(Failure::Refused("client authentication failed")),
+                Verdict::TooManyAttempts(retry) => Err(Failure::TooMany(retry)),
             }
-            Err(OAuthError::invalid_client(reason))
         }
+        (false, Some(_), None) => Err(Failure::Refused("client authentication failed")),
     }
+}
+
+fn log_failure(
+    auth: &ClientAuth,
+    credentials: &Credentials,
+    reason: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> Result<(), OAuthError> {
+    auth.store.write(|tx| {
+        audit::record_failure(
+            tx,
+            auth.failures,
+            &Event::new("client.auth_failed")
+                .client(credentials.client_id.as_str())
+                .detail(reason),
+            origin,
+            now,
+        )
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -218,7 +273,7 @@ mod tests {
         let header = STANDARD.encode("my%20client:p%40ss%3Aword+x");
         assert_eq!(
             from_basic(&header).unwrap(),
-            Credentials {
+            Presented {
                 client_id: "my client".into(),
                 secret: Some("p@ss:word x".into())
             }

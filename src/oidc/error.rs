@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::redirect;
 use crate::keys::KeyError;
+use crate::limits::Retry;
 use crate::store::StoreError;
 use crate::web::error::PageError;
 
@@ -61,6 +62,8 @@ impl ErrorCode {
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: String,
+    /// For `slow_down`: seconds until another attempt may succeed (`Retry-After`).
+    pub retry_after: Option<i64>,
 }
 
 impl OAuthError {
@@ -68,6 +71,15 @@ impl OAuthError {
         OAuthError {
             code,
             description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// RFC 6585 §4: too many attempts; another may succeed after `retry.after_secs`.
+    pub fn slow_down(description: impl Into<String>, retry: Retry) -> OAuthError {
+        OAuthError {
+            retry_after: Some(retry.after_secs),
+            ..OAuthError::new(ErrorCode::SlowDown, description)
         }
     }
 
@@ -152,6 +164,9 @@ impl ResponseError for OAuthError {
         };
         if let Some(challenge) = challenge {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
         response.json(json!({
             "error": self.code.as_str(),

@@ -6,12 +6,13 @@ use serde_json::{Value, json};
 use crate::clock::UnixTime;
 use crate::config::Issuer;
 use crate::secrets;
-use crate::store::StoreResult;
+use crate::oidc::error::OAuthError;
 use crate::store::clients::Client;
 use crate::store::grants::{self, LiveToken};
 use crate::store::users;
 
-/// The introspection answer. Only the calling client's live tokens are active: another
+/// The introspection answer. Only confidential clients may ask (discovery lists no `none`
+/// method for this endpoint), and only the calling client's live tokens are active: another
 /// client learns nothing about them.
 pub fn introspect(
     conn: &Connection,
@@ -19,7 +20,12 @@ pub fn introspect(
     client: &Client,
     token: &str,
     now: UnixTime,
-) -> StoreResult<Value> {
+) -> Result<Value, OAuthError> {
+    if client.public {
+        return Err(OAuthError::invalid_client(
+            "public clients cannot use introspection: they have no secret to authenticate with",
+        ));
+    }
     let hash = secrets::token_hash(token);
     let found = match grants::live_access_token(conn, &hash, now)? {
         Some(live) => Some((live, "access_token")),

@@ -26,6 +26,17 @@ impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
+
+    /// Only the parameters named in `names`.
+    pub fn only(&self, names: &[&str]) -> Params {
+        Params(
+            self.0
+                .iter()
+                .filter(|(name, _)| names.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        )
+    }
 }
 
 #[cfg(test)]

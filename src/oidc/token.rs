@@ -5,9 +5,10 @@ use serde::Serialize;
 
 use super::authorize::{is_allowed, is_pkce_value};
 use super::claims::{self, IdTokenContext};
-use super::client_auth::{self, SecretCache};
+use super::client_auth::{self, ClientAuth};
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
+use super::redirect;
 use super::scope::{self, Scopes};
 use crate::clock::UnixTime;
 use crate::config::Issuer;
@@ -36,7 +37,7 @@ pub struct TokenContext<'a> {
     pub store: &'a Store,
     pub issuer: &'a Issuer,
     pub signer: &'a Signer,
-    pub secrets: &'a SecretCache,
+    pub clients: ClientAuth<'a>,
 }
 
 /// Handles one token request: authenticates the client, then redeems the grant.
@@ -57,18 +58,31 @@ pub fn exchange(
         ));
     }
     // Authenticate before the write transaction: argon2 is slow on purpose.
-    let client = context.store.read(|conn| {
-        client_auth::authenticate(conn, context.secrets, authorization, params, origin, now)
-    })?;
-    context.store.write(|tx| match grant_type {
+    let client = client_auth::authenticate(&context.clients, authorization, params, origin, now)?;
+    let outcome = context.store.write(|tx| match grant_type {
         "authorization_code" => redeem_code(context, tx, &client, params, origin, now),
         _ => refresh(context, tx, &client, params, origin, now),
-    })?
+    })?;
+    match outcome {
+        Outcome::Issued(response) => Ok(response),
+        Outcome::Refused(error) => Err(error),
+    }
 }
 
-/// `Ok(Err(..))` from inside a transaction: the error is returned *and* what was written
-/// (a revocation, an audit event) is committed.
-type Committed<T> = Result<Result<T, OAuthError>, OAuthError>;
+/// How a token request's transaction ends. `Ok(Issued)` and `Ok(Refused)` both commit what
+/// was written (a spent code or refresh token, a revocation, an audit event); `Err` rolls
+/// everything back. Each refusal below says which one it is.
+enum Outcome {
+    Issued(TokenResponse),
+    Refused(OAuthError),
+}
+
+type Decided = Result<Outcome, OAuthError>;
+
+/// A refusal that commits what the transaction wrote so far.
+fn refused(error: OAuthError) -> Decided {
+    Ok(Outcome::Refused(error))
+}
 
 fn redeem_code(
     context: &TokenContext,
@@ -77,15 +91,26 @@ fn redeem_code(
     params: &Params,
     origin: &Origin,
     now: UnixTime,
-) -> Committed<TokenResponse> {
+) -> Decided {
     let code = params
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let code = match grants::spend_code(tx, &secrets::token_hash(code), now)? {
+    let hash = secrets::token_hash(code);
+    // Whose code it is, before anything is spent: another client's attempt changes nothing.
+    match grants::code_client(tx, &hash)? {
+        None => return refused(OAuthError::invalid_grant("unknown code")),
+        Some(owner) if owner != client.client_id => {
+            return refused(OAuthError::invalid_grant(
+                "the code was issued to another client",
+            ));
+        }
+        Some(_) => {}
+    }
+    let code = match grants::spend_code(tx, &hash, now)? {
         CodeUse::Fresh(code) => code,
-        CodeUse::Unknown => return Ok(Err(OAuthError::invalid_grant("unknown code"))),
+        CodeUse::Unknown => return refused(OAuthError::invalid_grant("unknown code")),
         CodeUse::Replayed { grant_id } => {
-            // RFC 6749 §4.1.2: a code used twice revokes what it already issued.
+            // RFC 6749 §4.1.2: a code its own client uses twice revokes what it issued.
             return revoke_replayed(
                 tx,
                 client,
@@ -97,53 +122,50 @@ fn redeem_code(
             );
         }
     };
-    let grant = grants::grant_by_id(tx, &code.grant_id)?
-        .filter(|g| g.revoked_at.is_none())
-        .ok_or_else(|| OAuthError::invalid_grant("the code was revoked"))?;
-    if grant.client_id != client.client_id {
-        return Ok(Err(OAuthError::invalid_grant(
-            "the code was issued to another client",
-        )));
+    // From here on the code is spent, and stays spent whatever the answer.
+    if let Some(refusal) = code_refusal(&code, params, now) {
+        return refused(refusal);
     }
-    if code.expires_at <= now {
-        return Ok(Err(OAuthError::invalid_grant("the code has expired")));
-    }
-    if params.get("redirect_uri") != Some(code.redirect_uri.as_str()) {
-        return Ok(Err(OAuthError::invalid_grant(
-            "redirect_uri does not match the authorization request",
-        )));
-    }
-    match (&code.code_challenge, params.get("code_verifier")) {
-        (Some(_), None) => {
-            return Ok(Err(OAuthError::invalid_grant("code_verifier is required")));
-        }
-        (None, Some(_)) => {
-            // RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt.
-            return Ok(Err(OAuthError::invalid_grant(
-                "code_verifier sent, but the authorization request had no code_challenge",
-            )));
-        }
-        (Some(challenge), Some(verifier)) => {
-            let computed = secrets::sha256_base64url(verifier.as_bytes());
-            if !is_pkce_value(verifier) || !secrets::constant_time_eq(&computed, challenge) {
-                return Ok(Err(OAuthError::invalid_grant(
-                    "code_verifier does not match the code_challenge",
-                )));
-            }
-        }
-        (None, None) => {}
-    }
+    let Some(grant) = grants::grant_by_id(tx, &code.grant_id)?.filter(|g| g.revoked_at.is_none())
+    else {
+        return refused(OAuthError::invalid_grant("the code was revoked"));
+    };
     let scopes = Scopes::from_request(&grant.scope);
-    issue(
-        context,
-        tx,
-        client,
-        &grant,
-        &scopes,
-        code.nonce.as_deref(),
-        origin,
-        now,
-    )
+    issue(context, tx, client, &grant, &scopes, code.nonce.as_deref(), origin, now)
+}
+
+/// Why a spent code does not give tokens to this request, if it does not: expiry, the
+/// redirect URI and PKCE.
+fn code_refusal(code: &grants::Code, params: &Params, now: UnixTime) -> Option<OAuthError> {
+    if code.expires_at <= now {
+        return Some(OAuthError::invalid_grant("the code has expired"));
+    }
+    if !params
+        .get("redirect_uri")
+        .is_some_and(|uri| redirect::same_uri(uri, &code.redirect_uri))
+    {
+        return Some(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let why = match (&code.code_challenge, params.get("code_verifier")) {
+        (Some(_), None) => "code_verifier is required",
+        // RFC 9700 §2.1.1: a verifier without a challenge is a downgrade attempt.
+        (None, Some(_)) => {
+            "code_verifier sent, but the authorization request had no code_challenge"
+        }
+        (Some(challenge), Some(verifier))
+            if !is_pkce_value(verifier)
+                || !secrets::constant_time_eq(
+                    &secrets::sha256_base64url(verifier.as_bytes()),
+                    challenge,
+                ) =>
+        {
+            "code_verifier does not match the code_challenge"
+        }
+        _ => return None,
+    };
+    Some(OAuthError::invalid_grant(why))
 }
 
 fn refresh(
@@ -153,25 +175,25 @@ fn refresh(
     params: &Params,
     origin: &Origin,
     now: UnixTime,
-) -> Committed<TokenResponse> {
+) -> Decided {
     let token = params
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let hash = secrets::token_hash(token);
-    // A token presented by another client is refused without spending it.
-    if let Some(live) = grants::live_refresh_token(tx, &hash, now)?
-        && live.grant.client_id != client.client_id
+    // Whose token it is, whatever its state, before anything is spent or revoked.
+    if grants::token_grant(tx, TokenKind::Refresh, &hash)?
+        .is_some_and(|grant| grant.client_id != client.client_id)
     {
-        return Ok(Err(OAuthError::invalid_grant(
+        return refused(OAuthError::invalid_grant(
             "the refresh token was issued to another client",
-        )));
+        ));
     }
     let live = match grants::spend_refresh_token(tx, &hash, now)? {
         RefreshUse::Fresh(live) => live,
         RefreshUse::Unknown => {
-            return Ok(Err(OAuthError::invalid_grant(
+            return refused(OAuthError::invalid_grant(
                 "unknown, expired or revoked refresh token",
-            )));
+            ));
         }
         RefreshUse::Replayed { grant_id } => {
             // RFC 9700 §4.14.2: reuse of a rotated token means it leaked; end the family.
@@ -187,25 +209,23 @@ fn refresh(
         }
     };
     let granted = Scopes::from_request(&live.grant.scope);
-    let scopes = match params.get("scope") {
+    let scopes = match params.get("scope").map(Scopes::from_request) {
         None => granted,
-        Some(asked) => {
-            let asked = Scopes::from_request(asked);
-            if !asked.is_subset_of(&granted) {
-                return Ok(Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    "a refresh may not widen the granted scope",
-                )));
-            }
-            asked
+        Some(asked) if asked.is_subset_of(&granted) => asked,
+        Some(_) => {
+            // Rolled back: the refresh token stays usable with a correct request.
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "a refresh may not widen the granted scope",
+            ));
         }
     };
     issue(context, tx, client, &live.grant, &scopes, None, origin, now)
 }
 
-/// Answers a replayed code or refresh token: the grant it belongs to is revoked (and the
-/// revocation committed), the replay audit-logged, and the request refused.
-fn revoke_replayed<T>(
+/// Answers a replayed code or refresh token of this client: the grant it belongs to is
+/// revoked, the replay audit-logged, both committed, and the request refused.
+fn revoke_replayed(
     tx: &Connection,
     client: &Client,
     grant_id: &str,
@@ -213,7 +233,7 @@ fn revoke_replayed<T>(
     description: &str,
     origin: &Origin,
     now: UnixTime,
-) -> Committed<T> {
+) -> Decided {
     grants::revoke_grant(tx, grant_id, now)?;
     audit::record(
         tx,
@@ -223,7 +243,7 @@ fn revoke_replayed<T>(
         origin,
         now,
     )?;
-    Ok(Err(OAuthError::invalid_grant(description)))
+    refused(OAuthError::invalid_grant(description))
 }
 
 /// Issues an access token, an ID token and (with `offline_access`) a refresh token, after
@@ -238,21 +258,21 @@ fn issue(
     nonce: Option<&str>,
     origin: &Origin,
     now: UnixTime,
-) -> Committed<TokenResponse> {
+) -> Decided {
     let user = match users::by_id(tx, &grant.user_id)? {
         Some(user) if !user.disabled => user,
         _ => {
-            return Ok(Err(OAuthError::invalid_grant(
+            return refused(OAuthError::invalid_grant(
                 "the user no longer exists or is disabled",
-            )));
+            ));
         }
     };
     let groups = users::group_names(tx, &user.id)?;
     if !is_allowed(client, &groups) {
-        return Ok(Err(OAuthError::access_denied(format!(
-            "{} is not in a group allowed to use {}",
-            user.username, client.name
-        ))));
+        // The answer goes to the client: it says why, without naming the person.
+        return refused(OAuthError::access_denied(
+            "the user is not in a group allowed to use this client",
+        ));
     }
     let access_ttl = client
         .access_token_ttl
@@ -313,7 +333,7 @@ fn issue(
         origin,
         now,
     )?;
-    Ok(Ok(TokenResponse {
+    Ok(Outcome::Issued(TokenResponse {
         access_token,
         token_type: "Bearer",
         expires_in: access_ttl,

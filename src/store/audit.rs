@@ -1,9 +1,17 @@
 //! The audit log: who did what, where, and from where.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use rusqlite::{Connection, params};
 
 use super::StoreResult;
 use crate::clock::UnixTime;
+use crate::limits::Address;
+
+/// The longest text kept in any column of an event: whatever a request sends, a row stays
+/// small.
+pub const MAX_FIELD_CHARS: usize = 512;
 
 /// Where an action came from: a request (IP and user agent) or the command line, and who
 /// took it when that is not the person it concerns.
@@ -78,23 +86,103 @@ impl<'a> Event<'a> {
     }
 }
 
+/// `text` cut to `MAX_FIELD_CHARS` characters, marked with an ellipsis when cut.
+fn capped(text: Option<&str>) -> Option<String> {
+    text.map(|text| match text.char_indices().nth(MAX_FIELD_CHARS) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    })
+}
+
+/// Writes one event, every value capped to `MAX_FIELD_CHARS`.
 pub fn record(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<()> {
+    insert(conn, event, origin, now).map(|_| ())
+}
+
+/// Writes one event; returns its row id.
+fn insert(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<i64> {
     conn.prepare_cached(
         "INSERT INTO audit_events (at, event, user_id, username, client_id, ip, user_agent, \
          detail, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         now,
-        event.kind,
-        event.user_id,
-        event.username,
-        event.client_id,
-        origin.ip,
-        origin.user_agent,
-        event.detail,
-        origin.actor
+        capped(Some(event.kind)),
+        capped(event.user_id),
+        capped(event.username),
+        capped(event.client_id),
+        capped(origin.ip.as_deref()),
+        capped(origin.user_agent.as_deref()),
+        capped(event.detail.as_deref()),
+        capped(origin.actor.as_deref())
     ])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// How long repeats of one failure are counted on one row.
+pub const REPEAT_WINDOW_SECS: i64 = 60;
+
+/// How many failure kinds are followed at once; past that, the table starts over (which only
+/// means a new row for the next failure of each kind).
+const MAX_REPEATS_TRACKED: usize = 10_000;
+
+/// Failures that anyone can cause as fast as they like (a wrong client secret, an unknown
+/// link) are written once per address, event, client and reason a minute; the same failure
+/// again within that minute counts on that row (`repeats`) instead of adding one.
+#[derive(Default)]
+pub struct Repeats {
+    open: Mutex<HashMap<RepeatKey, (UnixTime, i64)>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RepeatKey {
+    address: Address,
+    kind: String,
+    client_id: Option<String>,
+    detail: Option<String>,
+}
+
+/// Records a failure, or counts it on the row of the same failure from the same address
+/// within the last `REPEAT_WINDOW_SECS`.
+pub fn record_failure(
+    conn: &Connection,
+    repeats: &Repeats,
+    event: &Event,
+    origin: &Origin,
+    now: UnixTime,
+) -> StoreResult<()> {
+    let key = RepeatKey {
+        address: Address::of(origin.ip.as_deref()),
+        kind: event.kind.to_string(),
+        client_id: capped(event.client_id),
+        detail: capped(event.detail.as_deref()),
+    };
+    let mut open = repeats.open.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&(since, row)) = open.get(&key)
+        && now - since < REPEAT_WINDOW_SECS
+        && count_repeat(conn, row, event.kind, since)?
+    {
+        return Ok(());
+    }
+    let row = insert(conn, event, origin, now)?;
+    if open.len() >= MAX_REPEATS_TRACKED {
+        open.retain(|_, (since, _)| now - *since < REPEAT_WINDOW_SECS);
+        if open.len() >= MAX_REPEATS_TRACKED {
+            open.clear();
+        }
+    }
+    open.insert(key, (now, row));
     Ok(())
+}
+
+/// Adds one to a failure's row; false when the row is gone (rolled back or purged).
+fn count_repeat(conn: &Connection, row: i64, kind: &str, at: UnixTime) -> StoreResult<bool> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE audit_events SET repeats = repeats + 1 WHERE id = ?1 AND event = ?2 AND at = ?3",
+        )?
+        .execute(params![row, kind, at])?;
+    Ok(updated == 1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -107,9 +195,11 @@ pub struct Recorded {
     pub user_agent: Option<String>,
     pub detail: Option<String>,
     pub actor: Option<String>,
+    /// How many times this event happened within `REPEAT_WINDOW_SECS` of `at` (1 for most).
+    pub repeats: i64,
 }
 
-const RECORDED: &str = "at, event, username, client_id, ip, user_agent, detail, actor";
+const RECORDED: &str = "at, event, username, client_id, ip, user_agent, detail, actor, repeats";
 
 fn recorded(row: &rusqlite::Row) -> rusqlite::Result<Recorded> {
     Ok(Recorded {
@@ -121,6 +211,7 @@ fn recorded(row: &rusqlite::Row) -> rusqlite::Result<Recorded> {
         user_agent: row.get(5)?,
         detail: row.get(6)?,
         actor: row.get(7)?,
+        repeats: row.get(8)?,
     })
 }
 

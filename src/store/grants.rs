@@ -124,6 +124,18 @@ pub enum CodeUse {
     Unknown,
 }
 
+/// The client a code was issued to, whatever the code's state: known before anything is
+/// spent, so that a code presented by another client changes nothing.
+pub fn code_client(conn: &Connection, code_hash: &str) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT g.client_id FROM authorization_codes c JOIN grants g ON g.id = c.grant_id \
+             WHERE c.code_hash = ?1",
+        )?
+        .query_row([code_hash], |row| row.get(0))
+        .optional()?)
+}
+
 /// Marks a code used in one statement, so that two concurrent exchanges cannot both win.
 pub fn spend_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreResult<CodeUse> {
     let fresh = conn

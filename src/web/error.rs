@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
 use crate::directory::DirectoryError;
+use crate::limits::Retry;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,7 +15,12 @@ pub struct PageError {
     pub status: StatusCode,
     pub title: String,
     pub message: String,
+    /// For 429: seconds until another attempt may succeed (`Retry-After`).
+    pub retry_after: Option<i64>,
 }
+
+/// What people read when a per-address limit refuses them.
+const TOO_MANY: &str = "Too many attempts from your address. Wait a minute and try again.";
 
 impl PageError {
     pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
@@ -22,6 +28,15 @@ impl PageError {
             status,
             title: title.into(),
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A per-address limit refused the request.
+    pub fn too_many(retry: Retry) -> Self {
+        PageError {
+            retry_after: Some(retry.after_secs),
+            ..PageError::new(StatusCode::TOO_MANY_REQUESTS, "Slow down", TOO_MANY)
         }
     }
 
@@ -89,8 +104,7 @@ impl ResponseError for PageError {
             message: &self.message,
         };
         let body = page.render().unwrap_or_else(|_| self.to_string());
-        HttpResponse::build(self.status)
-            .insert_header((header::CACHE_CONTROL, "no-store"))
+        with_retry_after(HttpResponse::build(self.status), self.retry_after)
             .content_type("text/html; charset=utf-8")
             .body(body)
     }
@@ -102,6 +116,7 @@ impl ResponseError for PageError {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    pub retry_after: Option<i64>,
 }
 
 impl ApiError {
@@ -109,14 +124,35 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// A per-address limit refused the request.
+    pub fn too_many(retry: Retry) -> Self {
+        PageError::too_many(retry).into()
     }
 }
 
 impl From<PageError> for ApiError {
     fn from(e: PageError) -> Self {
-        ApiError::new(e.status, e.message)
+        ApiError {
+            retry_after: e.retry_after,
+            ..ApiError::new(e.status, e.message)
+        }
     }
+}
+
+/// Every error answer is `no-store`; a refusal by a limit says when to try again.
+fn with_retry_after(
+    mut response: actix_web::HttpResponseBuilder,
+    retry_after: Option<i64>,
+) -> actix_web::HttpResponseBuilder {
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(seconds) = retry_after {
+        response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -146,8 +182,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .insert_header((header::CACHE_CONTROL, "no-store"))
+        with_retry_after(HttpResponse::build(self.status), self.retry_after)
             .json(serde_json::json!({ "error": self.message }))
     }
 }

@@ -8,10 +8,19 @@ use actix_web::http::header;
 
 use crate::store::audit::Origin;
 
+/// A request's origin, and whether an untrusted peer claimed to forward for someone.
+pub struct Seen {
+    pub origin: Origin,
+    pub forwarded_by_untrusted: bool,
+}
+
 /// Only proxies the operator listed are believed about `X-Forwarded-For`; the first address
 /// from the right that is not one of them is the client.
-pub fn of(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Origin {
+pub fn of(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Seen {
     let peer = req.peer_addr().map(|a| a.ip());
+    let forwarded = req.headers().contains_key("x-forwarded-for");
+    let forwarded_by_untrusted =
+        forwarded && peer.is_some_and(|peer| !trusted_proxies.contains(&peer));
     let ip = match peer {
         Some(peer) if trusted_proxies.contains(&peer) => req
             .headers()
@@ -30,9 +39,12 @@ pub fn of(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Origin {
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(256).collect());
-    Origin {
-        ip: ip.map(|ip| ip.to_string()),
-        user_agent,
-        actor: None,
+    Seen {
+        origin: Origin {
+            ip: ip.map(|ip| ip.to_string()),
+            user_agent,
+            actor: None,
+        },
+        forwarded_by_untrusted,
     }
 }

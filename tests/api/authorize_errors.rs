@@ -56,13 +56,20 @@ async fn untrusted_client_or_redirect_uri_gets_a_page() {
     let browser = app.signed_in_browser("alice").await;
     let params = proxmox_params(&pkce());
 
-    let slash = with(&params, "redirect_uri", "https://pve.example.com:8006/");
-    assert_page(
-        authorize(&app, &browser, &as_refs(&slash)).await,
-        400,
-        "not one of its",
-    )
-    .await;
+    for near_miss in [
+        "https://pve.example.com:8006//",
+        "https://pve.example.com:8006/cb",
+        "https://PVE.example.com:8006",
+        "https://pve.example.com:8006\n",
+    ] {
+        let near = with(&params, "redirect_uri", near_miss);
+        assert_page(
+            authorize(&app, &browser, &as_refs(&near)).await,
+            400,
+            "not one of its",
+        )
+        .await;
+    }
     let other = with(&params, "redirect_uri", "https://evil.example.com");
     assert_page(
         authorize(&app, &browser, &as_refs(&other)).await,

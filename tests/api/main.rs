@@ -3,11 +3,13 @@
 mod admin;
 mod authorize_errors;
 mod cli;
+mod grant_ownership;
 mod config_file;
 mod consent;
 mod helpers;
 mod passkeys;
 mod proxmox_flow;
+mod redirect_uris;
 mod sessions;
 mod token_errors;
 mod tokens;

@@ -43,7 +43,7 @@ async fn pkce_and_redirect_uri_must_match() {
         &[
             ("grant_type", "authorization_code"),
             ("code", &code),
-            ("redirect_uri", "https://pve.example.com:8006/"),
+            ("redirect_uri", "https://pve.example.com:8006/cb"),
             ("code_verifier", &pkce_a.verifier),
         ],
         Some(("proxmox", &secret)),

@@ -9,7 +9,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::passkeys::{PasskeyError, Passkeys};
-use super::rate_limit::RateLimiter;
+use crate::limits::{Address, RateLimiter, Retry};
 use super::session;
 use super::setup::SetupError;
 use crate::clock;
@@ -63,23 +63,16 @@ fn same_origin(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
 }
 
 /// Counts an attempt against a per-address limit.
-fn within_limit(req: &HttpRequest, state: &State, limiter: &RateLimiter) -> Result<(), ApiError> {
-    let ip = state.origin(req).ip.unwrap_or_default();
-    if limiter.allow(&ip, clock::now()) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts from your address. Wait a minute and try again.",
-        ))
-    }
+fn within_limit(req: &HttpRequest, state: &State, limiter: &RateLimiter) -> Result<(), Retry> {
+    let address = Address::of(state.origin(req).ip.as_deref());
+    limiter.check(&address, clock::now())
 }
 
 /// The checks every passkey ceremony request passes: our own page sent it, and its address
 /// is within the ceremony limit.
 fn ceremony_allowed(req: &HttpRequest, state: &State) -> Result<(), ApiError> {
     same_origin(req, state)?;
-    within_limit(req, state, &state.limits.ceremonies)
+    within_limit(req, state, &state.limits.ceremonies).map_err(ApiError::too_many)
 }
 
 /// The answer to a ceremony's start: its id and the options for the browser's WebAuthn call.

@@ -24,8 +24,7 @@ async fn setup_page(
     state: State,
     token: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    within_limit(&req, &state, &state.limits.links)
-        .map_err(|e| PageError::new(e.status, "Slow down", e.message))?;
+    within_limit(&req, &state, &state.limits.links).map_err(PageError::too_many)?;
     let token = token.into_inner();
     let checked = token.clone();
     blocking(&state, move |state| {

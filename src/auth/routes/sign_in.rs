@@ -29,7 +29,7 @@ async fn login_page(req: HttpRequest, state: State) -> Result<HttpResponse, Page
     let current = signed_in(&req, &state).await?;
     let page = LoginPage {
         signed_in_as: current.map(|(_, user)| user.username),
-        pending: has_pending(&req),
+        pending: has_pending(&req, &state.settings.issuer),
         passkeys: state.passkeys.is_some(),
     };
     pages::render(&page, [])
@@ -64,8 +64,7 @@ async fn open_login_link(
     state: State,
     token: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    within_limit(&req, &state, &state.limits.links)
-        .map_err(|e| PageError::new(e.status, "Slow down", e.message))?;
+    within_limit(&req, &state, &state.limits.links).map_err(PageError::too_many)?;
     let origin = state.origin(&req);
     let previous = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
     let token = token.into_inner();
@@ -88,7 +87,7 @@ async fn open_login_link(
             failure.to_string(),
         )
     })?;
-    let mut response = see_other(after_sign_in(&req, state.settings.issuer.path()));
+    let mut response = see_other(after_sign_in(&req, &state.settings.issuer));
     response
         .add_cookie(&cookie)
         .map_err(|e| PageError::internal(&e))?;
@@ -159,6 +158,6 @@ async fn finish(
     .await??;
     Ok(signed_in_json(
         cookie,
-        after_sign_in(&req, state.settings.issuer.path()),
+        after_sign_in(&req, &state.settings.issuer),
     ))
 }

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use super::{csp_allowing_form_to, form_params, query_params};
 use crate::auth::session;
 use crate::clock::{self, UnixTime};
+use crate::config::Issuer;
+use crate::limits::Address;
 use crate::oidc::authorize::{self, ConsentAnswer, Outcome, Progress};
 use crate::oidc::error::AuthorizeError;
 use crate::oidc::params::Params;
@@ -19,8 +21,15 @@ use crate::web::error::PageError;
 use crate::web::pages::{self, ConsentPage, NotAllowedPage};
 
 /// The cookie that remembers which parked authorization request this browser is signing
-/// in (or consenting) for.
-const PENDING_COOKIE: &str = "latchkey_authorization";
+/// in (or consenting) for: `__Host-` prefixed on https, like the session cookie, so that no
+/// other host can plant one.
+fn pending_cookie_name(issuer: &Issuer) -> &'static str {
+    if issuer.is_https() {
+        "__Host-latchkey_authorization"
+    } else {
+        "latchkey_authorization"
+    }
+}
 
 pub(super) async fn authorize_get(
     req: HttpRequest,
@@ -108,6 +117,7 @@ async fn decide(
     progress: Progress,
 ) -> Result<HttpResponse, AuthorizeError> {
     let origin = state.origin(&req);
+    let address = Address::of(origin.ip.as_deref());
     let session_cookie = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
     let decided = blocking(&state, move |state| {
@@ -131,9 +141,15 @@ async fn decide(
             if let Outcome::Redirect(url) = outcome {
                 return Ok::<_, AuthorizeError>(Next::Redirect(url));
             }
+            // Parked requests are limited per address, and keep only what the rules read.
+            state
+                .limits
+                .parked
+                .check(&address, now)
+                .map_err(PageError::too_many)?;
             let parked = secrets::random_token();
-            let parked_json =
-                serde_json::to_string(&params).map_err(|e| PageError::internal(&e))?;
+            let parked_json = serde_json::to_string(&params.only(authorize::PARKED_PARAMETERS))
+                .map_err(|e| PageError::internal(&e))?;
             pending::insert(
                 tx,
                 &secrets::token_hash(&parked),
@@ -165,7 +181,7 @@ async fn decide(
     let pending_cookie = |parked| {
         session::strict_cookie(
             issuer,
-            PENDING_COOKIE,
+            pending_cookie_name(issuer),
             parked,
             crate::oidc::PENDING_TTL_SECS,
         )
@@ -174,7 +190,7 @@ async fn decide(
         Next::Redirect(url) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, url))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .cookie(session::removal(issuer, PENDING_COOKIE))
+            .cookie(session::removal(issuer, pending_cookie_name(issuer)))
             .finish(),
         Next::SignIn { parked } => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("{}/login", issuer.path())))
@@ -205,7 +221,8 @@ async fn take_parked(req: &HttpRequest, state: &State) -> Result<(Params, UnixTi
              application and sign in again.",
         )
     };
-    let parked_id = AppState::cookie(req, PENDING_COOKIE).ok_or_else(expired)?;
+    let parked_id = AppState::cookie(req, pending_cookie_name(&state.settings.issuer))
+        .ok_or_else(expired)?;
     let (params_json, parked_at) = blocking(state, move |state| {
         state
             .store
@@ -262,13 +279,14 @@ pub(super) async fn consent(
 }
 
 /// Whether this browser has an authorization request waiting for a sign-in.
-pub fn has_pending(req: &HttpRequest) -> bool {
-    req.cookie(PENDING_COOKIE).is_some()
+pub fn has_pending(req: &HttpRequest, issuer: &Issuer) -> bool {
+    req.cookie(pending_cookie_name(issuer)).is_some()
 }
 
 /// Where to go after a sign-in: the waiting authorization request, or the landing page.
-pub fn after_sign_in(req: &HttpRequest, mount: &str) -> String {
-    if has_pending(req) {
+pub fn after_sign_in(req: &HttpRequest, issuer: &Issuer) -> String {
+    let mount = issuer.path();
+    if has_pending(req, issuer) {
         format!("{mount}/authorize/resume")
     } else {
         format!("{mount}/account")

@@ -25,11 +25,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(authorize::authorize_resume),
     )
     .route("/authorize/consent", web::post().to(authorize::consent))
-    .route("/token", web::post().to(tokens::token_endpoint))
-    .route("/userinfo", web::get().to(tokens::userinfo_endpoint))
-    .route("/userinfo", web::post().to(tokens::userinfo_endpoint))
-    .route("/revoke", web::post().to(tokens::revoke_endpoint))
-    .route("/introspect", web::post().to(tokens::introspect_endpoint))
+    .service(back_channel("/token").route(web::post().to(tokens::token_endpoint)))
+    .service(
+        back_channel("/userinfo")
+            .route(web::get().to(tokens::userinfo_endpoint))
+            .route(web::post().to(tokens::userinfo_endpoint)),
+    )
+    .service(back_channel("/revoke").route(web::post().to(tokens::revoke_endpoint)))
+    .service(back_channel("/introspect").route(web::post().to(tokens::introspect_endpoint)))
     .route("/logout", web::get().to(logout::logout_get))
     .route("/logout", web::post().to(logout::logout_post));
     for path in CROSS_ORIGIN {
@@ -37,14 +40,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     }
 }
 
-/// The endpoints browser-based clients call from their own origin.
+/// The largest body the back channel reads: its forms hold a code, a token and a few
+/// names, far below this.
+const BACK_CHANNEL_BODY: usize = 16 * 1024;
+
+/// A back-channel resource: small bodies only, and callable from browser-based clients.
+fn back_channel(path: &str) -> actix_web::Resource {
+    web::resource(path)
+        .app_data(web::PayloadConfig::new(BACK_CHANNEL_BODY))
+        .route(web::method(Method::OPTIONS).to(preflight))
+}
+
+/// The metadata browser-based clients read from their own origin (the back channel's
+/// resources answer preflights themselves).
 const CROSS_ORIGIN: &[&str] = &[
     "/.well-known/openid-configuration",
     "/.well-known/jwks.json",
-    "/token",
-    "/userinfo",
-    "/revoke",
-    "/introspect",
 ];
 
 /// CORS preflight for the cross-origin endpoints. They take no cookies (credentials are

@@ -23,7 +23,7 @@ pub(super) async fn token_endpoint(
             store: &state.store,
             issuer: &state.settings.issuer,
             signer: &state.signer,
-            secrets: &state.secrets,
+            clients: state.client_auth(),
         };
         token::exchange(
             &context,
@@ -97,17 +97,13 @@ async fn client_request<T: Send + 'static>(
             .get("token")
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?
             .to_string();
-        let now = clock::now();
-        let client = state.store.read(|conn| {
-            client_auth::authenticate(
-                conn,
-                &state.secrets,
-                authorization.as_deref(),
-                &params,
-                &origin,
-                now,
-            )
-        })?;
+        let client = client_auth::authenticate(
+            &state.client_auth(),
+            authorization.as_deref(),
+            &params,
+            &origin,
+            clock::now(),
+        )?;
         state.store.write(|tx| work(state, tx, &client, &token))
     })
     .await
@@ -134,13 +130,7 @@ pub(super) async fn introspect_endpoint(
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let answer = client_request(&req, &state, &body, |state, tx, client, token| {
-        Ok(introspect::introspect(
-            tx,
-            &state.settings.issuer,
-            client,
-            token,
-            clock::now(),
-        )?)
+        introspect::introspect(tx, &state.settings.issuer, client, token, clock::now())
     })
     .await?;
     Ok(no_store_json(&answer))
