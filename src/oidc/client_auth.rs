@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
-use super::error::OAuthError;
+use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use crate::clock::UnixTime;
 use crate::directory::names::ClientId;
@@ -193,7 +193,15 @@ pub fn authenticate(
     origin: &Origin,
     now: UnixTime,
 ) -> Result<Client, OAuthError> {
-    let credentials = credentials(authorization, params)?;
+    let credentials = match credentials(authorization, params) {
+        Ok(credentials) => credentials,
+        Err(error) => {
+            if error.code == ErrorCode::InvalidClient {
+                log_failure(auth, None, &error.description, origin, now)?;
+            }
+            return Err(error);
+        }
+    };
     let client = auth
         .store
         .read(|conn| clients::by_id(conn, credentials.client_id.as_str()))?;
@@ -208,7 +216,13 @@ pub fn authenticate(
         Failure::Refused(reason) => OAuthError::invalid_client(reason),
         Failure::TooMany(retry) => OAuthError::slow_down(TOO_MANY, retry),
     };
-    log_failure(auth, &credentials, &error.description, origin, now)?;
+    log_failure(
+        auth,
+        Some(&credentials.client_id),
+        &error.description,
+        origin,
+        now,
+    )?;
     Err(error)
 }
 
@@ -243,24 +257,18 @@ fn check_secret(
     }
 }
 
+/// Logs a failed authentication; `client_id` only when it is well formed.
 fn log_failure(
     auth: &ClientAuth,
-    credentials: &Credentials,
+    client_id: Option<&ClientId>,
     reason: &str,
     origin: &Origin,
     now: UnixTime,
 ) -> Result<(), OAuthError> {
-    auth.store.write(|tx| {
-        audit::record_failure(
-            tx,
-            auth.failures,
-            &Event::new("client.auth_failed")
-                .client(credentials.client_id.as_str())
-                .detail(reason),
-            origin,
-            now,
-        )
-    })?;
+    let mut event = Event::new("client.auth_failed").detail(reason);
+    event.client_id = client_id.map(ClientId::as_str);
+    auth.store
+        .write(|tx| audit::record_failure(tx, auth.failures, &event, origin, now))?;
     Ok(())
 }
 

@@ -38,15 +38,21 @@ pub fn spawn_app() -> TestApp {
 /// Starts the server with the issuer `http://HOST:PORT`; it always listens on 127.0.0.1.
 /// Passkeys need a domain name, so their tests use `localhost`.
 pub fn spawn_app_at(host: &str) -> TestApp {
-    spawn_app_with(host, None)
+    spawn_app_with("http", host, None)
+}
+
+/// Starts the server with the issuer `https://localhost:PORT`, as behind a TLS proxy; it
+/// still answers plain http on 127.0.0.1.
+pub fn spawn_app_https() -> TestApp {
+    spawn_app_with("https", "localhost", None)
 }
 
 /// Starts the server with `config` as its TOML config file (written into the data dir).
 pub fn spawn_app_with_config(config: &str) -> TestApp {
-    spawn_app_with("127.0.0.1", Some(config))
+    spawn_app_with("http", "127.0.0.1", Some(config))
 }
 
-fn spawn_app_with(host: &str, config: Option<&str>) -> TestApp {
+fn spawn_app_with(scheme: &str, host: &str, config: Option<&str>) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let config = config.map(|text| {
         let path = data_dir.path().join("latchkey.toml");
@@ -55,7 +61,7 @@ fn spawn_app_with(host: &str, config: Option<&str>) -> TestApp {
     });
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
-    let issuer = format!("http://{host}:{port}");
+    let issuer = format!("{scheme}://{host}:{port}");
     let settings = Settings::resolve(Overrides {
         data_dir: Some(data_dir.path().to_path_buf()),
         config,
@@ -82,8 +88,14 @@ fn spawn_app_with(host: &str, config: Option<&str>) -> TestApp {
 }
 
 impl TestApp {
+    /// The URL of `path` on this server, over plain http whatever the issuer says.
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.issuer)
+        format!("{}{path}", self.issuer.replacen("https://", "http://", 1))
+    }
+
+    /// The server's SQLite file, opened beside it.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data_dir.path().join("latchkey.db")).expect("open db")
     }
 
     /// Runs the real `latchkey` binary against this server's data dir.

@@ -1,5 +1,6 @@
 //! Integration tests: the real server over real HTTP, the real CLI, real SQLite files.
 
+mod abuse;
 mod admin;
 mod authorize_errors;
 mod cli;
