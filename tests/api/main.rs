@@ -12,5 +12,6 @@ mod passkeys;
 mod proxmox_flow;
 mod redirect_uris;
 mod sessions;
+mod sweep;
 mod token_errors;
 mod tokens;
