@@ -5,6 +5,7 @@ mod authorize_errors;
 mod cli;
 mod config_file;
 mod consent;
+mod crash;
 mod files;
 mod helpers;
 mod passkeys;
