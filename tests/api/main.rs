@@ -3,6 +3,7 @@
 mod admin;
 mod authorize_errors;
 mod cli;
+mod clock_rules;
 mod config_file;
 mod consent;
 mod crash;
