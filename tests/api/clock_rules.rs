@@ -228,7 +228,7 @@ impl World {
 
 /// A refusal because something expired: its error code.
 fn expired(result: Result<TokenResponse, OAuthError>) -> ErrorCode {
-    let error = result.err().expect("refused");
+    let error = result.expect_err("refused");
     assert!(error.description.contains("expired"), "{error:?}");
     error.code
 }

@@ -11,6 +11,7 @@ mod files;
 mod helpers;
 mod passkeys;
 mod process;
+mod properties;
 mod proxmox_flow;
 mod sessions;
 mod token_errors;
