@@ -157,6 +157,34 @@ async fn load(
     received
 }
 
+/// Every access token a client received answers at userinfo, then the newest refresh token
+/// of each of its chains refreshes (in that order: a refused refresh token would revoke its
+/// family's access tokens).
+async fn still_work(app: Arc<TestApp>, secret: Arc<String>, received: Received) {
+    let http = reqwest::Client::new();
+    for access in &received.access_tokens {
+        let response = http
+            .get(app.url("/userinfo"))
+            .bearer_auth(access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "a recorded access token");
+    }
+    for refresh in &received.refresh_tokens {
+        let response = http
+            .post(app.url("/token"))
+            .basic_auth("proxmox", Some(secret.as_str()))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "the newest refresh token of a chain: {body}");
+    }
+}
+
 /// After a start, one client authentication pays argon2 and fills the server's cache, so that
 /// eight clients at once do not spend the per-address hashing budget.
 async fn warm_up(app: &TestApp, secret: &str) {
@@ -223,32 +251,30 @@ async fn killed_three_times_mid_flow_the_database_is_intact_and_every_token_work
     // Some flows on the last start too, then stop.
     until_flows(&flows, flows.load(Ordering::SeqCst) + CLIENTS).await;
     gate.store(STOP, Ordering::SeqCst);
-    let mut received = Received::default();
+    // Each client's tokens are checked by a task of its own, all at once.
+    let (mut access_tokens, mut refresh_tokens, mut in_doubt) = (0, 0, 0);
+    let mut checks = Vec::new();
     for client in clients {
-        let one = client.await.unwrap();
-        received.access_tokens.extend(one.access_tokens);
-        received.refresh_tokens.extend(one.refresh_tokens);
-        received.in_doubt += one.in_doubt;
-        received.unexpected.extend(one.unexpected);
+        let received = client.await.unwrap();
+        assert_eq!(received.unexpected, Vec::<String>::new());
+        access_tokens += received.access_tokens.len();
+        refresh_tokens += received.refresh_tokens.len();
+        in_doubt += received.in_doubt;
+        checks.push(tokio::spawn(still_work(
+            app.clone(),
+            secret.clone(),
+            received,
+        )));
     }
-    assert_eq!(received.unexpected, Vec::<String>::new());
-    assert!(!received.refresh_tokens.is_empty() && !received.access_tokens.is_empty());
-
-    // Access tokens first: a refresh token that failed would revoke its family.
-    for access in &received.access_tokens {
-        let (status, body) = userinfo(&app, access).await;
-        assert_eq!(status, 200, "a recorded access token: {body}");
+    for check in checks {
+        if let Err(failed) = check.await {
+            std::panic::resume_unwind(failed.into_panic());
+        }
     }
-    for refresh in &received.refresh_tokens {
-        let (status, _, body) = post_form(
-            &app,
-            "/token",
-            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
-            Some(("proxmox", &secret)),
-        )
-        .await;
-        assert_eq!(status, 200, "the newest refresh token of a chain: {body}");
-    }
+    assert!(
+        access_tokens > 0 && refresh_tokens > 0,
+        "tokens were checked"
+    );
     served.kill();
 
     let db = rusqlite::Connection::open_with_flags(
@@ -261,9 +287,7 @@ async fn killed_three_times_mid_flow_the_database_is_intact_and_every_token_work
         .unwrap();
     assert_eq!(check, "ok");
     eprintln!(
-        "crash test: {} access and {} refresh tokens checked, {} refresh tokens in doubt",
-        received.access_tokens.len(),
-        received.refresh_tokens.len(),
-        received.in_doubt
+        "crash test: {access_tokens} access and {refresh_tokens} refresh tokens checked, \
+         {in_doubt} refresh tokens in doubt"
     );
 }
