@@ -125,6 +125,10 @@ pub struct Issuer {
 impl Issuer {
     pub fn parse(input: &str) -> Result<Issuer, ConfigError> {
         let fail = |why| ConfigError::Issuer(input.to_string(), why);
+        // The URL parser drops spaces, tabs and newlines that the published string would keep.
+        if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail("an issuer has no spaces or control characters"));
+        }
         let trimmed = input.trim_end_matches('/');
         let parsed = url::Url::parse(trimmed).map_err(|_| fail("not an absolute URL"))?;
         let https = match parsed.scheme() {

@@ -39,6 +39,11 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the backup {path}: {source}")]
+    Backup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "the database {path} has schema version {found}, but this binary knows only up to \
          version {supported}: run a newer latchkey"
@@ -169,7 +174,23 @@ impl Store {
     /// Writes a consistent copy of the live database to `dest` (which must not exist).
     pub fn backup(&self, dest: &Path) -> StoreResult<()> {
         let conn = self.pool.get()?;
-        conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+        // SQLite would create the copy with the process umask; it holds the signing keys, so
+        // it is created owner-only first (VACUUM INTO accepts an empty file).
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(|source| StoreError::Backup {
+                path: dest.to_path_buf(),
+                source,
+            })?;
+        conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])
+            .map_err(|error| {
+                // No half-written copy is left behind to be mistaken for a backup.
+                let _ = std::fs::remove_file(dest);
+                StoreError::from(error)
+            })?;
         Ok(())
     }
 }
