@@ -10,14 +10,14 @@ use latchkey::directory::clients::{self, ClientSettings, NewClient};
 use latchkey::directory::users::{self, NewUser};
 use latchkey::keys::{self, Signer};
 use latchkey::oidc::authorize::{self, AuthRequest, Outcome, Progress};
-use latchkey::oidc::client_auth::SecretCache;
+use latchkey::oidc::client_auth::{ClientAuth, SecretCache};
 use latchkey::oidc::error::{ErrorCode, OAuthError};
 use latchkey::oidc::params::Params;
 use latchkey::oidc::scope::Scopes;
 use latchkey::oidc::token::{self, TokenContext, TokenResponse};
 use latchkey::oidc::{CODE_TTL_SECS, userinfo};
 use latchkey::store::Store;
-use latchkey::store::audit::Origin;
+use latchkey::store::audit::{Origin, Repeats};
 use latchkey::store::clients::Client;
 use latchkey::store::sessions::Session;
 use latchkey::store::users::User;
@@ -43,6 +43,7 @@ struct World {
     client: Client,
     signer: Signer,
     secrets: SecretCache,
+    failures: Repeats,
     _dir: tempfile::TempDir,
 }
 
@@ -84,7 +85,8 @@ fn world() -> World {
         alice,
         client,
         signer: Signer::default(),
-        secrets: SecretCache::default(),
+        secrets: SecretCache::new(20),
+        failures: Repeats::default(),
         _dir: dir,
     }
 }
@@ -175,7 +177,11 @@ impl World {
             store: &self.store,
             issuer: &self.issuer,
             signer: &self.signer,
-            secrets: &self.secrets,
+            clients: ClientAuth {
+                store: &self.store,
+                secrets: &self.secrets,
+                failures: &self.failures,
+            },
         };
         token::exchange(
             &context,
