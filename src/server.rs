@@ -125,29 +125,33 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
-            .app_data(web::JsonConfig::default().limit(MAX_BODY).error_handler(
-                |error, _| {
-                    tracing::debug!("refused JSON body: {error}");
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "the request body is not the JSON this endpoint expects",
-                    )
-                    .into()
-                },
-            ))
-            .app_data(web::FormConfig::default().limit(MAX_BODY).error_handler(
-                |error, _| {
-                    tracing::debug!("refused form: {error}");
-                    PageError::bad_request(
-                        "Form not understood",
-                        "The form arrived incomplete. Go back, reload the page and try again.",
-                    )
-                    .into()
-                },
-            ))
-            .app_data(web::PathConfig::default().error_handler(|_, _| {
-                PageError::not_found().into()
-            }))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_BODY)
+                    .error_handler(|error, _| {
+                        tracing::debug!("refused JSON body: {error}");
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "the request body is not the JSON this endpoint expects",
+                        )
+                        .into()
+                    }),
+            )
+            .app_data(
+                web::FormConfig::default()
+                    .limit(MAX_BODY)
+                    .error_handler(|error, _| {
+                        tracing::debug!("refused form: {error}");
+                        PageError::bad_request(
+                            "Form not understood",
+                            "The form arrived incomplete. Go back, reload the page and try again.",
+                        )
+                        .into()
+                    }),
+            )
+            .app_data(
+                web::PathConfig::default().error_handler(|_, _| PageError::not_found().into()),
+            )
             .wrap(headers::security_headers(https))
             .wrap(
                 middleware::Logger::new(r#"%{r}a "%{request}xi" %s %b %Dms "%{User-Agent}i""#)
@@ -165,15 +169,26 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
 /// The request line for the log, without one-time link tokens (login and setup links): a
 /// link that failed to open must not be usable by whoever reads the log.
 fn loggable_request(req: &actix_web::dev::ServiceRequest) -> String {
-    format!("{} {}", req.method(), redacted(req.path(), &req.uri().to_string()))
+    format!(
+        "{} {}",
+        req.method(),
+        redacted(req.path(), &req.uri().to_string())
+    )
 }
 
 /// `uri` as the log shows it: cut after the route of a one-time link.
 fn redacted(path: &str, uri: &str) -> String {
     [crate::auth::login_link::ROUTE, crate::auth::setup::ROUTE]
         .iter()
-        .find_map(|route| path.find(route).map(|at| format!("{}…", &path[..at + route.len()])))
+        .find_map(|route| {
+            path.find(route)
+                .map(|at| format!("{}…", &path[..at + route.len()]))
+        })
         .unwrap_or_else(|| uri.to_string())
+}
+
+async fn not_found() -> Result<HttpResponse, PageError> {
+    Err(PageError::not_found())
 }
 
 #[cfg(test)]
@@ -182,12 +197,14 @@ mod tests {
 
     #[test]
     fn link_tokens_never_reach_the_log() {
-        assert_eq!(redacted("/login/link/SECRET", "/login/link/SECRET"), "/login/link/…");
-        assert_eq!(redacted("/id/setup/SECRET", "/id/setup/SECRET?x"), "/id/setup/…");
+        assert_eq!(
+            redacted("/login/link/SECRET", "/login/link/SECRET"),
+            "/login/link/…"
+        );
+        assert_eq!(
+            redacted("/id/setup/SECRET", "/id/setup/SECRET?x"),
+            "/id/setup/…"
+        );
         assert_eq!(redacted("/token", "/token?a=1"), "/token?a=1");
     }
-}
-
-async fn not_found() -> Result<HttpResponse, PageError> {
-    Err(PageError::not_found())
 }

@@ -207,10 +207,12 @@ pub fn authenticate(
         .read(|conn| clients::by_id(conn, credentials.client_id.as_str()))?;
     let failure = match client {
         None => Failure::Refused("unknown client"),
-        Some(client) => match check_secret(auth, &client, credentials.secret.as_deref(), origin, now) {
-            Ok(()) => return Ok(client),
-            Err(failure) => failure,
-        },
+        Some(client) => {
+            match check_secret(auth, &client, credentials.secret.as_deref(), origin, now) {
+                Ok(()) => return Ok(client),
+                Err(failure) => failure,
+            }
+        }
     };
     let error = match failure {
         Failure::Refused(reason) => OAuthError::invalid_client(reason),

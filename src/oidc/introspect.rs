@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use crate::clock::UnixTime;
 use crate::config::Issuer;
-use crate::secrets;
 use crate::oidc::error::OAuthError;
+use crate::secrets;
 use crate::store::clients::Client;
 use crate::store::grants::{self, LiveToken};
 use crate::store::users;

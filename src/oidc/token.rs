@@ -131,7 +131,16 @@ fn redeem_code(
         return refused(OAuthError::invalid_grant("the code was revoked"));
     };
     let scopes = Scopes::from_request(&grant.scope);
-    issue(context, tx, client, &grant, &scopes, code.nonce.as_deref(), origin, now)
+    issue(
+        context,
+        tx,
+        client,
+        &grant,
+        &scopes,
+        code.nonce.as_deref(),
+        origin,
+        now,
+    )
 }
 
 /// Why a spent code does not give tokens to this request, if it does not: expiry, the

@@ -48,3 +48,35 @@ pub fn of(req: &HttpRequest, trusted_proxies: &[IpAddr]) -> Seen {
         forwarded_by_untrusted,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn request(peer: &str, forwarded: Option<&str>) -> HttpRequest {
+        let mut request = TestRequest::default().peer_addr(peer.parse().unwrap());
+        if let Some(forwarded) = forwarded {
+            request = request.insert_header(("x-forwarded-for", forwarded));
+        }
+        request.to_http_request()
+    }
+
+    #[test]
+    fn only_trusted_proxies_are_believed() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let seen = of(
+            &request("10.0.0.1:5000", Some("203.0.113.9, 10.0.0.1")),
+            &[proxy],
+        );
+        assert_eq!(seen.origin.ip.as_deref(), Some("203.0.113.9"));
+        assert!(!seen.forwarded_by_untrusted);
+
+        let seen = of(&request("10.0.0.2:5000", Some("203.0.113.9")), &[proxy]);
+        assert_eq!(seen.origin.ip.as_deref(), Some("10.0.0.2"));
+        assert!(seen.forwarded_by_untrusted, "worth a warning");
+
+        let seen = of(&request("10.0.0.2:5000", None), &[proxy]);
+        assert!(!seen.forwarded_by_untrusted);
+    }
+}

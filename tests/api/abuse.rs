@@ -102,13 +102,19 @@ async fn parked_requests_keep_only_what_the_rules_read_and_are_limited() {
         })
         .unwrap();
     assert!(parked.len() < 1024, "{parked}");
-    assert!(!parked.contains("junk") && !parked.contains("hhhh"), "{parked}");
+    assert!(
+        !parked.contains("junk") && !parked.contains("hhhh"),
+        "{parked}"
+    );
 
     let long_state = with_param(&params, "state", &"s".repeat(5_000));
     let response = authorize(&app, &anonymous, &as_refs(&long_state)).await;
     let to = location(&response);
     assert!(to.contains("error=invalid_request"), "{to}");
-    assert!(!to.contains("sssss"), "a state too long is not sent back: {to}");
+    assert!(
+        !to.contains("sssss"),
+        "a state too long is not sent back: {to}"
+    );
 
     let mut last = None;
     for _ in 0..40 {
@@ -162,7 +168,13 @@ async fn secret_guessing_is_limited_per_client_with_retry_after() {
     let introspect = |client: &'static str, secret: String| {
         let app = &app;
         async move {
-            post_form(app, "/introspect", &[("token", "x")], Some((client, &secret))).await
+            post_form(
+                app,
+                "/introspect",
+                &[("token", "x")],
+                Some((client, &secret)),
+            )
+            .await
         }
     };
     let mut slowed = None;
@@ -176,7 +188,10 @@ async fn secret_guessing_is_limited_per_client_with_retry_after() {
     let headers = slowed.expect("guessing is slowed down");
     assert!(headers.contains_key("retry-after"));
     let (status, _, body) = introspect("backup", backup_secret.to_string()).await;
-    assert_eq!(status, 200, "another client's first check is not blocked: {body}");
+    assert_eq!(
+        status, 200,
+        "another client's first check is not blocked: {body}"
+    );
     let (status, _, _) = introspect("proxmox", secret).await;
     assert_eq!(status, 429, "the guessed client waits for its window");
 }
@@ -257,4 +272,38 @@ async fn the_parked_request_cookie_is_host_prefixed_on_https() {
             .any(|c| c.starts_with("__Host-latchkey_authorization=") && c.contains("Secure")),
         "{cookies:?}"
     );
+}
+
+#[tokio::test]
+async fn limits_are_settings() {
+    let app = spawn_app_with_config("[limits]\nauthorization_requests = 2\n");
+    app.setup_proxmox();
+    let anonymous = app.browser();
+    let params = proxmox_params(&pkce());
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            authorize(&app, &anonymous, &as_refs(&params))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [303, 303, 429]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(&config, "[limits]\nlogin_links = 0\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["user", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("limits.login_links"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }

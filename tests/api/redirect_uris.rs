@@ -66,7 +66,10 @@ async fn control_characters_in_a_loopback_uri_get_a_page_not_a_500() {
 #[test]
 fn registration_refuses_whitespace_and_control_characters_and_warns_on_plain_http() {
     let app = spawn_app();
-    for bad in ["https://app.example.com/cb\n", "https://app.example.com/c b"] {
+    for bad in [
+        "https://app.example.com/cb\n",
+        "https://app.example.com/c b",
+    ] {
         let out = app.cli(&["client", "add", "app", "--redirect-uri", bad]);
         assert!(!out.status.success(), "{bad:?} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -83,6 +86,12 @@ fn registration_refuses_whitespace_and_control_characters_and_warns_on_plain_htt
     ]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("http://nas.lan:8080/cb is plain http"), "{stderr}");
-    assert!(!stderr.contains("127.0.0.1"), "loopback is not warned about: {stderr}");
+    assert!(
+        stderr.contains("http://nas.lan:8080/cb is plain http"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("127.0.0.1"),
+        "loopback is not warned about: {stderr}"
+    );
 }

@@ -170,7 +170,10 @@ fn headers(dice: &mut Dice) -> (Vec<(HeaderName, HeaderValue)>, bool) {
         3 => (header("authorization", b"Bearer \xfe\xff"), false),
         4 => (header("origin", b"https://evil.example.com"), false),
         5 => (header("x-forwarded-for", b"1.2.3.4, \xff"), false),
-        6 => (header("cookie", b"latchkey_session=\xff; latchkey_csrf=x"), false),
+        6 => (
+            header("cookie", b"latchkey_session=\xff; latchkey_csrf=x"),
+            false,
+        ),
         _ => (header("accept", b"*/*"), false),
     };
     (vec![content_type, extra.0], extra.1)
@@ -276,8 +279,16 @@ async fn ten_thousand_hostile_requests_get_no_5xx_and_leave_the_database_small()
         .await
         .unwrap();
     assert_eq!(health.status(), 200, "the server still answers");
-    assert_eq!(account_status(&app, &user).await, 200, "alice is still signed in");
-    assert_eq!(account_status(&app, &admin).await, 200, "root is still signed in");
+    assert_eq!(
+        account_status(&app, &user).await,
+        200,
+        "alice is still signed in"
+    );
+    assert_eq!(
+        account_status(&app, &admin).await,
+        200,
+        "root is still signed in"
+    );
     let grown = db_bytes(&app) - before;
     assert!(
         grown < 1024 * 1024,

@@ -9,10 +9,10 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::passkeys::{PasskeyError, Passkeys};
-use crate::limits::{Address, RateLimiter, Retry};
 use super::session;
 use super::setup::SetupError;
 use crate::clock;
+use crate::limits::{Address, RateLimiter, Retry};
 use crate::state::{AppState, State, blocking};
 use crate::store::sessions::Session;
 use crate::store::users::User;

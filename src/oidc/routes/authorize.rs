@@ -221,8 +221,8 @@ async fn take_parked(req: &HttpRequest, state: &State) -> Result<(Params, UnixTi
              application and sign in again.",
         )
     };
-    let parked_id = AppState::cookie(req, pending_cookie_name(&state.settings.issuer))
-        .ok_or_else(expired)?;
+    let parked_id =
+        AppState::cookie(req, pending_cookie_name(&state.settings.issuer)).ok_or_else(expired)?;
     let (params_json, parked_at) = blocking(state, move |state| {
         state
             .store
