@@ -52,7 +52,11 @@ pub fn issue_if_needed(conn: &Connection, now: UnixTime) -> StoreResult<Option<S
 /// Checks a setup link without spending it; returns its hash.
 pub fn check(conn: &Connection, token: &str, now: UnixTime) -> Result<String, SetupError> {
     let hash = secrets::token_hash(token);
-    if users::count_admins(conn)? > 0 || !links::is_live(conn, &hash, Purpose::Setup, now)? {
+    let live = matches!(
+        links::peek(conn, &hash, Purpose::Setup, now)?,
+        Redemption::Redeemed { .. }
+    );
+    if users::count_admins(conn)? > 0 || !live {
         return Err(SetupError::LinkNotValid);
     }
     Ok(hash)
