@@ -237,6 +237,16 @@ async fn logout_without_a_hint_asks_and_needs_the_csrf_token() {
     assert!(html.contains("Sign out?"));
     let token = csrf_token(&html);
 
+    // Any site can link to this: a GET only ever asks.
+    let linked = browser
+        .get(app.url("/logout?confirm=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(linked.status(), 200);
+    assert!(linked.text().await.unwrap().contains("Sign out?"));
+    assert_eq!(account_status(&app, &browser).await, 200, "still signed in");
+
     let forged = browser
         .post(app.url("/logout"))
         .form(&[("confirm", "yes"), ("csrf_token", "forged")])
