@@ -6,6 +6,7 @@ use super::{DirectoryError, DirectoryResult, names};
 use crate::clock::UnixTime;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, Origin};
+use crate::store::grants;
 use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
 use crate::store::sessions;
 use crate::store::users::{self, User};
@@ -124,10 +125,7 @@ pub fn disable(
     let user = find(conn, username)?;
     users::set_disabled(conn, &user.id, true, now)?;
     sessions::delete_for_user(conn, &user.id)?;
-    conn.execute(
-        "UPDATE grants SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-        rusqlite::params![user.id, now],
-    )?;
+    grants::revoke_grants_of(conn, &user.id, None, now)?;
     audit::record(
         conn,
         &Event::new("user.disabled").user(&user.id, &user.username),

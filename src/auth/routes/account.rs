@@ -14,7 +14,7 @@ use crate::state::{State, blocking};
 use crate::store::audit::{self, Event, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
-use crate::store::{StoreError, consents, passkeys as stored_passkeys};
+use crate::store::{StoreError, consents, grants, passkeys as stored_passkeys};
 use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, AccountPage, ConsentRow, PasskeyRow, SessionRow};
@@ -377,8 +377,16 @@ async fn revoke_consent(
 ) -> Result<HttpResponse, PageError> {
     let client_id = client_id.into_inner();
     account_change(&req, &state, &form.csrf_token, move |tx, posted| {
+        // Withdrawing consent also ends what the app holds: its access and refresh tokens.
         if consents::revoke(tx, &posted.user.id, &client_id)? {
-            record(tx, &posted, "consent.revoked", client_id)?;
+            let revoked =
+                grants::revoke_grants_of(tx, &posted.user.id, Some(&client_id), posted.now)?;
+            record(
+                tx,
+                &posted,
+                "consent.revoked",
+                format!("{client_id}; {revoked} grants revoked"),
+            )?;
         }
         Ok(())
     })
