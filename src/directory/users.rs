@@ -7,6 +7,7 @@ use crate::clock::UnixTime;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::grants;
+use crate::store::links::{self, Purpose};
 use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
 use crate::store::sessions;
 use crate::store::users::{self, User};
@@ -56,6 +57,9 @@ pub fn add(
         updated_at: now,
     };
     users::insert(conn, &user)?;
+    if user.is_admin {
+        an_administrator_exists(conn, now)?;
+    }
     let detail = if user.is_admin { "administrator" } else { "" };
     audit::record(
         conn,
@@ -279,6 +283,9 @@ pub fn set_admin(
         keeps_an_administrator(conn, actor, &user, AdminLoss::Demote)?;
     }
     users::set_admin(conn, &user.id, is_admin, now)?;
+    if is_admin && !user.disabled {
+        an_administrator_exists(conn, now)?;
+    }
     user.is_admin = is_admin;
     let event = if is_admin {
         "user.admin_granted"
@@ -306,6 +313,9 @@ pub fn enable(
         return Ok(user);
     }
     users::set_disabled(conn, &user.id, false, now)?;
+    if user.is_admin {
+        an_administrator_exists(conn, now)?;
+    }
     user.disabled = false;
     audit::record(
         conn,
@@ -376,6 +386,12 @@ fn keeps_an_administrator(
             .to_string(),
         ));
     }
+    not_the_last_administrator(conn, target)
+}
+
+/// Refuses to take away the last enabled administrator: nobody could then manage Latchkey
+/// from the browser. The command line may override it (`--force`).
+pub fn not_the_last_administrator(conn: &Connection, target: &User) -> DirectoryResult<()> {
     if target.is_admin && !target.disabled && users::count_admins(conn)? <= 1 {
         return Err(DirectoryError::Conflict(format!(
             "Latchkey needs an enabled administrator, and {} is the last one. Make someone \
@@ -383,6 +399,13 @@ fn keeps_an_administrator(
             target.username
         )));
     }
+    Ok(())
+}
+
+/// An enabled administrator exists from now on: every outstanding first-run setup link is
+/// spent, so that none works again even if no administrator is left later.
+fn an_administrator_exists(conn: &Connection, now: UnixTime) -> StoreResult<()> {
+    links::spend_all(conn, Purpose::Setup, now)?;
     Ok(())
 }
 

@@ -92,3 +92,11 @@ pub fn peek(
         Some((user_id, None, _)) => Redemption::Redeemed { user_id },
     })
 }
+
+/// Spends every outstanding link of `purpose`; returns how many.
+pub fn spend_all(conn: &Connection, purpose: Purpose, now: UnixTime) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "UPDATE login_links SET used_at = ?2 WHERE purpose = ?1 AND used_at IS NULL",
+        params![purpose.as_str(), now],
+    )?)
+}
