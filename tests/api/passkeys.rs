@@ -699,3 +699,33 @@ async fn a_credential_id_already_registered_is_refused() {
         .unwrap();
     assert_eq!(bobs, 0);
 }
+
+#[tokio::test]
+async fn adding_a_passkey_needs_a_recent_sign_in() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    let mut key = authenticator();
+    assert_eq!(register(&app, &browser, &mut key).await.0, 200, "fresh");
+
+    // Eleven minutes later (the session's sign-in time moved back instead of waiting).
+    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
+    db.execute("UPDATE sessions SET auth_time = auth_time - 660", [])
+        .unwrap();
+    let (status, body) = post_json(&app, &browser, "/account/passkeys/start", json!({})).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Sign in again"),
+        "{body}"
+    );
+    let account = account_page(&app, &browser).await;
+    assert!(
+        account.contains("id=\"sign-in-again\""),
+        "the page leads to /login"
+    );
+
+    // Signing in again allows it.
+    open_login_link(&browser, &app.login_link("alice")).await;
+    let mut second = authenticator();
+    assert_eq!(register(&app, &browser, &mut second).await.0, 200);
+}

@@ -8,6 +8,7 @@ use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
 use super::{ceremony_allowed, ceremony_started, passkeys, see_other, signed_in};
+use crate::auth::session;
 use crate::clock;
 use crate::directory::users as directory_users;
 use crate::state::{State, blocking};
@@ -226,9 +227,16 @@ async fn update_profile(
 
 async fn start_registration(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
-    let Ok((_, user)) = require_session(&req, &state).await else {
+    let Ok((session, user)) = require_session(&req, &state).await else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Sign in first."));
     };
+    if !session::signed_in_recently(&session, clock::now()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Adding a passkey needs a sign-in from the last 10 minutes. Sign in again, then \
+             add it.",
+        ));
+    }
     let (ceremony, options) = blocking(&state, move |state| {
         let passkeys = passkeys(state)?;
         state.store.write(|tx| {
