@@ -102,6 +102,7 @@ pub fn complete(
             display_name: Some(setup.profile.display_name.clone()),
             email: setup.profile.email.clone(),
             is_admin: true,
+            reuse_username: false,
         },
         origin,
         now,

@@ -23,6 +23,10 @@ pub enum UserCommand {
         /// Make them an administrator.
         #[arg(long)]
         admin: bool,
+        /// Give them a username someone deleted or renamed had: apps that key accounts on
+        /// usernames (Proxmox) will give them that person's account.
+        #[arg(long)]
+        reuse_username: bool,
     },
     /// List people.
     List {
@@ -75,6 +79,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
             email,
             display_name,
             admin,
+            reuse_username,
         } => {
             let new = NewUser {
                 id: None,
@@ -82,6 +87,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
                 display_name,
                 email,
                 is_admin: admin,
+                reuse_username,
             };
             let user = store.write(|tx| users::add(tx, &new, &origin, now))?;
             let role = if user.is_admin {

@@ -20,6 +20,32 @@ pub struct NewUser {
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub is_admin: bool,
+    /// Give this new person a username someone else gave up, on purpose (see
+    /// `claim_username`).
+    pub reuse_username: bool,
+}
+
+/// Takes `username` for `holder`: refused when someone else gave it up (deleted or
+/// renamed), unless `reuse`, since apps that key their accounts on usernames (Proxmox)
+/// would hand the newcomer the old person's account.
+fn claim_username(
+    conn: &Connection,
+    username: &str,
+    holder: Option<&str>,
+    reuse: bool,
+) -> DirectoryResult<()> {
+    match users::retired_by(conn, username)? {
+        None => Ok(()),
+        Some(previous) if reuse || holder == Some(previous.as_str()) => {
+            Ok(users::reuse_username(conn, username)?)
+        }
+        Some(_) => Err(DirectoryError::Conflict(format!(
+            "the username {username:?} belonged to someone who was deleted or renamed, and apps \
+             such as Proxmox would give the newcomer their account. Pick another username, or \
+             reuse it on purpose (`--reuse-username` on the command line, or the box on the \
+             admin form)"
+        ))),
+    }
 }
 
 pub fn add(
@@ -39,6 +65,7 @@ pub fn add(
     if users::by_username(conn, &username)?.is_some() {
         return Err(DirectoryError::UserExists(username));
     }
+    claim_username(conn, &username, new.id.as_deref(), new.reuse_username)?;
     let (given_name, family_name) = split_name(&display_name);
     let user = User {
         id: new
@@ -60,7 +87,14 @@ pub fn add(
     if user.is_admin {
         an_administrator_exists(conn, now)?;
     }
-    let detail = if user.is_admin { "administrator" } else { "" };
+    let detail = [
+        (user.is_admin, "administrator"),
+        (new.reuse_username, "reuses a retired username"),
+    ]
+    .iter()
+    .filter_map(|(applies, words)| applies.then_some(*words))
+    .collect::<Vec<_>>()
+    .join("; ");
     audit::record(
         conn,
         &Event::new("user.created")
@@ -147,6 +181,7 @@ pub fn remove(
 ) -> DirectoryResult<User> {
     let user = find(conn, username)?;
     users::delete(conn, &user.id)?;
+    users::retire_username(conn, &user.username, &user.id, now)?;
     audit::record(
         conn,
         &Event::new("user.removed").user(&user.id, &user.username),
@@ -214,7 +249,9 @@ pub fn rename(
     if users::by_username(conn, &new_username)?.is_some() {
         return Err(DirectoryError::UserExists(new_username));
     }
+    claim_username(conn, &new_username, Some(&user.id), false)?;
     users::set_username(conn, &user.id, &new_username, now)?;
+    users::retire_username(conn, &user.username, &user.id, now)?;
     let old = std::mem::replace(&mut user.username, new_username);
     audit::record(
         conn,

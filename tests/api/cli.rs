@@ -466,3 +466,19 @@ async fn the_last_administrator_stays_unless_forced() {
     // A disabled administrator is not the last enabled one.
     app.cli_ok(&["user", "remove", "root"]);
 }
+
+#[tokio::test]
+async fn a_deleted_username_is_reused_only_on_purpose() {
+    let app = spawn_app();
+    app.cli_ok(&["user", "add", "bob"]);
+    app.cli_ok(&["user", "remove", "bob"]);
+    assert_fails(
+        &app.cli(&["user", "add", "Bob"]),
+        "belonged to someone who was deleted or renamed",
+    );
+    let reused = app.cli_ok(&["user", "add", "bob", "--reuse-username"]);
+    assert!(reused.contains("Created user bob"), "{reused}");
+    // Taken again, then deleted again: retired again.
+    app.cli_ok(&["user", "remove", "bob"]);
+    assert_fails(&app.cli(&["user", "add", "bob"]), "--reuse-username");
+}

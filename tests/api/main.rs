@@ -8,6 +8,7 @@ mod consent;
 mod helpers;
 mod passkeys;
 mod proxmox_flow;
+mod retired_usernames;
 mod sessions;
 mod token_errors;
 mod tokens;
