@@ -79,7 +79,11 @@
       body: JSON.stringify(body || {}),
     });
     const answer = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(answer.error || `The server answered ${response.status}.`);
+    if (!response.ok) {
+      const error = new Error(answer.error || `The server answered ${response.status}.`);
+      error.status = response.status;
+      throw error;
+    }
     return answer;
   }
 
@@ -227,6 +231,8 @@
         window.location.reload();
       } catch (error) {
         show(explain(error));
+        // Not signed in, or not recently enough: the way on is to sign in again.
+        if (error.status === 401) document.getElementById("sign-in-again").hidden = false;
       }
     });
   }

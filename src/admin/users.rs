@@ -63,6 +63,8 @@ struct NewUserForm {
     email: String,
     /// A checkbox: present when ticked.
     is_admin: Option<String>,
+    /// A checkbox: give a username someone deleted or renamed had, on purpose.
+    reuse_username: Option<String>,
 }
 
 pub async fn list(req: HttpRequest, state: State) -> AdminResult {
@@ -100,6 +102,7 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
         display_name: filled(&form.display_name),
         email: filled(&form.email),
         is_admin: form.is_admin.is_some(),
+        reuse_username: form.reuse_username.is_some(),
     };
     match change(&state, move |tx, now| {
         directory_users::add(tx, &new, &origin, now)

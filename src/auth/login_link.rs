@@ -68,6 +68,16 @@ pub enum LinkError {
     Disabled,
 }
 
+/// The person a login link would sign in, without spending it.
+pub fn check(
+    conn: &Connection,
+    token: &str,
+    now: UnixTime,
+) -> Result<Result<User, LinkError>, crate::store::StoreError> {
+    let found = links::peek(conn, &secrets::token_hash(token), Purpose::Login, now)?;
+    person(conn, found)
+}
+
 /// Spends a login link, returning the person it signs in.
 pub fn redeem(
     conn: &Connection,
@@ -76,7 +86,25 @@ pub fn redeem(
     now: UnixTime,
 ) -> Result<Result<User, LinkError>, crate::store::StoreError> {
     let outcome = links::redeem(conn, &secrets::token_hash(token), Purpose::Login, now)?;
-    let failure = match outcome {
+    let failure = match person(conn, outcome)? {
+        Ok(user) => return Ok(Ok(user)),
+        Err(failure) => failure,
+    };
+    audit::record(
+        conn,
+        &Event::new("signin.failed").detail(format!("login link: {failure:?}")),
+        origin,
+        now,
+    )?;
+    Ok(Err(failure))
+}
+
+/// Who a link's state lets in, or why not.
+fn person(
+    conn: &Connection,
+    found: Redemption,
+) -> Result<Result<User, LinkError>, crate::store::StoreError> {
+    let failure = match found {
         Redemption::Redeemed { user_id } => {
             let user = match user_id {
                 Some(id) => users::by_id(conn, &id)?,
@@ -92,11 +120,5 @@ pub fn redeem(
         Redemption::AlreadyUsed => LinkError::AlreadyUsed,
         Redemption::Expired => LinkError::Expired,
     };
-    audit::record(
-        conn,
-        &Event::new("signin.failed").detail(format!("login link: {failure:?}")),
-        origin,
-        now,
-    )?;
     Ok(Err(failure))
 }

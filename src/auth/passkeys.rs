@@ -10,6 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use webauthn_rs::fake::{FakePasskeyDistribution, WebauthnFakeCredentialGenerator};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Uuid, Webauthn,
@@ -22,9 +23,14 @@ use crate::config::Issuer;
 use crate::secrets;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::ceremonies::{self, Kind};
+use crate::store::meta;
 use crate::store::passkeys::{self, StoredPasskey};
 use crate::store::users::{self, User};
 use crate::store::{StoreError, from_json, to_json};
+
+/// The `meta` entry holding the key that decoy credential ids are made with. It never
+/// leaves the database: whoever knows it can tell decoys from real passkeys.
+const DECOY_KEY: &str = "decoy_credential_key";
 
 /// How long a started ceremony may take to finish.
 pub const CEREMONY_TTL_SECS: i64 = 300;
@@ -74,6 +80,8 @@ enum CeremonyState {
     Setup(Box<SetupState>),
     ForUser(PasskeyAuthentication),
     Discoverable(DiscoverableAuthentication),
+    /// A sign-in for a name without passkeys: nothing can finish it.
+    Decoy,
 }
 
 /// A first-run setup in progress: the future administrator and the link that allows it.
@@ -234,25 +242,37 @@ impl Passkeys {
             .map_err(rejected)
     }
 
-    /// Starts a sign-in. With a username that has passkeys, the browser is told which ones;
-    /// otherwise (no username, or an unknown one, so that nothing tells which names exist)
-    /// any discoverable credential may answer.
+    /// Starts a sign-in. Without a username, any discoverable credential may answer. With
+    /// one, the browser is told which passkeys may: the person's own, or, for a name with
+    /// no passkey or no person, decoys (see `decoy_options`), so that the answer never tells
+    /// which names exist.
     pub fn start_authentication(
         &self,
         conn: &Connection,
         username: Option<&str>,
         now: UnixTime,
     ) -> Result<(String, RequestChallengeResponse), PasskeyError> {
-        let user = match username {
-            Some(name) => users::by_username(conn, &name.trim().to_lowercase())?,
-            None => None,
+        let Some(name) = username.map(|name| name.trim().to_lowercase()) else {
+            let (options, state) = self
+                .webauthn
+                .start_discoverable_authentication()
+                .map_err(rejected)?;
+            let id = park(
+                conn,
+                Kind::Authenticate,
+                None,
+                &CeremonyState::Discoverable(state),
+                now,
+            )?;
+            return Ok((id, options));
         };
+        let user = users::by_username(conn, &name)?;
         let registered = match &user {
             Some(user) => passkeys::for_user(conn, &user.id)?,
             None => Vec::new(),
         };
-        let (options, state, owner) = match (user, registered.is_empty()) {
-            (Some(user), false) => {
+        let (mut options, state, owner) = match user {
+            Some(user) if !registered.is_empty() => {
                 let keys = registered
                     .iter()
                     .map(|p| from_json::<Passkey>("passkeys", &p.passkey))
@@ -263,16 +283,50 @@ impl Passkeys {
                     .map_err(rejected)?;
                 (options, CeremonyState::ForUser(state), Some(user.id))
             }
-            _ => {
-                let (options, state) = self
-                    .webauthn
-                    .start_discoverable_authentication()
-                    .map_err(rejected)?;
-                (options, CeremonyState::Discoverable(state), None)
-            }
+            _ => (self.decoy_options(conn, &name)?, CeremonyState::Decoy, None),
         };
+        // Decoys carry no transports, so real passkeys do not either.
+        for allowed in &mut options.public_key.allow_credentials {
+            allowed.transports = None;
+        }
         let id = park(conn, Kind::Authenticate, owner.as_deref(), &state, now)?;
         Ok((id, options))
+    }
+
+    /// Options shaped like a person's (`start_passkey_authentication`'s), for a name without
+    /// passkeys: credential ids made up from the name with a key kept in the database, the
+    /// same for that name every time, in the numbers and lengths real passkeys come in. They
+    /// match no passkey.
+    fn decoy_options(
+        &self,
+        conn: &Connection,
+        name: &str,
+    ) -> Result<RequestChallengeResponse, PasskeyError> {
+        let key = match meta::get(conn, DECOY_KEY)? {
+            Some(key) => key,
+            None => {
+                let key = secrets::random_token();
+                meta::set(conn, DECOY_KEY, &key)?;
+                key
+            }
+        };
+        let decoys =
+            WebauthnFakeCredentialGenerator::<FakePasskeyDistribution>::new(key.as_bytes())
+                .and_then(|generator| generator.generate(name.as_bytes()))
+                .map_err(rejected)?;
+        let (mut options, _) = self
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(rejected)?;
+        options.mediation = None;
+        options.public_key.extensions = None;
+        let allowed: Vec<Value> = decoys
+            .iter()
+            .map(|id| json!({ "type": "public-key", "id": URL_SAFE_NO_PAD.encode(id) }))
+            .collect();
+        options.public_key.allow_credentials = serde_json::from_value(Value::Array(allowed))
+            .map_err(|e| PasskeyError::Rejected(e.to_string()))?;
+        Ok(options)
     }
 
     /// Finishes a sign-in: the user and the authentication methods (RFC 8176) used.
@@ -288,7 +342,7 @@ impl Passkeys {
         let credential_id = URL_SAFE_NO_PAD.encode(credential.get_credential_id());
         let stored = passkeys::by_credential_id(conn, &credential_id)?;
         let outcome = match (state, stored) {
-            (_, None) => Err(PasskeyError::UnknownCredential),
+            (_, None) | (CeremonyState::Decoy, _) => Err(PasskeyError::UnknownCredential),
             (CeremonyState::ForUser(state), Some(stored)) => {
                 if owner.as_deref() != Some(stored.user_id.as_str()) {
                     Err(PasskeyError::UnknownCredential)

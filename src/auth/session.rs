@@ -12,6 +12,10 @@ use crate::store::audit::{self, Event, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
 
+/// How recent a sign-in must be to add a passkey to the account: a browser left signed in
+/// must not be enough to plant a passkey in it.
+pub const RECENT_SIGN_IN_SECS: i64 = 10 * 60;
+
 /// `last_seen_at` is refreshed at most this often, to keep reads cheap.
 const TOUCH_INTERVAL_SECS: i64 = 60;
 
@@ -112,6 +116,12 @@ pub fn current(
     Ok(Some((session, user)))
 }
 
+/// Whether `session` signed in (with a passkey or a login link) recently enough to add a
+/// passkey.
+pub fn signed_in_recently(session: &Session, now: UnixTime) -> bool {
+    now - session.auth_time <= RECENT_SIGN_IN_SECS
+}
+
 /// Ends a session.
 pub fn end(
     conn: &Connection,
@@ -135,4 +145,32 @@ pub fn removal(issuer: &Issuer, name: &'static str) -> Cookie<'static> {
     let mut cookie = strict_cookie(issuer, name, String::new(), 0);
     cookie.make_removal();
     cookie
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signed_in_at(auth_time: UnixTime) -> Session {
+        Session {
+            id_hash: String::new(),
+            user_id: String::new(),
+            auth_time,
+            amr: vec!["otp".into()],
+            created_at: auth_time,
+            last_seen_at: auth_time,
+            expires_at: auth_time + 3600,
+            ip: None,
+            user_agent: None,
+        }
+    }
+
+    #[test]
+    fn a_passkey_is_added_within_ten_minutes_of_signing_in() {
+        let session = signed_in_at(1_000);
+        assert!(signed_in_recently(&session, 1_000));
+        assert!(signed_in_recently(&session, 1_000 + 10 * 60));
+        assert!(!signed_in_recently(&session, 1_000 + 10 * 60 + 1));
+        assert!(!signed_in_recently(&session, 1_000 + 11 * 60));
+    }
 }

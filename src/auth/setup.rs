@@ -32,9 +32,11 @@ pub enum SetupError {
     Store(#[from] StoreError),
 }
 
-/// A setup link token while there is no administrator; `None` once there is one.
+/// A setup link token while there is no administrator; `None` once there is one, and then
+/// any setup link still outstanding (from a database older than this rule) is spent.
 pub fn issue_if_needed(conn: &Connection, now: UnixTime) -> StoreResult<Option<String>> {
     if users::count_admins(conn)? > 0 {
+        links::spend_all(conn, Purpose::Setup, now)?;
         return Ok(None);
     }
     let token = secrets::random_token();
@@ -52,7 +54,11 @@ pub fn issue_if_needed(conn: &Connection, now: UnixTime) -> StoreResult<Option<S
 /// Checks a setup link without spending it; returns its hash.
 pub fn check(conn: &Connection, token: &str, now: UnixTime) -> Result<String, SetupError> {
     let hash = secrets::token_hash(token);
-    if users::count_admins(conn)? > 0 || !links::is_live(conn, &hash, Purpose::Setup, now)? {
+    let live = matches!(
+        links::peek(conn, &hash, Purpose::Setup, now)?,
+        Redemption::Redeemed { .. }
+    );
+    if users::count_admins(conn)? > 0 || !live {
         return Err(SetupError::LinkNotValid);
     }
     Ok(hash)
@@ -96,6 +102,7 @@ pub fn complete(
             display_name: Some(setup.profile.display_name.clone()),
             email: setup.profile.email.clone(),
             is_admin: true,
+            reuse_username: false,
         },
         origin,
         now,
@@ -108,4 +115,44 @@ pub fn complete(
         now,
     )?;
     Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A database from before setup links were spent with the first administrator still
+    /// holds one: the next start spends it.
+    #[test]
+    fn a_start_with_an_administrator_spends_old_setup_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|tx| {
+                let token = issue_if_needed(tx, 1)?.expect("no administrator yet");
+                let admin = User {
+                    id: "00000000-0000-4000-8000-000000000001".into(),
+                    username: "root".into(),
+                    display_name: String::new(),
+                    email: None,
+                    email_verified: false,
+                    given_name: None,
+                    family_name: None,
+                    is_admin: true,
+                    disabled: false,
+                    created_at: 2,
+                    updated_at: 2,
+                };
+                users::insert(tx, &admin)?;
+                assert_eq!(issue_if_needed(tx, 3)?, None);
+                users::set_disabled(tx, &admin.id, true, 4)?;
+                assert!(matches!(
+                    check(tx, &token, 5),
+                    Err(SetupError::LinkNotValid)
+                ));
+                Ok::<_, SetupError>(())
+            })
+            .unwrap();
+    }
 }

@@ -1,8 +1,9 @@
 //! `latchkey user …`
 
 use clap::Subcommand;
+use rusqlite::Connection;
 
-use super::{CliResult, print_json};
+use super::{CliError, CliResult, print_json};
 use crate::clock;
 use crate::directory::users::{self, NewUser};
 use crate::store::Store;
@@ -22,6 +23,10 @@ pub enum UserCommand {
         /// Make them an administrator.
         #[arg(long)]
         admin: bool,
+        /// Give them a username someone deleted or renamed had: apps that key accounts on
+        /// usernames (Proxmox) will give them that person's account.
+        #[arg(long)]
+        reuse_username: bool,
     },
     /// List people.
     List {
@@ -31,9 +36,38 @@ pub enum UserCommand {
     /// Show one person.
     Show { name: String },
     /// Disable a person: ends their sessions and revokes their tokens.
-    Disable { name: String },
+    Disable {
+        name: String,
+        /// Even the last enabled administrator.
+        #[arg(long)]
+        force: bool,
+    },
     /// Remove a person for good.
-    Remove { name: String },
+    Remove {
+        name: String,
+        /// Even the last enabled administrator.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Refuses to take away the last enabled administrator, unless `force`d: then it warns.
+fn keeps_an_administrator(conn: &Connection, name: &str, force: bool) -> CliResult {
+    let user = users::find(conn, name)?;
+    match users::not_the_last_administrator(conn, &user) {
+        Err(refusal) if force => {
+            eprintln!(
+                "latchkey: warning: {refusal} Going ahead (--force): until someone is made \
+                 an administrator with `latchkey user add NAME --admin`, nobody can manage \
+                 Latchkey in the browser."
+            );
+            Ok(())
+        }
+        Err(refusal) => Err(CliError::Usage(format!(
+            "{refusal} (`--force` does it anyway.)"
+        ))),
+        Ok(()) => Ok(()),
+    }
 }
 
 pub fn run(store: &Store, command: UserCommand) -> CliResult {
@@ -45,6 +79,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
             email,
             display_name,
             admin,
+            reuse_username,
         } => {
             let new = NewUser {
                 id: None,
@@ -52,6 +87,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
                 display_name,
                 email,
                 is_admin: admin,
+                reuse_username,
             };
             let user = store.write(|tx| users::add(tx, &new, &origin, now))?;
             let role = if user.is_admin {
@@ -102,15 +138,21 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
             println!("disabled:     {}", user.disabled);
             println!("created:      {}", clock::display(user.created_at));
         }
-        UserCommand::Disable { name } => {
-            let user = store.write(|tx| users::disable(tx, &name, &origin, now))?;
+        UserCommand::Disable { name, force } => {
+            let user = store.write(|tx| {
+                keeps_an_administrator(tx, &name, force)?;
+                Ok::<_, CliError>(users::disable(tx, &name, &origin, now)?)
+            })?;
             println!(
                 "Disabled {}; their sessions and tokens are revoked.",
                 user.username
             );
         }
-        UserCommand::Remove { name } => {
-            let user = store.write(|tx| users::remove(tx, &name, &origin, now))?;
+        UserCommand::Remove { name, force } => {
+            let user = store.write(|tx| {
+                keeps_an_administrator(tx, &name, force)?;
+                Ok::<_, CliError>(users::remove(tx, &name, &origin, now)?)
+            })?;
             println!("Removed {}.", user.username);
         }
     }

@@ -6,6 +6,8 @@ use super::{DirectoryError, DirectoryResult, names};
 use crate::clock::UnixTime;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, Origin};
+use crate::store::grants;
+use crate::store::links::{self, Purpose};
 use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
 use crate::store::sessions;
 use crate::store::users::{self, User};
@@ -18,6 +20,32 @@ pub struct NewUser {
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub is_admin: bool,
+    /// Give this new person a username someone else gave up, on purpose (see
+    /// `claim_username`).
+    pub reuse_username: bool,
+}
+
+/// Takes `username` for `holder`: refused when someone else gave it up (deleted or
+/// renamed), unless `reuse`, since apps that key their accounts on usernames (Proxmox)
+/// would hand the newcomer the old person's account.
+fn claim_username(
+    conn: &Connection,
+    username: &str,
+    holder: Option<&str>,
+    reuse: bool,
+) -> DirectoryResult<()> {
+    match users::retired_by(conn, username)? {
+        None => Ok(()),
+        Some(previous) if reuse || holder == Some(previous.as_str()) => {
+            Ok(users::reuse_username(conn, username)?)
+        }
+        Some(_) => Err(DirectoryError::Conflict(format!(
+            "the username {username:?} belonged to someone who was deleted or renamed, and apps \
+             such as Proxmox would give the newcomer their account. Pick another username, or \
+             reuse it on purpose (`--reuse-username` on the command line, or the box on the \
+             admin form)"
+        ))),
+    }
 }
 
 pub fn add(
@@ -37,6 +65,7 @@ pub fn add(
     if users::by_username(conn, &username)?.is_some() {
         return Err(DirectoryError::UserExists(username));
     }
+    claim_username(conn, &username, new.id.as_deref(), new.reuse_username)?;
     let (given_name, family_name) = split_name(&display_name);
     let user = User {
         id: new
@@ -55,7 +84,17 @@ pub fn add(
         updated_at: now,
     };
     users::insert(conn, &user)?;
-    let detail = if user.is_admin { "administrator" } else { "" };
+    if user.is_admin {
+        an_administrator_exists(conn, now)?;
+    }
+    let detail = [
+        (user.is_admin, "administrator"),
+        (new.reuse_username, "reuses a retired username"),
+    ]
+    .iter()
+    .filter_map(|(applies, words)| applies.then_some(*words))
+    .collect::<Vec<_>>()
+    .join("; ");
     audit::record(
         conn,
         &Event::new("user.created")
@@ -124,10 +163,7 @@ pub fn disable(
     let user = find(conn, username)?;
     users::set_disabled(conn, &user.id, true, now)?;
     sessions::delete_for_user(conn, &user.id)?;
-    conn.execute(
-        "UPDATE grants SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
-        rusqlite::params![user.id, now],
-    )?;
+    grants::revoke_grants_of(conn, &user.id, None, now)?;
     audit::record(
         conn,
         &Event::new("user.disabled").user(&user.id, &user.username),
@@ -145,6 +181,7 @@ pub fn remove(
 ) -> DirectoryResult<User> {
     let user = find(conn, username)?;
     users::delete(conn, &user.id)?;
+    users::retire_username(conn, &user.username, &user.id, now)?;
     audit::record(
         conn,
         &Event::new("user.removed").user(&user.id, &user.username),
@@ -212,7 +249,9 @@ pub fn rename(
     if users::by_username(conn, &new_username)?.is_some() {
         return Err(DirectoryError::UserExists(new_username));
     }
+    claim_username(conn, &new_username, Some(&user.id), false)?;
     users::set_username(conn, &user.id, &new_username, now)?;
+    users::retire_username(conn, &user.username, &user.id, now)?;
     let old = std::mem::replace(&mut user.username, new_username);
     audit::record(
         conn,
@@ -281,6 +320,9 @@ pub fn set_admin(
         keeps_an_administrator(conn, actor, &user, AdminLoss::Demote)?;
     }
     users::set_admin(conn, &user.id, is_admin, now)?;
+    if is_admin && !user.disabled {
+        an_administrator_exists(conn, now)?;
+    }
     user.is_admin = is_admin;
     let event = if is_admin {
         "user.admin_granted"
@@ -308,6 +350,9 @@ pub fn enable(
         return Ok(user);
     }
     users::set_disabled(conn, &user.id, false, now)?;
+    if user.is_admin {
+        an_administrator_exists(conn, now)?;
+    }
     user.disabled = false;
     audit::record(
         conn,
@@ -378,6 +423,12 @@ fn keeps_an_administrator(
             .to_string(),
         ));
     }
+    not_the_last_administrator(conn, target)
+}
+
+/// Refuses to take away the last enabled administrator: nobody could then manage Latchkey
+/// from the browser. The command line may override it (`--force`).
+pub fn not_the_last_administrator(conn: &Connection, target: &User) -> DirectoryResult<()> {
     if target.is_admin && !target.disabled && users::count_admins(conn)? <= 1 {
         return Err(DirectoryError::Conflict(format!(
             "Latchkey needs an enabled administrator, and {} is the last one. Make someone \
@@ -385,6 +436,13 @@ fn keeps_an_administrator(
             target.username
         )));
     }
+    Ok(())
+}
+
+/// An enabled administrator exists from now on: every outstanding first-run setup link is
+/// spent, so that none works again even if no administrator is left later.
+fn an_administrator_exists(conn: &Connection, now: UnixTime) -> StoreResult<()> {
+    links::spend_all(conn, Purpose::Setup, now)?;
     Ok(())
 }
 

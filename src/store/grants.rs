@@ -81,6 +81,21 @@ pub fn revoke_grant(conn: &Connection, id: &str, now: UnixTime) -> StoreResult<(
     Ok(())
 }
 
+/// Revokes every live grant of `user_id` (only those for `client_id` when given), and so
+/// their tokens; returns how many.
+pub fn revoke_grants_of(
+    conn: &Connection,
+    user_id: &str,
+    client_id: Option<&str>,
+    now: UnixTime,
+) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "UPDATE grants SET revoked_at = ?3 WHERE user_id = ?1 \
+         AND (?2 IS NULL OR client_id = ?2) AND revoked_at IS NULL",
+        params![user_id, client_id, now],
+    )?)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Code {
     pub code_hash: String,

@@ -63,37 +63,40 @@ pub fn redeem(
             |row| row.get(0),
         )
         .optional()?;
-    if let Some(user_id) = spent {
-        return Ok(Redemption::Redeemed { user_id });
+    match spent {
+        Some(user_id) => Ok(Redemption::Redeemed { user_id }),
+        None => peek(conn, token_hash, purpose, now),
     }
-    let state: Option<Option<UnixTime>> = conn
-        .query_row(
-            "SELECT used_at FROM login_links WHERE token_hash = ?1 AND purpose = ?2",
-            params![token_hash, purpose.as_str()],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(match state {
-        None => Redemption::Unknown,
-        Some(Some(_)) => Redemption::AlreadyUsed,
-        Some(None) => Redemption::Expired,
-    })
 }
 
-/// True when the link exists, is unused and has not expired (without spending it).
-pub fn is_live(
+/// What redeeming a link now would find, without spending it: `Redeemed` means it would
+/// be.
+pub fn peek(
     conn: &Connection,
     token_hash: &str,
     purpose: Purpose,
     now: UnixTime,
-) -> StoreResult<bool> {
-    Ok(conn
+) -> StoreResult<Redemption> {
+    let state: Option<(Option<String>, Option<UnixTime>, UnixTime)> = conn
         .query_row(
-            "SELECT 1 FROM login_links WHERE token_hash = ?1 AND purpose = ?2 \
-             AND used_at IS NULL AND expires_at > ?3",
-            params![token_hash, purpose.as_str(), now],
-            |_| Ok(()),
+            "SELECT user_id, used_at, expires_at FROM login_links \
+             WHERE token_hash = ?1 AND purpose = ?2",
+            params![token_hash, purpose.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
-        .optional()?
-        .is_some())
+        .optional()?;
+    Ok(match state {
+        None => Redemption::Unknown,
+        Some((_, Some(_), _)) => Redemption::AlreadyUsed,
+        Some((_, None, expires_at)) if expires_at <= now => Redemption::Expired,
+        Some((user_id, None, _)) => Redemption::Redeemed { user_id },
+    })
+}
+
+/// Spends every outstanding link of `purpose`; returns how many.
+pub fn spend_all(conn: &Connection, purpose: Purpose, now: UnixTime) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "UPDATE login_links SET used_at = ?2 WHERE purpose = ?1 AND used_at IS NULL",
+        params![purpose.as_str(), now],
+    )?)
 }

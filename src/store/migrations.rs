@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_passkeys.sql"),
     include_str!("../../migrations/0003_clients_consent.sql"),
     include_str!("../../migrations/0004_audit_actor.sql"),
+    include_str!("../../migrations/0005_retired_usernames.sql"),
     include_str!("../../migrations/0006_audit_repeats.sql"),
 ];
 

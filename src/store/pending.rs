@@ -35,3 +35,14 @@ pub fn take(
         )
         .optional()?)
 }
+
+/// Reads a parked request's parameters without taking it.
+pub fn peek(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT params FROM pending_authorizations WHERE id_hash = ?1 AND expires_at > ?2",
+            params![id_hash, now],
+            |row| row.get(0),
+        )
+        .optional()?)
+}

@@ -174,3 +174,39 @@ pub fn set_admin(conn: &Connection, id: &str, is_admin: bool, now: UnixTime) -> 
     )?;
     Ok(())
 }
+
+/// Remembers that `user_id` gave up `username` (deleted or renamed).
+pub fn retire_username(
+    conn: &Connection,
+    username: &str,
+    user_id: &str,
+    now: UnixTime,
+) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO retired_usernames (username, user_id, retired_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (username) DO UPDATE SET user_id = excluded.user_id, \
+         retired_at = excluded.retired_at",
+        params![username, user_id, now],
+    )?;
+    Ok(())
+}
+
+/// Who last gave up `username`, if anyone did.
+pub fn retired_by(conn: &Connection, username: &str) -> StoreResult<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT user_id FROM retired_usernames WHERE username = ?1",
+            [username],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// `username` is someone's again.
+pub fn reuse_username(conn: &Connection, username: &str) -> StoreResult<()> {
+    conn.execute(
+        "DELETE FROM retired_usernames WHERE username = ?1",
+        [username],
+    )?;
+    Ok(())
+}

@@ -316,7 +316,7 @@ async fn an_admin_adds_a_person_to_a_group_and_signs_them_in_with_a_link() {
     assert!(!later.contains(token), "the link is shown once only");
 
     let carol = app.browser();
-    let opened = carol.get(&link).send().await.unwrap();
+    let opened = open_login_link(&carol, &link).await;
     assert_eq!(opened.status(), 303);
     assert_eq!(location(&opened), "/account");
     let account = carol.get(app.url("/account")).send().await.unwrap();
@@ -379,7 +379,7 @@ async fn disabling_ends_access_and_enabling_restores_it() {
         .await;
     assert_eq!(issued.status(), 200);
     let link = shown_link(&text(issued).await);
-    assert_eq!(app.browser().get(&link).send().await.unwrap().status(), 303);
+    assert_eq!(open_login_link(&app.browser(), &link).await.status(), 303);
 }
 
 #[tokio::test]

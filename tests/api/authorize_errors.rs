@@ -232,7 +232,7 @@ async fn sign_in_resumes_the_waiting_authorization() {
     let login = browser.get(app.url("/login")).send().await.unwrap();
     assert!(login.text().await.unwrap().contains("waiting for you"));
 
-    let link = browser.get(app.login_link("alice")).send().await.unwrap();
+    let link = open_login_link(&browser, &app.login_link("alice")).await;
     assert_eq!(location(&link), "/authorize/resume");
     let resumed = browser
         .get(app.url("/authorize/resume"))
@@ -268,7 +268,7 @@ async fn prompt_login_asks_for_a_fresh_sign_in() {
         "/login",
         "an existing session is not enough"
     );
-    browser.get(app.login_link("alice")).send().await.unwrap();
+    open_login_link(&browser, &app.login_link("alice")).await;
     let resumed = browser
         .get(app.url("/authorize/resume"))
         .send()

@@ -423,3 +423,62 @@ fn http_status(url: &str) -> Option<u16> {
     stream.read_to_string(&mut answer).ok()?;
     answer.split_whitespace().nth(1)?.parse().ok()
 }
+
+#[tokio::test]
+async fn a_setup_link_dies_once_an_administrator_exists() {
+    let app = spawn_app();
+    let token = latchkey::store::Store::open(app.data_dir.path())
+        .unwrap()
+        .write(|tx| latchkey::auth::setup::issue_if_needed(tx, latchkey::clock::now()))
+        .unwrap()
+        .expect("no administrator yet");
+    let setup = app.url(&format!("/setup/{token}"));
+    assert_eq!(reqwest::get(&setup).await.unwrap().status(), 200);
+
+    app.cli_ok(&["user", "add", "root", "--admin"]);
+    app.cli_ok(&["user", "disable", "root", "--force"]);
+    assert_eq!(
+        reqwest::get(&setup).await.unwrap().status(),
+        410,
+        "no administrator again, but the old link stays spent"
+    );
+}
+
+#[tokio::test]
+async fn the_last_administrator_stays_unless_forced() {
+    let app = spawn_app();
+    app.cli_ok(&["user", "add", "root", "--admin"]);
+    app.cli_ok(&["user", "add", "bob"]);
+    for command in ["disable", "remove"] {
+        assert_fails(&app.cli(&["user", command, "root"]), "root is the last one");
+    }
+    app.cli_ok(&["user", "disable", "bob"]);
+    app.cli_ok(&["user", "remove", "bob"]);
+
+    let forced = app.cli(&["user", "disable", "root", "--force"]);
+    assert!(forced.status.success());
+    let warning = String::from_utf8_lossy(&forced.stderr);
+    assert!(warning.starts_with("latchkey: warning: "), "{warning}");
+    assert!(
+        app.cli_ok(&["user", "show", "root"])
+            .contains("disabled:     true")
+    );
+    // A disabled administrator is not the last enabled one.
+    app.cli_ok(&["user", "remove", "root"]);
+}
+
+#[tokio::test]
+async fn a_deleted_username_is_reused_only_on_purpose() {
+    let app = spawn_app();
+    app.cli_ok(&["user", "add", "bob"]);
+    app.cli_ok(&["user", "remove", "bob"]);
+    assert_fails(
+        &app.cli(&["user", "add", "Bob"]),
+        "belonged to someone who was deleted or renamed",
+    );
+    let reused = app.cli_ok(&["user", "add", "bob", "--reuse-username"]);
+    assert!(reused.contains("Created user bob"), "{reused}");
+    // Taken again, then deleted again: retired again.
+    app.cli_ok(&["user", "remove", "bob"]);
+    assert_fails(&app.cli(&["user", "add", "bob"]), "--reuse-username");
+}

@@ -175,3 +175,47 @@ async fn trusted_clients_never_ask() {
     assert_eq!(response.status(), 303);
     assert!(query(&location(&response)).contains_key("code"));
 }
+
+#[tokio::test]
+async fn withdrawing_consent_revokes_that_apps_tokens() {
+    let (app, secret) = consenting_app();
+    let browser = app.signed_in_browser("alice").await;
+    let pkce = pkce();
+    let params = with_scope(&proxmox_params(&pkce), "openid email offline_access");
+    let page = authorize(&app, &browser, &as_refs(&params))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let code = query(&location(&answer(&app, &browser, &page, "allow").await))["code"].clone();
+    let (status, tokens) = exchange(&app, &secret, &code, &pkce.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    assert_eq!(userinfo(&app, access).await.0, 200);
+
+    let withdrawn = browser
+        .post(app.url("/account/consents/proxmox/revoke"))
+        .form(&[("csrf_token", account_csrf(&app, &browser).await.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 303);
+
+    assert_eq!(
+        userinfo(&app, access).await.0,
+        401,
+        "the access token stops"
+    );
+    let (status, _, body) = post_form(
+        &app,
+        "/token",
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        Some(("proxmox", &secret)),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}

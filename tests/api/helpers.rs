@@ -178,10 +178,24 @@ impl TestApp {
     /// A new browser, signed in as `user` through a login link.
     pub async fn signed_in_browser(&self, user: &str) -> reqwest::Client {
         let browser = self.browser();
-        let response = browser.get(self.login_link(user)).send().await.unwrap();
+        let response = open_login_link(&browser, &self.login_link(user)).await;
         assert_eq!(response.status(), 303, "the login link signs in");
         browser
     }
+}
+
+/// Opens a login link as a person does: its page, then its button (a POST with the page's
+/// CSRF token). Returns the POST's response.
+pub async fn open_login_link(browser: &reqwest::Client, link: &str) -> reqwest::Response {
+    let page = browser.get(link).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the login link's page");
+    let token = csrf_token(&page.text().await.unwrap());
+    browser
+        .post(link)
+        .form(&[("csrf_token", token)])
+        .send()
+        .await
+        .unwrap()
 }
 
 pub fn location(response: &reqwest::Response) -> String {

@@ -16,6 +16,7 @@ mod process;
 mod properties;
 mod proxmox_flow;
 mod redirect_uris;
+mod retired_usernames;
 mod sessions;
 mod sweep;
 mod token_errors;

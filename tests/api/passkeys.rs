@@ -228,18 +228,88 @@ async fn disabled_users_cannot_use_their_passkey() {
     assert!(body["error"].as_str().unwrap().contains("disabled"));
 }
 
+/// The sign-in options for `username` with what is random blanked, and the credential ids
+/// they allow.
+async fn options_shape(app: &TestApp, username: &str) -> (Value, Vec<String>) {
+    let (status, mut start) = post_json(
+        app,
+        &app.browser(),
+        "/login/passkey/start",
+        json!({ "username": username }),
+    )
+    .await;
+    assert_eq!(status, 200, "{start}");
+    start["ceremony"] = json!("…");
+    start["publicKey"]["challenge"] = json!("…");
+    let allowed = start["publicKey"]["allowCredentials"].take();
+    let ids = allowed
+        .as_array()
+        .expect("a list of allowed credentials")
+        .iter()
+        .map(|credential| {
+            let mut fields: Vec<_> = credential.as_object().unwrap().keys().cloned().collect();
+            fields.sort();
+            assert_eq!(fields, ["id", "type"], "nothing but an id: {credential}");
+            assert_eq!(credential["type"], "public-key");
+            credential["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    (start, ids)
+}
+
 #[tokio::test]
-async fn unknown_usernames_look_like_any_other() {
+async fn a_username_tells_nothing_about_who_exists() {
     let app = spawn_app_at("localhost");
-    let (status, start) = post_json(
+    app.setup_proxmox();
+    app.cli_ok(&["user", "add", "carol"]);
+    let browser = app.signed_in_browser("alice").await;
+    let mut key = authenticator();
+    register(&app, &browser, &mut key).await;
+
+    let (alice, alice_ids) = options_shape(&app, "alice").await;
+    assert_eq!(alice_ids.len(), 1, "{alice}");
+    let mut decoys = Vec::new();
+    for other in ["nobody", "carol", "dave", "erin", "frank"] {
+        let (shape, ids) = options_shape(&app, other).await;
+        assert_eq!(
+            shape, alice,
+            "{other} (absent, or without a passkey) looks like alice"
+        );
+        assert_eq!(options_shape(&app, other).await.1, ids, "stable per name");
+        decoys.extend(ids);
+    }
+    assert!(!decoys.is_empty() && !decoys.contains(&alice_ids[0]));
+    decoys.sort();
+    decoys.dedup();
+    assert!(decoys.len() > 1, "each name has its own");
+
+    // And nobody signs in through a name that has no passkey.
+    let (status, body) = post_json(
         &app,
         &app.browser(),
         "/login/passkey/start",
         json!({ "username": "nobody" }),
     )
     .await;
-    assert_eq!(status, 200, "no hint that the name does not exist");
-    assert_eq!(start["publicKey"]["allowCredentials"], json!([]));
+    assert_eq!(status, 200);
+    let mut options = json!({ "publicKey": body["publicKey"] });
+    // A tampered page offers alice's passkey anyway.
+    options["publicKey"]["allowCredentials"] =
+        json!([{ "type": "public-key", "id": alice_ids[0] }]);
+    let credential = key
+        .do_authentication(
+            Url::parse(&app.issuer).unwrap(),
+            serde_json::from_value(options).unwrap(),
+        )
+        .expect("the authenticator signs");
+    let (status, _) = post_json(
+        &app,
+        &app.browser(),
+        "/login/passkey/finish",
+        json!({ "ceremony": body["ceremony"], "credential": credential }),
+    )
+    .await;
+    assert_eq!(status, 401);
 }
 
 #[tokio::test]
@@ -628,4 +698,34 @@ async fn a_credential_id_already_registered_is_refused() {
         )
         .unwrap();
     assert_eq!(bobs, 0);
+}
+
+#[tokio::test]
+async fn adding_a_passkey_needs_a_recent_sign_in() {
+    let app = spawn_app_at("localhost");
+    app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    let mut key = authenticator();
+    assert_eq!(register(&app, &browser, &mut key).await.0, 200, "fresh");
+
+    // Eleven minutes later (the session's sign-in time moved back instead of waiting).
+    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
+    db.execute("UPDATE sessions SET auth_time = auth_time - 660", [])
+        .unwrap();
+    let (status, body) = post_json(&app, &browser, "/account/passkeys/start", json!({})).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Sign in again"),
+        "{body}"
+    );
+    let account = account_page(&app, &browser).await;
+    assert!(
+        account.contains("id=\"sign-in-again\""),
+        "the page leads to /login"
+    );
+
+    // Signing in again allows it.
+    open_login_link(&browser, &app.login_link("alice")).await;
+    let mut second = authenticator();
+    assert_eq!(register(&app, &browser, &mut second).await.0, 200);
 }

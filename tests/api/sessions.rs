@@ -13,7 +13,7 @@ async fn login_links_work_once_and_then_say_why_not() {
     );
 
     let browser = app.browser();
-    let first = browser.get(&link).send().await.unwrap();
+    let first = open_login_link(&browser, &link).await;
     assert_eq!(first.status(), 303);
     assert_eq!(location(&first), "/account");
     let cookie = first.headers()["set-cookie"].to_str().unwrap().to_string();
@@ -37,6 +37,115 @@ async fn login_links_work_once_and_then_say_why_not() {
     let expired = reqwest::get(&short).await.unwrap();
     assert_eq!(expired.status(), 410);
     assert!(expired.text().await.unwrap().contains("expired"));
+}
+
+/// Posts a login link's form with `csrf_token` (the CSRF cookie is the browser's own).
+async fn post_link(browser: &reqwest::Client, link: &str, csrf_token: &str) -> reqwest::Response {
+    browser
+        .post(link)
+        .form(&[("csrf_token", csrf_token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn opening_a_login_link_spends_nothing_until_its_button_is_pressed() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    let link = app.login_link("alice");
+    let browser = app.browser();
+    // A link preview or a mail scanner only GETs: that shows the page again and again.
+    for _ in 0..2 {
+        let page = browser.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let cookies: Vec<_> = page.headers().get_all("set-cookie").iter().collect();
+        assert!(
+            cookies
+                .iter()
+                .all(|c| !c.to_str().unwrap().contains("session")),
+            "{cookies:?}"
+        );
+        let html = page.text().await.unwrap();
+        assert!(html.contains("Sign in to Latchkey as alice"), "{html}");
+    }
+    assert_eq!(account_status(&app, &browser).await, 303, "not signed in");
+    let page = browser.get(&link).send().await.unwrap();
+    let token = csrf_token(&page.text().await.unwrap());
+
+    // A post without the page's CSRF token is refused and spends nothing.
+    let missing = browser
+        .post(&link)
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 403);
+    let wrong = post_link(&browser, &link, "forged").await;
+    assert_eq!(wrong.status(), 403);
+    let cross_site = browser
+        .post(&link)
+        .header("origin", "https://evil.example.com")
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    let elsewhere = post_link(&app.browser(), &link, &token).await;
+    assert_eq!(elsewhere.status(), 403, "another browser lacks the cookie");
+    assert_eq!(
+        account_status(&app, &browser).await,
+        303,
+        "still not signed in"
+    );
+
+    let signed_in = post_link(&browser, &link, &token).await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(location(&signed_in), "/account");
+    assert_eq!(account_status(&app, &browser).await, 200);
+    let again = post_link(&browser, &link, &token).await;
+    assert_eq!(again.status(), 410, "the button works once");
+    assert_eq!(browser.get(&link).send().await.unwrap().status(), 410);
+}
+
+#[tokio::test]
+async fn someone_elses_link_says_who_it_signs_out_before_it_does() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    app.cli_ok(&["user", "add", "carol"]);
+    app.cli_ok(&["group", "add-member", "pve-admins", "carol"]);
+    let browser = app.signed_in_browser("alice").await;
+    // Proxmox waits for a fresh sign-in in alice's browser.
+    let params = proxmox_params(&pkce());
+    let mut params = as_refs(&params);
+    params.push(("prompt", "login"));
+    let parked = authorize(&app, &browser, &params).await;
+    assert_eq!(location(&parked), "/login");
+
+    let link = app.login_link("carol");
+    let page = browser.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign in to Latchkey as carol"), "{html}");
+    assert!(
+        html.contains("Proxmox VE"),
+        "the app it continues to: {html}"
+    );
+    assert!(
+        html.contains("You are signed in as alice. Continuing signs you out and in as carol."),
+        "{html}"
+    );
+    assert!(
+        account_page(&app, &browser)
+            .await
+            .contains("alice@example.com"),
+        "still alice until the button"
+    );
+
+    let signed_in = post_link(&browser, &link, &csrf_token(&html)).await;
+    assert_eq!(location(&signed_in), "/authorize/resume");
+    let account = account_page(&app, &browser).await;
+    assert!(account.contains("carol") && !account.contains("alice@example.com"));
 }
 
 #[tokio::test]
@@ -127,6 +236,16 @@ async fn logout_without_a_hint_asks_and_needs_the_csrf_token() {
     let html = page.text().await.unwrap();
     assert!(html.contains("Sign out?"));
     let token = csrf_token(&html);
+
+    // Any site can link to this: a GET only ever asks.
+    let linked = browser
+        .get(app.url("/logout?confirm=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(linked.status(), 200);
+    assert!(linked.text().await.unwrap().contains("Sign out?"));
+    assert_eq!(account_status(&app, &browser).await, 200, "still signed in");
 
     let forged = browser
         .post(app.url("/logout"))

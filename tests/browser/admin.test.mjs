@@ -1,9 +1,9 @@
 // The administrator's walk in real browsers: the first administrator sets up Latchkey, then
 // in /admin creates a group, a person, an app for Proxmox VE and a login link, all by
-// clicking the pages. Bob opens his link in his own browser, adds a passkey, consents to
-// Proxmox's sign-in and gets his groups in the ID token; he is kept out of /admin. Carol,
-// outside the allowed group, is sent back with access_denied. A form posted without its CSRF
-// token is refused. Screenshots land in test-output/browser/.
+// clicking the pages. Bob opens his link in his own browser (its page, then its button), adds
+// a passkey, consents to Proxmox's sign-in and gets his groups in the ID token; he is kept
+// out of /admin. Carol, outside the allowed group, is sent back with access_denied. A form
+// posted without its CSRF token is refused. Screenshots land in test-output/browser/.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import * as jose from "jose";
@@ -14,6 +14,7 @@ import {
   screenshot,
   landingOf,
   waitForRedirect,
+  openLoginLink,
   PVE,
   proxmoxRequest,
   proxmoxExchange,
@@ -146,7 +147,7 @@ describe("administration in Chromium", () => {
   it("lets bob in with the link, in his own browser, and he adds a passkey", async () => {
     bob = await launchBrowser();
     const bobAuthenticator = await addAuthenticator(bob.cdp);
-    await bob.page.goto(bobLink);
+    await openLoginLink(bob.page, bobLink, "bob", "admin-03-login-link-page");
     await bob.page.waitForURL(`${server.issuer}/account`);
     await assert.doesNotReject(bob.page.getByRole("heading", { name: "Bob Builder" }).waitFor());
     await assert.doesNotReject(bob.page.getByText("You have no passkey yet").waitFor());
@@ -241,7 +242,7 @@ describe("administration in Chromium", () => {
     const carolLink = await issueLoginLink("carol");
 
     carol = await launchBrowser();
-    await carol.page.goto(carolLink);
+    await openLoginLink(carol.page, carolLink, "carol");
     await carol.page.waitForURL(`${server.issuer}/account`);
     await assert.doesNotReject(carol.page.getByRole("heading", { name: "Carol Danvers" }).waitFor());
 

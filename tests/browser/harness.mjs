@@ -116,6 +116,17 @@ export async function screenshot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+/// Opens a login link as a person does: its page says whom it signs in (screenshot `shot`,
+/// if given), and only its button does.
+export async function openLoginLink(page, link, username, shot) {
+  await page.goto(link);
+  await page.getByRole("heading", { name: `Sign in to Latchkey as ${username}` }).waitFor();
+  if (shot) await screenshot(page, shot);
+  const loaded = page.waitForEvent("load");
+  await page.getByRole("button", { name: `Continue as ${username}` }).click();
+  await loaded;
+}
+
 export const b64url = (bytes) => Buffer.from(bytes).toString("base64url");
 
 /// Sends the browser to `url` and returns where Latchkey redirects it under `prefix`. The

@@ -8,13 +8,14 @@ use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
 use super::{ceremony_allowed, ceremony_started, passkeys, see_other, signed_in};
+use crate::auth::session;
 use crate::clock;
 use crate::directory::users as directory_users;
 use crate::state::{State, blocking};
 use crate::store::audit::{self, Event, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
-use crate::store::{StoreError, consents, passkeys as stored_passkeys};
+use crate::store::{StoreError, consents, grants, passkeys as stored_passkeys};
 use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, AccountPage, ConsentRow, PasskeyRow, SessionRow};
@@ -226,9 +227,16 @@ async fn update_profile(
 
 async fn start_registration(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
-    let Ok((_, user)) = require_session(&req, &state).await else {
+    let Ok((session, user)) = require_session(&req, &state).await else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Sign in first."));
     };
+    if !session::signed_in_recently(&session, clock::now()) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Adding a passkey needs a sign-in from the last 10 minutes. Sign in again, then \
+             add it.",
+        ));
+    }
     let (ceremony, options) = blocking(&state, move |state| {
         let passkeys = passkeys(state)?;
         state.store.write(|tx| {
@@ -377,8 +385,16 @@ async fn revoke_consent(
 ) -> Result<HttpResponse, PageError> {
     let client_id = client_id.into_inner();
     account_change(&req, &state, &form.csrf_token, move |tx, posted| {
+        // Withdrawing consent also ends what the app holds: its access and refresh tokens.
         if consents::revoke(tx, &posted.user.id, &client_id)? {
-            record(tx, &posted, "consent.revoked", client_id)?;
+            let revoked =
+                grants::revoke_grants_of(tx, &posted.user.id, Some(&client_id), posted.now)?;
+            record(
+                tx,
+                &posted,
+                "consent.revoked",
+                format!("{client_id}; {revoked} grants revoked"),
+            )?;
         }
         Ok(())
     })

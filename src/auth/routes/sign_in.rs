@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use askama::Template;
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
@@ -11,16 +12,18 @@ use super::{
 };
 use crate::auth::{login_link, session};
 use crate::clock;
-use crate::oidc::routes::{after_sign_in, has_pending};
+use crate::oidc::routes::{after_sign_in, has_pending, parked_client_name};
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
 use crate::store::sessions;
+use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, LoginPage};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login_page))
-        .route("/login/link/{token}", web::get().to(open_login_link))
+        .route("/login/link/{token}", web::get().to(login_link_page))
+        .route("/login/link/{token}", web::post().to(open_login_link))
         .route("/login/passkey/start", web::post().to(start))
         .route("/login/passkey/finish", web::post().to(finish));
 }
@@ -59,12 +62,74 @@ fn replace_session(
     )
 }
 
-async fn open_login_link(
+/// A login link's page: who it signs in, the app it continues to, and who it signs out.
+/// Opening it spends nothing, so link previews and mail scanners are harmless; its button
+/// does the sign-in.
+#[derive(Template)]
+#[template(path = "login_link.html")]
+struct LoginLinkPage {
+    token: String,
+    username: String,
+    continue_to: Option<String>,
+    signed_in_as: Option<String>,
+    csrf_token: String,
+}
+
+fn link_not_valid(failure: login_link::LinkError) -> PageError {
+    PageError::new(
+        StatusCode::GONE,
+        "Login link not valid",
+        failure.to_string(),
+    )
+}
+
+fn links_within_limit(req: &HttpRequest, state: &State) -> Result<(), PageError> {
+    within_limit(req, state, &state.limits.links).map_err(PageError::too_many)
+}
+
+async fn login_link_page(
     req: HttpRequest,
     state: State,
     token: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    within_limit(&req, &state, &state.limits.links).map_err(PageError::too_many)?;
+    links_within_limit(&req, &state)?;
+    let token = token.into_inner();
+    let checked = token.clone();
+    let user = blocking(&state, move |state| {
+        state
+            .store
+            .read(|conn| login_link::check(conn, &checked, clock::now()))
+            .map_err(PageError::from)
+    })
+    .await?
+    .map_err(link_not_valid)?;
+    let current = signed_in(&req, &state).await?;
+    let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
+    let page = LoginLinkPage {
+        token,
+        username: user.username,
+        continue_to: parked_client_name(&req, &state).await?,
+        signed_in_as: current.map(|(_, user)| user.username),
+        csrf_token,
+    };
+    pages::render(&page, csrf_cookie)
+}
+
+#[derive(Deserialize)]
+struct LinkForm {
+    #[serde(default)]
+    csrf_token: String,
+}
+
+/// The login link page's button: spends the link and replaces this browser's session.
+async fn open_login_link(
+    req: HttpRequest,
+    state: State,
+    token: web::Path<String>,
+    form: web::Form<LinkForm>,
+) -> Result<HttpResponse, PageError> {
+    links_within_limit(&req, &state)?;
+    csrf::verify(&req, &state.settings.issuer, Some(&form.csrf_token))?;
     let origin = state.origin(&req);
     let previous = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
     let token = token.into_inner();
@@ -80,13 +145,7 @@ async fn open_login_link(
         })
     })
     .await?
-    .map_err(|failure| {
-        PageError::new(
-            StatusCode::GONE,
-            "Login link not valid",
-            failure.to_string(),
-        )
-    })?;
+    .map_err(link_not_valid)?;
     let mut response = see_other(after_sign_in(&req, &state.settings.issuer));
     response
         .add_cookie(&cookie)

@@ -292,3 +292,29 @@ pub fn after_sign_in(req: &HttpRequest, issuer: &Issuer) -> String {
         format!("{mount}/account")
     }
 }
+
+/// The name of the app this browser's parked authorization request is for, read without
+/// taking the request (a page may show it before the person decides anything).
+pub async fn parked_client_name(
+    req: &HttpRequest,
+    state: &State,
+) -> Result<Option<String>, PageError> {
+    let Some(parked_id) = AppState::cookie(req, pending_cookie_name(&state.settings.issuer)) else {
+        return Ok(None);
+    };
+    blocking(state, move |state| {
+        state.store.read(|conn| {
+            let Some(json) = pending::peek(conn, &secrets::token_hash(&parked_id), clock::now())?
+            else {
+                return Ok(None);
+            };
+            let params: Params =
+                serde_json::from_str(&json).map_err(|e| PageError::internal(&e))?;
+            let Some(client_id) = params.get("client_id") else {
+                return Ok(None);
+            };
+            Ok::<_, PageError>(crate::store::clients::by_id(conn, client_id)?.map(|c| c.name))
+        })
+    })
+    .await
+}

@@ -16,7 +16,8 @@ use crate::web::pages::{self, LogoutPage, SignedOutPage};
 pub(super) async fn logout_get(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
     let params = query_params(&req)
         .map_err(|why| PageError::bad_request("Sign-out request not valid", why))?;
-    logout_flow(req, state, params).await
+    // Any site can send a browser here: a GET never counts as the person's confirmation.
+    logout_flow(req, state, params, false).await
 }
 
 pub(super) async fn logout_post(
@@ -26,20 +27,22 @@ pub(super) async fn logout_post(
 ) -> Result<HttpResponse, PageError> {
     let params = form_params(&req, &body)
         .map_err(|why| PageError::bad_request("Sign-out request not valid", why))?;
-    if params.get("confirm").is_some() {
+    let confirmed = params.get("confirm").is_some();
+    if confirmed {
         csrf::verify(&req, &state.settings.issuer, params.get(csrf::FIELD))?;
     }
-    logout_flow(req, state, params).await
+    logout_flow(req, state, params, confirmed).await
 }
 
-/// Ends the session when the person confirmed, or when the relying party proved with an ID
-/// token hint that it signed this person in; otherwise asks first.
+/// Ends the session when the person `confirmed` (on the confirmation page's form, CSRF
+/// checked), or when the relying party proved with an ID token hint that it signed this
+/// person in; otherwise asks first.
 async fn logout_flow(
     req: HttpRequest,
     state: State,
     params: Params,
+    confirmed: bool,
 ) -> Result<HttpResponse, PageError> {
-    let confirmed = params.get("confirm").is_some();
     let origin = state.origin(&req);
     let issuer = state.settings.issuer.clone();
     let session_cookie = AppState::cookie(&req, session::cookie_name(&issuer));

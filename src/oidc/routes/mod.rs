@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::params::Params;
 
-pub use authorize::{after_sign_in, has_pending};
+pub use authorize::{after_sign_in, has_pending, parked_client_name};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
