@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use crate::clock::UnixTime;
 use crate::directory::{DirectoryError, DirectoryResult, users as directory_users};
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, Origin, Repeats};
 use crate::store::links::{self, Purpose, Redemption};
 use crate::store::users::{self, User};
 
@@ -78,9 +78,11 @@ pub fn check(
     person(conn, found)
 }
 
-/// Spends a login link, returning the person it signs in.
+/// Spends a login link, returning the person it signs in. A failure is audit-logged once per
+/// address and reason a minute (`failures` counts the repeats).
 pub fn redeem(
     conn: &Connection,
+    failures: &Repeats,
     token: &str,
     origin: &Origin,
     now: UnixTime,
@@ -90,8 +92,9 @@ pub fn redeem(
         Ok(user) => return Ok(Ok(user)),
         Err(failure) => failure,
     };
-    audit::record(
+    audit::record_failure(
         conn,
+        failures,
         &Event::new("signin.failed").detail(format!("login link: {failure:?}")),
         origin,
         now,

@@ -21,7 +21,7 @@ use super::aaguid;
 use crate::clock::UnixTime;
 use crate::config::Issuer;
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, Origin, Repeats};
 use crate::store::ceremonies::{self, Kind};
 use crate::store::meta;
 use crate::store::passkeys::{self, StoredPasskey};
@@ -330,9 +330,12 @@ impl Passkeys {
     }
 
     /// Finishes a sign-in: the user and the authentication methods (RFC 8176) used.
+    /// Failures anyone can cause are audit-logged once per address and reason a minute
+    /// (`failures` counts the repeats); a counter going backwards is logged every time.
     pub fn finish_authentication(
         &self,
         conn: &Connection,
+        failures: &Repeats,
         ceremony: &str,
         credential: &PublicKeyCredential,
         origin: &Origin,
@@ -373,11 +376,14 @@ impl Passkeys {
         let (stored, result) = match outcome {
             Ok(found) => found,
             Err(error) => {
-                let mut event = Event::new("signin.failed").detail(format!("passkey: {error}"));
                 if let PasskeyError::CounterRegression = error {
-                    event.kind = "passkey.counter_regression";
+                    let event = Event::new("passkey.counter_regression")
+                        .detail(format!("passkey: {error}"));
+                    audit::record(conn, &event, origin, now)?;
+                } else {
+                    let event = Event::new("signin.failed").detail(format!("passkey: {error}"));
+                    audit::record_failure(conn, failures, &event, origin, now)?;
                 }
-                audit::record(conn, &event, origin, now)?;
                 return Err(error);
             }
         };

@@ -335,6 +335,7 @@ fn a_login_link_works_until_its_lifetime_ends() {
                 let (_, token) = login_link::issue(tx, "alice", ttl, &Origin::cli(), T0)?;
                 Ok::<_, latchkey::directory::DirectoryError>(login_link::redeem(
                     tx,
+                    &Repeats::default(),
                     &token,
                     &Origin::default(),
                     at,
@@ -421,7 +422,14 @@ fn authenticate(
     world
         .store
         .write(|tx| {
-            passkeys.finish_authentication(tx, &ceremony, &credential, &Origin::default(), at)
+            passkeys.finish_authentication(
+                tx,
+                &Repeats::default(),
+                &ceremony,
+                &credential,
+                &Origin::default(),
+                at,
+            )
         })
         .map(drop)
 }

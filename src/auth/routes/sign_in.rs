@@ -136,7 +136,7 @@ async fn open_login_link(
     let cookie = blocking(&state, move |state| {
         let now = clock::now();
         state.store.write(|tx| {
-            let user = match login_link::redeem(tx, &token, &origin, now)? {
+            let user = match login_link::redeem(tx, &state.failures, &token, &origin, now)? {
                 Ok(user) => user,
                 Err(failure) => return Ok(Err(failure)),
             };
@@ -206,7 +206,14 @@ async fn finish(
         let now = clock::now();
         // The failure's audit event must be kept even though the sign-in is refused.
         state.store.write(|tx| {
-            match passkeys.finish_authentication(tx, &ceremony, &credential, &origin, now) {
+            match passkeys.finish_authentication(
+                tx,
+                &state.failures,
+                &ceremony,
+                &credential,
+                &origin,
+                now,
+            ) {
                 Ok((user, amr)) => Ok(Ok(replace_session(
                     tx, state, previous, &user, &amr, &origin, now,
                 )?)),
