@@ -49,8 +49,10 @@ const MAX_STATE_LEN: usize = 4096;
 /// Longest `scope` we read.
 const MAX_SCOPE_LEN: usize = 1024;
 
-/// The parameters the rules read, and so the only ones kept while someone signs in: with
-/// the limits above, a parked request stays under 8 KiB whatever was sent.
+/// The most a request kept while someone signs in may take, as stored.
+pub const MAX_PARKED_BYTES: usize = 8 * 1024;
+
+/// The parameters the rules read, and so the only ones kept while someone signs in.
 pub const PARKED_PARAMETERS: &[&str] = &[
     "response_type",
     "response_mode",
@@ -250,6 +252,26 @@ pub fn validate(
         prompt,
         max_age,
     })
+}
+
+/// A valid request as it is kept while someone signs in: only the parameters the rules
+/// read, and at most `MAX_PARKED_BYTES` (a request beyond that goes back to the client).
+pub fn parked(
+    issuer: &Issuer,
+    request: &AuthRequest,
+    params: &Params,
+) -> Result<String, AuthorizeError> {
+    let kept = serde_json::to_string(&params.only(PARKED_PARAMETERS))
+        .map_err(|e| PageError::internal(&e))?;
+    if kept.len() > MAX_PARKED_BYTES {
+        return Err(AuthorizeError::Redirect {
+            redirect_uri: request.redirect_uri.clone(),
+            state: None,
+            issuer: issuer.as_str().to_string(),
+            error: OAuthError::invalid_request("the request is too large to keep during sign-in"),
+        });
+    }
+    Ok(kept)
 }
 
 /// RFC 7636 §4.1/§4.2: 43 to 128 unreserved characters.

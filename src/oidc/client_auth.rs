@@ -118,8 +118,9 @@ fn from_basic(header: &str) -> Result<Presented, OAuthError> {
     let decoded = STANDARD.decode(encoded).map_err(|_| malformed())?;
     let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    // Form decoding: `+` and `%XX`; a raw `&` stays itself rather than cutting the value.
     let unescape = |part: &str| {
-        form_urlencoded::parse(format!("x={part}").as_bytes())
+        form_urlencoded::parse(format!("x={}", part.replace('&', "%26")).as_bytes())
             .next()
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
@@ -296,5 +297,49 @@ mod tests {
         let header = format!("Basic {}", STANDARD.encode("a:b"));
         let params = Params::parse("client_secret=b").unwrap();
         assert!(presented(Some(&header), &params).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        #[test]
+        fn basic_credentials_round_trip(id in ".*", secret in ".*") {
+            let encode = |part: &str| {
+                form_urlencoded::byte_serialize(part.as_bytes()).collect::<String>()
+            };
+            let header = STANDARD.encode(format!("{}:{}", encode(&id), encode(&secret)));
+            let parsed = from_basic(&header).unwrap();
+            proptest::prop_assert_eq!(parsed.client_id, id);
+            proptest::prop_assert_eq!(parsed.secret, Some(secret));
+        }
+
+        #[test]
+        fn any_authorization_header_is_parsed_or_refused_without_panic(
+            header in ".*",
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let _ = from_basic(&header);
+            let _ = from_basic(&STANDARD.encode(&raw));
+            let params = Params::default();
+            let _ = credentials(Some(&format!("Basic {header}")), &params);
+        }
+
+        #[test]
+        fn malformed_client_ids_are_refused_before_any_lookup(id in ".*") {
+            let header = format!("Basic {}", STANDARD.encode(format!("{id}:secret")));
+            let accepted = credentials(Some(&header), &Params::default()).is_ok();
+            let well_formed = !id.is_empty()
+                && id.len() <= 64
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            let decoded_same = !id.contains(['%', '+']);
+            proptest::prop_assume!(!id.contains(':'));
+            if decoded_same {
+                proptest::prop_assert_eq!(accepted, well_formed);
+            }
+        }
     }
 }

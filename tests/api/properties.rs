@@ -316,3 +316,190 @@ proptest! {
         }
     }
 }
+
+/// Redirect URIs as registered: http(s), a host, an optional port and path.
+fn registered_uri() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![Just("https"), Just("http")],
+        "[a-z][a-z0-9-]{0,12}(\\.[a-z]{2,5})?",
+        proptest::option::of(1u16..),
+        "(/[A-Za-z0-9._~-]{1,8}){0,3}/?",
+    )
+        .prop_map(|(scheme, host, port, path)| match port {
+            Some(port) => format!("{scheme}://{host}:{port}{path}"),
+            None => format!("{scheme}://{host}{path}"),
+        })
+}
+
+/// Characters no URI may carry as they are.
+fn whitespace_or_control() -> impl Strategy<Value = char> {
+    prop_oneof![
+        Just(' '),
+        Just('\t'),
+        Just('\n'),
+        Just('\r'),
+        Just('\u{0}'),
+        Just('\u{7f}'),
+        Just('\u{85}'),
+        Just('\u{a0}'),
+        Just('\u{2028}'),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    #[test]
+    fn a_registered_uri_matches_itself_and_its_root_spelling_only(uri in registered_uri()) {
+        use latchkey::oidc::redirect::{find_registered, same_uri};
+        let registered = vec![uri.clone()];
+        prop_assert_eq!(find_registered(&registered, &uri), Some(uri.as_str()));
+        let authority_only = uri.matches('/').count() == 2;
+        if authority_only {
+            let root = format!("{uri}/");
+            prop_assert!(same_uri(&uri, &root));
+            prop_assert!(find_registered(&registered, &root).is_some());
+        }
+        for near_miss in [
+            format!("{uri}x"),
+            format!("{uri}//"),
+            uri.to_uppercase(),
+            format!("{uri}?a=1"),
+            format!("{uri}#f"),
+        ] {
+            if near_miss != uri && !(authority_only && near_miss == format!("{uri}/")) {
+                prop_assert!(
+                    find_registered(&registered, &near_miss).is_none(),
+                    "{} matched {}", near_miss, uri
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn whitespace_and_control_characters_never_match_or_register(
+        uri in registered_uri(),
+        bad in whitespace_or_control(),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let mut chars: Vec<char> = uri.chars().collect();
+        chars.insert(at.index(chars.len() + 1), bad);
+        let spoiled: String = chars.into_iter().collect();
+        let registered = vec![uri.clone()];
+        prop_assert!(latchkey::oidc::redirect::find_registered(&registered, &spoiled).is_none());
+        prop_assert!(names::redirect_uri(&spoiled).is_err());
+    }
+
+    #[test]
+    fn redirect_rules_never_panic(registered in any::<String>(), requested in any::<String>()) {
+        let registered = vec![registered];
+        let _ = latchkey::oidc::redirect::find_registered(&registered, &requested);
+        let _ = latchkey::oidc::redirect::is_plain_http(&requested);
+        let _ = names::redirect_uri(&requested);
+    }
+}
+
+/// A store with one public client, `app`, registered at `https://app.example.com/cb`.
+fn authorize_world() -> (tempfile::TempDir, latchkey::store::Store) {
+    use latchkey::directory::clients::{self, ClientSettings, NewClient};
+    let dir = tempfile::tempdir().unwrap();
+    let store = latchkey::store::Store::open(dir.path()).unwrap();
+    store
+        .write(|tx| {
+            clients::add(
+                tx,
+                &NewClient {
+                    client_id: "app".into(),
+                    settings: ClientSettings {
+                        redirect_uris: vec!["https://app.example.com/cb".into()],
+                        public: true,
+                        ..ClientSettings::default()
+                    },
+                },
+                None,
+                &latchkey::store::audit::Origin::cli(),
+                0,
+            )
+        })
+        .unwrap();
+    (dir, store)
+}
+
+/// Authorization parameters: the ones the rules read, with values from plausible to hostile.
+fn authorization_query() -> impl Strategy<Value = Vec<(String, String)>> {
+    let value = prop_oneof![
+        Just(String::new()),
+        Just("code".to_string()),
+        Just("app".to_string()),
+        Just("https://app.example.com/cb".to_string()),
+        Just("openid".to_string()),
+        Just("S256".to_string()),
+        Just("none login".to_string()),
+        "[ -~]{0,64}",
+        any::<String>(),
+        "s{4090,4100}",
+    ];
+    let name = prop_oneof![
+        Just("state"),
+        Just("nonce"),
+        Just("prompt"),
+        Just("max_age"),
+        Just("response_mode"),
+        Just("login_hint"),
+        Just("display"),
+        Just("junk"),
+    ];
+    // A valid request's core, then other parameters in any number and shape.
+    let core = [
+        ("response_type", "code"),
+        ("client_id", "app"),
+        ("redirect_uri", "https://app.example.com/cb"),
+        ("scope", "openid profile"),
+        (
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        ),
+        ("code_challenge_method", "S256"),
+    ]
+    .map(|(name, value)| (name.to_string(), value.to_string()));
+    proptest::collection::vec((name.prop_map(str::to_string), value), 0..8).prop_map(move |extra| {
+        let mut pairs = core.to_vec();
+        pairs.extend(extra);
+        pairs
+    })
+}
+
+proptest! {
+    #![proptest_config(cases(128))]
+
+    #[test]
+    fn authorization_requests_never_panic_and_valid_ones_are_bounded(
+        pairs in authorization_query()
+    ) {
+        use latchkey::oidc::authorize;
+        let (_dir, store) = authorize_world();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&pairs)
+            .finish();
+        let Ok(params) = Params::parse(&query) else {
+            return Ok(());
+        };
+        let issuer = Issuer::parse("https://id.example.com").unwrap();
+        let validated = store.read(|conn| {
+            Ok::<_, latchkey::store::StoreError>(authorize::validate(conn, &issuer, &params))
+        });
+        if let Ok(Ok(request)) = validated {
+            prop_assert_eq!(request.redirect_uri.as_str(), "https://app.example.com/cb");
+            prop_assert!(request.state.as_ref().is_none_or(|s| s.len() <= 4096));
+            if let Ok(parked) = authorize::parked(&issuer, &request, &params) {
+                prop_assert!(parked.len() <= authorize::MAX_PARKED_BYTES);
+                for (name, _) in pairs.iter().filter(|(_, value)| !value.is_empty()) {
+                    prop_assert_eq!(
+                        parked.contains(&format!("\"{name}\"")),
+                        authorize::PARKED_PARAMETERS.contains(&name.as_str()),
+                    );
+                }
+            }
+        }
+    }
+}

@@ -148,8 +148,7 @@ async fn decide(
                 .check(&address, now)
                 .map_err(PageError::too_many)?;
             let parked = secrets::random_token();
-            let parked_json = serde_json::to_string(&params.only(authorize::PARKED_PARAMETERS))
-                .map_err(|e| PageError::internal(&e))?;
+            let parked_json = authorize::parked(issuer, &request, &params)?;
             pending::insert(
                 tx,
                 &secrets::token_hash(&parked),
