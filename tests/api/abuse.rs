@@ -14,23 +14,12 @@ fn audit_rows(app: &TestApp, event: &str) -> Vec<(Option<String>, Option<String>
         .unwrap()
 }
 
-/// The database's size as SQLite sees it (the write-ahead log included).
-fn db_bytes(app: &TestApp) -> i64 {
-    app.db()
-        .query_row(
-            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap()
-}
-
 #[tokio::test]
 async fn made_up_clients_cannot_fill_the_audit_log() {
     let app = spawn_app();
     app.setup_proxmox();
     let huge = "x".repeat(12_000);
-    let before = db_bytes(&app);
+    let before = app.db_bytes();
     for _ in 0..100 {
         for client_id in [huge.as_str(), "ghost", "a b"] {
             for path in ["/token", "/revoke", "/introspect"] {
@@ -63,7 +52,7 @@ async fn made_up_clients_cannot_fill_the_audit_log() {
     );
     let counted: i64 = rows.iter().map(|(_, _, repeats)| repeats).sum();
     assert_eq!(counted, 900, "every failure is counted: {rows:?}");
-    let grown = db_bytes(&app) - before;
+    let grown = app.db_bytes() - before;
     assert!(grown < 256 * 1024, "the database grew by {grown} bytes");
 }
 
@@ -141,16 +130,6 @@ async fn parked_requests_keep_only_what_the_rules_read_and_are_limited() {
     assert_eq!(rows, 30, "the default limit is 30 a minute");
 }
 
-fn with_param(
-    params: &[(&'static str, String)],
-    name: &'static str,
-    value: &str,
-) -> Vec<(&'static str, String)> {
-    let mut out: Vec<_> = params.iter().filter(|(k, _)| *k != name).cloned().collect();
-    out.push((name, value.to_string()));
-    out
-}
-
 #[tokio::test]
 async fn secret_guessing_is_limited_per_client_with_retry_after() {
     let app = spawn_app();
@@ -199,14 +178,7 @@ async fn secret_guessing_is_limited_per_client_with_retry_after() {
 #[tokio::test]
 async fn introspection_refuses_public_clients() {
     let app = spawn_app();
-    app.cli_ok(&[
-        "client",
-        "add",
-        "spa",
-        "--public",
-        "--redirect-uri",
-        "http://127.0.0.1/cb",
-    ]);
+    app.add_public_client("spa", "http://127.0.0.1/cb");
     let (status, _, body) = post_form(
         &app,
         "/introspect",

@@ -3,16 +3,6 @@
 
 use crate::helpers::*;
 
-fn with(
-    params: &[(&'static str, String)],
-    name: &'static str,
-    value: &str,
-) -> Vec<(&'static str, String)> {
-    let mut out: Vec<_> = params.iter().filter(|(k, _)| *k != name).cloned().collect();
-    out.push((name, value.to_string()));
-    out
-}
-
 fn without(params: &[(&'static str, String)], name: &str) -> Vec<(&'static str, String)> {
     params.iter().filter(|(k, _)| *k != name).cloned().collect()
 }
@@ -62,7 +52,7 @@ async fn untrusted_client_or_redirect_uri_gets_a_page() {
         "https://PVE.example.com:8006",
         "https://pve.example.com:8006\n",
     ] {
-        let near = with(&params, "redirect_uri", near_miss);
+        let near = with_param(&params, "redirect_uri", near_miss);
         assert_page(
             authorize(&app, &browser, &as_refs(&near)).await,
             400,
@@ -70,14 +60,14 @@ async fn untrusted_client_or_redirect_uri_gets_a_page() {
         )
         .await;
     }
-    let other = with(&params, "redirect_uri", "https://evil.example.com");
+    let other = with_param(&params, "redirect_uri", "https://evil.example.com");
     assert_page(
         authorize(&app, &browser, &as_refs(&other)).await,
         400,
         "not one of its",
     )
     .await;
-    let unknown = with(&params, "client_id", "nobody");
+    let unknown = with_param(&params, "client_id", "nobody");
     assert_page(
         authorize(&app, &browser, &as_refs(&unknown)).await,
         400,
@@ -117,30 +107,42 @@ async fn protocol_errors_go_back_to_the_client() {
 
     let cases: Vec<(Vec<(&'static str, String)>, &str)> = vec![
         (
-            with(&params, "response_type", "token"),
+            with_param(&params, "response_type", "token"),
             "unsupported_response_type",
         ),
         (without(&params, "response_type"), "invalid_request"),
-        (with(&params, "scope", "email profile"), "invalid_scope"),
         (
-            with(&params, "code_challenge_method", "plain"),
+            with_param(&params, "scope", "email profile"),
+            "invalid_scope",
+        ),
+        (
+            with_param(&params, "code_challenge_method", "plain"),
             "invalid_request",
         ),
         (without(&params, "code_challenge_method"), "invalid_request"),
-        (with(&params, "code_challenge", "short"), "invalid_request"),
-        (with(&params, "prompt", "none login"), "invalid_request"),
-        (with(&params, "prompt", "sometimes"), "invalid_request"),
-        (with(&params, "max_age", "-5"), "invalid_request"),
         (
-            with(&params, "response_mode", "fragment"),
+            with_param(&params, "code_challenge", "short"),
             "invalid_request",
         ),
         (
-            with(&params, "request", "eyJhbGciOiJub25lIn0.e30."),
+            with_param(&params, "prompt", "none login"),
+            "invalid_request",
+        ),
+        (
+            with_param(&params, "prompt", "sometimes"),
+            "invalid_request",
+        ),
+        (with_param(&params, "max_age", "-5"), "invalid_request"),
+        (
+            with_param(&params, "response_mode", "fragment"),
+            "invalid_request",
+        ),
+        (
+            with_param(&params, "request", "eyJhbGciOiJub25lIn0.e30."),
             "request_not_supported",
         ),
         (
-            with(&params, "request_uri", "https://x/req"),
+            with_param(&params, "request_uri", "https://x/req"),
             "request_uri_not_supported",
         ),
     ];
@@ -176,18 +178,11 @@ async fn unknown_and_optional_parameters_are_accepted() {
 async fn public_clients_must_use_pkce() {
     let app = spawn_app();
     app.setup_proxmox();
-    app.cli_ok(&[
-        "client",
-        "add",
-        "spa",
-        "--public",
-        "--redirect-uri",
-        PVE_REDIRECT,
-    ]);
+    app.add_public_client("spa", PVE_REDIRECT);
     let browser = app.signed_in_browser("alice").await;
     let mut params = without(&proxmox_params(&pkce()), "code_challenge");
     params.retain(|(k, _)| *k != "code_challenge_method");
-    let params = with(&params, "client_id", "spa");
+    let params = with_param(&params, "client_id", "spa");
     let response = authorize(&app, &browser, &as_refs(&params)).await;
     assert_redirected_error(&app, &response, "invalid_request");
     assert!(query(&location(&response))["error_description"].contains("PKCE"));
@@ -216,7 +211,7 @@ async fn a_user_outside_the_allowed_groups_is_refused() {
 async fn prompt_none_without_a_session_says_login_required() {
     let app = spawn_app();
     app.setup_proxmox();
-    let params = with(&proxmox_params(&pkce()), "prompt", "none");
+    let params = with_param(&proxmox_params(&pkce()), "prompt", "none");
     let response = authorize(&app, &app.browser(), &as_refs(&params)).await;
     assert_redirected_error(&app, &response, "login_required");
 }
@@ -261,7 +256,7 @@ async fn prompt_login_asks_for_a_fresh_sign_in() {
     let app = spawn_app();
     app.setup_proxmox();
     let browser = app.signed_in_browser("alice").await;
-    let params = with(&proxmox_params(&pkce()), "prompt", "login");
+    let params = with_param(&proxmox_params(&pkce()), "prompt", "login");
     let response = authorize(&app, &browser, &as_refs(&params)).await;
     assert_eq!(
         location(&response),
@@ -310,7 +305,7 @@ async fn a_person_in_a_browser_reads_why_before_going_back() {
     assert!(!params.contains_key("code"));
 
     // prompt=none allows no page: straight back.
-    let silent = with(&proxmox_params(&pkce()), "prompt", "none");
+    let silent = with_param(&proxmox_params(&pkce()), "prompt", "none");
     let url = url::Url::parse_with_params(&app.url("/authorize"), &as_refs(&silent)).unwrap();
     let response = bob
         .get(url.as_str())

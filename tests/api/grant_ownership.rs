@@ -5,14 +5,7 @@ use crate::helpers::*;
 
 /// A public client anyone can name: it has no secret to guess.
 fn add_public_client(app: &TestApp) {
-    app.cli_ok(&[
-        "client",
-        "add",
-        "spa",
-        "--public",
-        "--redirect-uri",
-        "http://127.0.0.1/cb",
-    ]);
+    app.add_public_client("spa", "http://127.0.0.1/cb");
 }
 
 /// The token endpoint as the public client `spa`, with no secret.

@@ -98,6 +98,29 @@ impl TestApp {
         rusqlite::Connection::open(self.data_dir.path().join("latchkey.db")).expect("open db")
     }
 
+    /// The database's size as SQLite sees it (the write-ahead log included).
+    pub fn db_bytes(&self) -> i64 {
+        self.db()
+            .query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap()
+    }
+
+    /// Adds a public client (no secret, PKCE required) with one redirect URI.
+    pub fn add_public_client(&self, client_id: &str, redirect_uri: &str) {
+        self.cli_ok(&[
+            "client",
+            "add",
+            client_id,
+            "--public",
+            "--redirect-uri",
+            redirect_uri,
+        ]);
+    }
+
     /// Runs the real `latchkey` binary against this server's data dir.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_latchkey"))
@@ -365,6 +388,17 @@ pub fn proxmox_params(pkce: &Pkce) -> Vec<(&'static str, String)> {
         ("code_challenge_method", "S256".into()),
         ("display", "page".into()),
     ]
+}
+
+/// `params` with `name` set to `value` (replacing it if present).
+pub fn with_param(
+    params: &[(&'static str, String)],
+    name: &'static str,
+    value: &str,
+) -> Vec<(&'static str, String)> {
+    let mut out: Vec<_> = params.iter().filter(|(k, _)| *k != name).cloned().collect();
+    out.push((name, value.to_string()));
+    out
 }
 
 pub fn as_refs<'a>(params: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {

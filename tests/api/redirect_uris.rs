@@ -29,14 +29,7 @@ async fn an_empty_path_and_the_root_path_are_the_same_uri() {
 async fn control_characters_in_a_loopback_uri_get_a_page_not_a_500() {
     let app = spawn_app();
     app.setup_proxmox();
-    app.cli_ok(&[
-        "client",
-        "add",
-        "native",
-        "--public",
-        "--redirect-uri",
-        "http://127.0.0.1/cb",
-    ]);
+    app.add_public_client("native", "http://127.0.0.1/cb");
     let browser = app.signed_in_browser("alice").await;
     let pkce = pkce();
     for bad in [

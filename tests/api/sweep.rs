@@ -247,34 +247,16 @@ async fn sweep(
     (answered, failures)
 }
 
-/// The database's size as SQLite sees it (the write-ahead log included).
-fn db_bytes(app: &TestApp) -> i64 {
-    app.db()
-        .query_row(
-            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_hostile_requests_get_no_5xx_and_leave_the_database_small() {
     let app = spawn_app_at("localhost");
     app.setup_proxmox();
     app.cli_ok(&["user", "add", "root", "--admin"]);
-    app.cli_ok(&[
-        "client",
-        "add",
-        "spa",
-        "--public",
-        "--redirect-uri",
-        "http://127.0.0.1/cb",
-    ]);
+    app.add_public_client("spa", "http://127.0.0.1/cb");
     let user = app.signed_in_browser("alice").await;
     let admin = app.signed_in_browser("root").await;
     let anonymous = app.browser();
-    let before = db_bytes(&app);
+    let before = app.db_bytes();
 
     let mut failures = Vec::new();
     let mut answered = 0;
@@ -309,7 +291,7 @@ async fn ten_thousand_hostile_requests_get_no_5xx_and_leave_the_database_small()
         200,
         "root is still signed in"
     );
-    let grown = db_bytes(&app) - before;
+    let grown = app.db_bytes() - before;
     assert!(
         grown < 1024 * 1024,
         "one address may grow the database by less than 1 MiB a minute; it grew {grown} bytes"
