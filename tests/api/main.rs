@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real HTTP, the real CLI, real SQLite files.
 
 mod abuse;
+mod access_log;
 mod admin;
 mod authorize_errors;
 mod cli;
