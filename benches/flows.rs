@@ -213,7 +213,22 @@ async fn signed_in_jar(server: &Server, user: &str) -> Arc<Jar> {
         .unwrap();
     let link = server.cli(&["login-link", user]);
     let link = link.lines().last().unwrap();
-    assert_eq!(http.get(link).send().await.unwrap().status(), 303);
+    // The link's page names whom it signs in; only its button (a POST with the page's CSRF
+    // token) spends it.
+    let page = http.get(link).send().await.unwrap().text().await.unwrap();
+    let csrf = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the link's page carries a CSRF token");
+    let signed_in = http
+        .post(link)
+        .header("origin", &server.issuer)
+        .form(&[("csrf_token", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
     jar
 }
 

@@ -13,6 +13,7 @@ pub mod directory;
 pub mod keys;
 pub mod limits;
 pub mod oidc;
+pub mod proxmox;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_audit_actor.sql"),
     include_str!("../../migrations/0005_retired_usernames.sql"),
     include_str!("../../migrations/0006_audit_repeats.sql"),
+    include_str!("../../migrations/0007_proxmox.sql"),
 ];
 
 fn version(conn: &Connection) -> rusqlite::Result<i64> {

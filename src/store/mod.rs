@@ -12,6 +12,7 @@ pub mod meta;
 mod migrations;
 pub mod passkeys;
 pub mod pending;
+pub mod proxmox;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;

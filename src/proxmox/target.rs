@@ -1,0 +1,293 @@
+//! A client's Proxmox target and permission rules, as the CLI, the admin page and the config
+//! file give them: parsed once here, so that the rest of the module takes only valid values.
+
+use std::fmt;
+
+/// Which Proxmox product a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// Proxmox Backup Server: ACL entries on users; no groups.
+    Pbs,
+    /// Proxmox VE: `<group>-<realm>` groups holding the users, and ACL entries on the groups.
+    Pve,
+}
+
+impl Product {
+    pub fn parse(text: &str) -> Result<Product, TargetError> {
+        match text {
+            "pbs" => Ok(Product::Pbs),
+            "pve" => Ok(Product::Pve),
+            other => Err(TargetError(format!(
+                "invalid product {other:?}: use pbs (Proxmox Backup Server) or pve (Proxmox VE)"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Pbs => "pbs",
+            Product::Pve => "pve",
+        }
+    }
+}
+
+/// How the server's TLS certificate is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The SHA-256 fingerprint of the server's certificate, as Proxmox shows it:
+    /// 32 upper-case hex bytes joined by `:`.
+    Fingerprint(String),
+    /// A CA certificate (PEM) that signed the server's certificate.
+    CaPem(String),
+    /// The system's CA certificates.
+    SystemRoots,
+}
+
+/// What happens to `@realm` users no rule covers any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leavers {
+    Disable,
+    Delete,
+}
+
+impl Leavers {
+    pub fn parse(text: &str) -> Result<Leavers, TargetError> {
+        match text {
+            "disable" => Ok(Leavers::Disable),
+            "delete" => Ok(Leavers::Delete),
+            other => Err(TargetError(format!(
+                "invalid leavers {other:?}: use disable or delete"
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leavers::Disable => "disable",
+            Leavers::Delete => "delete",
+        }
+    }
+}
+
+/// A client's Proxmox target.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    pub client_id: String,
+    pub product: Product,
+    /// `https://host:port`, without a trailing slash; the API is under `/api2/json`.
+    pub api_url: String,
+    /// `USER@REALM!TOKENID`.
+    pub token_id: String,
+    pub token_secret: String,
+    pub trust: Trust,
+    /// The realm people sign in through (default `latchkey`).
+    pub realm: String,
+    pub leavers: Leavers,
+    /// Latchkey creates and updates the OpenID realm itself.
+    pub manage_realm: bool,
+}
+
+impl fmt::Debug for Target {
+    /// Never prints the token secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("client_id", &self.client_id)
+            .field("product", &self.product)
+            .field("api_url", &self.api_url)
+            .field("token_id", &self.token_id)
+            .field("token_secret", &"…")
+            .field("trust", &self.trust)
+            .field("realm", &self.realm)
+            .field("leavers", &self.leavers)
+            .field("manage_realm", &self.manage_realm)
+            .finish()
+    }
+}
+
+/// A permission rule: members of a Latchkey group get `role` at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    pub group: String,
+    pub role: String,
+    /// An ACL path such as `/` or `/datastore/main`.
+    pub path: String,
+    pub propagate: bool,
+}
+
+/// A value that is not a valid part of a target or rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TargetError(pub String);
+
+fn invalid(what: &str, input: &str, why: &str) -> TargetError {
+    TargetError(format!("invalid {what} {input:?}: {why}"))
+}
+
+/// The API's base URL: `https://host[:port]`, kept without a trailing slash.
+pub fn api_url(input: &str) -> Result<String, TargetError> {
+    let fail = |why| invalid("API URL", input, why);
+    let trimmed = input.trim_end_matches('/');
+    let parsed = url::Url::parse(trimmed).map_err(|_| fail("not an absolute URL"))?;
+    if parsed.scheme() != "https" {
+        return Err(fail("the Proxmox API is served over https"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(fail("it has no host"));
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(fail(
+            "give only scheme, host and port, such as https://pbs.example.com:8007",
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(fail("the token goes in token_id and the secret, not the URL"));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Proxmox's realm ids: a letter, then letters, digits, `.`, `-` and `_`; at most 32.
+pub fn realm(input: &str) -> Result<String, TargetError> {
+    let mut chars = input.chars();
+    let valid = (2..=32).contains(&input.len())
+        && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+    if valid {
+        Ok(input.to_string())
+    } else {
+        Err(invalid(
+            "realm",
+            input,
+            "use 2 to 32 of A-Z, a-z, 0-9, '.', '-' and '_', starting with a letter",
+        ))
+    }
+}
+
+/// An API token id, `USER@REALM!TOKENID`, as Proxmox prints it.
+pub fn token_id(input: &str) -> Result<String, TargetError> {
+    let fail = || {
+        invalid(
+            "API token id",
+            input,
+            "expected USER@REALM!TOKENID, such as root@pam!latchkey",
+        )
+    };
+    let (user, token) = input.split_once('!').ok_or_else(fail)?;
+    let (name, user_realm) = user.rsplit_once('@').ok_or_else(fail)?;
+    let token_ok = token.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && token.len() <= 64
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control() || ":!@/".contains(c));
+    if token_ok && name_ok && realm(user_realm).is_ok() {
+        Ok(input.to_string())
+    } else {
+        Err(fail())
+    }
+}
+
+/// A SHA-256 certificate fingerprint, with or without colons, in any case; kept as Proxmox
+/// shows it (`AB:CD:…`, 32 bytes).
+pub fn fingerprint(input: &str) -> Result<String, TargetError> {
+    let hex: String = input.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(invalid(
+            "fingerprint",
+            input,
+            "expected the SHA-256 fingerprint, 32 hex bytes such as AB:CD:…",
+        ));
+    }
+    let upper = hex.to_ascii_uppercase();
+    let bytes: Vec<&str> = (0..32).map(|i| &upper[2 * i..2 * i + 2]).collect();
+    Ok(bytes.join(":"))
+}
+
+/// A role id: letters, digits, `.`, `-` and `_` (checked against the server's list later).
+pub fn role(input: &str) -> Result<String, TargetError> {
+    let valid = !input.is_empty()
+        && input.len() <= 64
+        && input
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
+    if valid {
+        Ok(input.to_string())
+    } else {
+        Err(invalid("role", input, "use a role name such as Admin or DatastoreBackup"))
+    }
+}
+
+/// An ACL path: `/`, or `/` followed by segments of letters, digits, `.`, `-`, `_` and `:`.
+pub fn acl_path(input: &str) -> Result<String, TargetError> {
+    let path = if input.len() > 1 {
+        input.trim_end_matches('/')
+    } else {
+        input
+    };
+    let valid = path.starts_with('/')
+        && path.len() <= 128
+        && (path == "/"
+            || path[1..].split('/').all(|segment| {
+                !segment.is_empty()
+                    && segment != "."
+                    && segment != ".."
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+            }));
+    if valid {
+        Ok(path.to_string())
+    } else {
+        Err(invalid(
+            "ACL path",
+            input,
+            "use / or a path such as /datastore/main or /vms/100",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_urls_are_https_origins() {
+        assert_eq!(
+            api_url("https://pbs.example.com:8007/").unwrap(),
+            "https://pbs.example.com:8007"
+        );
+        assert!(api_url("http://pbs:8007").is_err());
+        assert!(api_url("https://pbs:8007/api2/json").is_err());
+        assert!(api_url("https://u:p@pbs:8007").is_err());
+        assert!(api_url("pbs:8007").is_err());
+    }
+
+    #[test]
+    fn fingerprints_are_kept_as_proxmox_shows_them() {
+        let shown = (0..32).map(|i| format!("{i:02X}")).collect::<Vec<_>>().join(":");
+        assert_eq!(fingerprint(&shown.to_lowercase()).unwrap(), shown);
+        assert_eq!(fingerprint(&shown.replace(':', "")).unwrap(), shown);
+        assert!(fingerprint("AB:CD").is_err());
+        assert!(fingerprint(&"G".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn token_ids_realms_roles_and_paths() {
+        assert!(token_id("root@pam!latchkey").is_ok());
+        assert!(token_id("sync@pbs!a-b.c_1").is_ok());
+        assert!(token_id("root@pam").is_err());
+        assert!(token_id("root!x").is_err());
+        assert!(token_id("root@pam!1x").is_err());
+        assert!(realm("latchkey").is_ok());
+        assert!(realm("1x").is_err());
+        assert!(realm("a b").is_err());
+        assert!(role("DatastoreBackup").is_ok());
+        assert!(role("Admin Role").is_err());
+        assert_eq!(acl_path("/").unwrap(), "/");
+        assert_eq!(acl_path("/datastore/main/").unwrap(), "/datastore/main");
+        assert!(acl_path("/datastore/../x").is_err());
+        assert!(acl_path("datastore").is_err());
+        assert!(acl_path("/a b").is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! Proxmox targets, their permission rules, and the sync queue with each target's status.
+//!
+//! Changes that can alter what a Proxmox server should hold (memberships, people, group
+//! names, rules, targets) ask for a sync through triggers (migration 0007), whatever wrote
+//! them: the worker runs targets whose `due_at` has come.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::{StoreError, StoreResult};
+use crate::clock::UnixTime;
+use crate::proxmox::target::{self, Leavers, Product, Rule, Target, Trust};
+
+/// A target as stored, with whether the config file declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTarget {
+    pub target: Target,
+    pub declared: bool,
+}
+
+const TARGET_COLUMNS: &str = "client_id, product, api_url, token_id, token_secret, trust, \
+                              trust_value, realm, leavers, manage_realm, declared";
+
+fn corrupt(detail: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        table: "proxmox_targets",
+        detail: detail.into(),
+    }
+}
+
+/// The row's raw values; checked into a `Target` by `parse_target`.
+struct TargetRow {
+    client_id: String,
+    product: String,
+    api_url: String,
+    token_id: String,
+    token_secret: String,
+    trust: String,
+    trust_value: Option<String>,
+    realm: String,
+    leavers: String,
+    manage_realm: bool,
+    declared: bool,
+}
+
+fn target_row(row: &Row) -> rusqlite::Result<TargetRow> {
+    Ok(TargetRow {
+        client_id: row.get(0)?,
+        product: row.get(1)?,
+        api_url: row.get(2)?,
+        token_id: row.get(3)?,
+        token_secret: row.get(4)?,
+        trust: row.get(5)?,
+        trust_value: row.get(6)?,
+        realm: row.get(7)?,
+        leavers: row.get(8)?,
+        manage_realm: row.get(9)?,
+        declared: row.get(10)?,
+    })
+}
+
+fn parse_target(row: TargetRow) -> StoreResult<StoredTarget> {
+    let trust = match (row.trust.as_str(), row.trust_value) {
+        ("fingerprint", Some(value)) => Trust::Fingerprint(value),
+        ("ca", Some(value)) => Trust::CaPem(value),
+        ("system", _) => Trust::SystemRoots,
+        (other, _) => return Err(corrupt(format!("trust {other:?} without its value"))),
+    };
+    let bad = |e: target::TargetError| corrupt(e.0);
+    Ok(StoredTarget {
+        target: Target {
+            product: Product::parse(&row.product).map_err(bad)?,
+            leavers: Leavers::parse(&row.leavers).map_err(bad)?,
+            client_id: row.client_id,
+            api_url: row.api_url,
+            token_id: row.token_id,
+            token_secret: row.token_secret,
+            trust,
+            realm: row.realm,
+            manage_realm: row.manage_realm,
+        },
+        declared: row.declared,
+    })
+}
+
+fn trust_columns(trust: &Trust) -> (&'static str, Option<&str>) {
+    match trust {
+        Trust::Fingerprint(value) => ("fingerprint", Some(value)),
+        Trust::CaPem(pem) => ("ca", Some(pem)),
+        Trust::SystemRoots => ("system", None),
+    }
+}
+
+/// Creates or replaces a client's target (its rules and status stay).
+pub fn put_target(
+    conn: &Connection,
+    target: &Target,
+    declared: bool,
+    now: UnixTime,
+) -> StoreResult<()> {
+    let (trust, trust_value) = trust_columns(&target.trust);
+    conn.execute(
+        "INSERT INTO proxmox_targets (client_id, product, api_url, token_id, token_secret, \
+         trust, trust_value, realm, leavers, manage_realm, declared, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
+         ON CONFLICT (client_id) DO UPDATE SET product = ?2, api_url = ?3, token_id = ?4, \
+         token_secret = ?5, trust = ?6, trust_value = ?7, realm = ?8, leavers = ?9, \
+         manage_realm = ?10, declared = ?11, updated_at = ?12",
+        params![
+            target.client_id,
+            target.product.as_str(),
+            target.api_url,
+            target.token_id,
+            target.token_secret,
+            trust,
+            trust_value,
+            target.realm,
+            target.leavers.as_str(),
+            target.manage_realm,
+            declared,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn target(conn: &Connection, client_id: &str) -> StoreResult<Option<StoredTarget>> {
+    conn.query_row(
+        &format!("SELECT {TARGET_COLUMNS} FROM proxmox_targets WHERE client_id = ?1"),
+        [client_id],
+        target_row,
+    )
+    .optional()?
+    .map(parse_target)
+    .transpose()
+}
+
+/// Every target, by client id.
+pub fn targets(conn: &Connection) -> StoreResult<Vec<StoredTarget>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {TARGET_COLUMNS} FROM proxmox_targets ORDER BY client_id"
+    ))?;
+    let rows = stmt
+        .query_map([], target_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(parse_target).collect()
+}
+
+/// Removes a client's target, its rules and its status; false when it had none.
+pub fn remove_target(conn: &Connection, client_id: &str) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "DELETE FROM proxmox_targets WHERE client_id = ?1",
+        [client_id],
+    )? > 0)
+}
+
+/// A target's rules, by group, path and role.
+pub fn rules(conn: &Connection, client_id: &str) -> StoreResult<Vec<Rule>> {
+    let mut stmt = conn.prepare(
+        "SELECT g.name, r.role, r.path, r.propagate FROM proxmox_rules r \
+         JOIN groups g ON g.id = r.group_id WHERE r.client_id = ?1 \
+         ORDER BY g.name, r.path, r.role",
+    )?;
+    let rules = stmt
+        .query_map([client_id], |row| {
+            Ok(Rule {
+                group: row.get(0)?,
+                role: row.get(1)?,
+                path: row.get(2)?,
+                propagate: row.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rules)
+}
+
+/// Adds a rule, or changes its `propagate`; false when it was already so.
+pub fn put_rule(
+    conn: &Connection,
+    client_id: &str,
+    group_id: i64,
+    rule: &Rule,
+) -> StoreResult<bool> {
+    let changed = conn.execute(
+        "INSERT INTO proxmox_rules (client_id, group_id, role, path, propagate) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (client_id, group_id, role, path) DO UPDATE SET propagate = ?5 \
+         WHERE propagate != ?5",
+        params![client_id, group_id, rule.role, rule.path, rule.propagate],
+    )?;
+    Ok(changed > 0)
+}
+
+/// Removes a rule; false when there was none.
+pub fn remove_rule(
+    conn: &Connection,
+    client_id: &str,
+    group_id: i64,
+    role: &str,
+    path: &str,
+) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "DELETE FROM proxmox_rules WHERE client_id = ?1 AND group_id = ?2 AND role = ?3 \
+         AND path = ?4",
+        params![client_id, group_id, role, path],
+    )? > 0)
+}
+
+/// Removes every rule of a target (before the config file declares them again).
+pub fn clear_rules(conn: &Connection, client_id: &str) -> StoreResult<()> {
+    conn.execute("DELETE FROM proxmox_rules WHERE client_id = ?1", [client_id])?;
+    Ok(())
+}
+
+/// The clients whose rules name a group.
+pub fn clients_ruling_group(conn: &Connection, group_id: i64) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT DISTINCT client_id FROM proxmox_rules WHERE group_id = ?1 ORDER BY client_id",
+    )?;
+    let clients = stmt
+        .query_map([group_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(clients)
+}
+
+/// A target's sync status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SyncStatus {
+    /// When a sync is to run (0: as soon as possible); `None` when nothing is pending.
+    pub due_at: Option<UnixTime>,
+    #[serde(skip)]
+    pub generation: i64,
+    /// Failed runs since the last success.
+    pub attempts: i64,
+    /// A new client secret is waiting to be written into the managed realm.
+    pub realm_secret_pending: bool,
+    pub last_run_at: Option<UnixTime>,
+    pub last_success_at: Option<UnixTime>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<UnixTime>,
+    /// How many changes the last run applied.
+    pub last_applied: Option<i64>,
+}
+
+pub fn status(conn: &Connection, client_id: &str) -> StoreResult<Option<SyncStatus>> {
+    Ok(conn
+        .query_row(
+            "SELECT due_at, generation, attempts, realm_secret IS NOT NULL, last_run_at, \
+             last_success_at, last_error, last_error_at, last_applied \
+             FROM proxmox_sync WHERE client_id = ?1",
+            [client_id],
+            |row| {
+                Ok(SyncStatus {
+                    due_at: row.get(0)?,
+                    generation: row.get(1)?,
+                    attempts: row.get(2)?,
+                    realm_secret_pending: row.get(3)?,
+                    last_run_at: row.get(4)?,
+                    last_success_at: row.get(5)?,
+                    last_error: row.get(6)?,
+                    last_error_at: row.get(7)?,
+                    last_applied: row.get(8)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// The targets whose sync is due at `now`.
+pub fn due(conn: &Connection, now: UnixTime) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT client_id FROM proxmox_sync WHERE due_at IS NOT NULL AND due_at <= ?1 \
+         ORDER BY due_at, client_id",
+    )?;
+    let due = stmt
+        .query_map([now], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(due)
+}
+
+/// Asks for a sync of every target as soon as possible (the periodic repair of drift).
+pub fn request_all(conn: &Connection) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1",
+        [],
+    )?;
+    Ok(())
+}
+
+/// Keeps a new client secret until it is written into the managed realm, and asks for a sync.
+pub fn set_realm_secret(conn: &Connection, client_id: &str, secret: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE proxmox_sync SET realm_secret = ?2, due_at = 0, generation = generation + 1 \
+         WHERE client_id = ?1",
+        params![client_id, secret],
+    )?;
+    Ok(())
+}
+
+/// The client secret waiting to be written into the managed realm, if any.
+pub fn realm_secret(conn: &Connection, client_id: &str) -> StoreResult<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT realm_secret FROM proxmox_sync WHERE client_id = ?1",
+            [client_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished<'a> {
+    /// The generation the run started from: a change asked for since then keeps it due.
+    pub generation: i64,
+    pub applied: i64,
+    /// The run wrote this secret into the realm: it is dropped (unless replaced since).
+    pub delivered_secret: Option<&'a str>,
+    /// `None` on success; on failure, the error and when to try again.
+    pub failure: Option<(&'a str, UnixTime)>,
+}
+
+/// Records a run's outcome: on success the target is no longer due (unless something changed
+/// since it started); on failure it is due again at the retry time.
+pub fn finish(
+    conn: &Connection,
+    client_id: &str,
+    finished: &Finished,
+    now: UnixTime,
+) -> StoreResult<()> {
+    if let Some(secret) = finished.delivered_secret {
+        conn.execute(
+            "UPDATE proxmox_sync SET realm_secret = NULL WHERE client_id = ?1 \
+             AND realm_secret = ?2",
+            params![client_id, secret],
+        )?;
+    }
+    match finished.failure {
+        None => conn.execute(
+            "UPDATE proxmox_sync SET last_run_at = ?2, last_success_at = ?2, attempts = 0, \
+             last_applied = ?3, due_at = CASE WHEN generation = ?4 THEN NULL ELSE due_at END \
+             WHERE client_id = ?1",
+            params![client_id, now, finished.applied, finished.generation],
+        )?,
+        Some((error, retry_at)) => conn.execute(
+            "UPDATE proxmox_sync SET last_run_at = ?2, last_error = ?3, last_error_at = ?2, \
+             attempts = attempts + 1, last_applied = ?4, \
+             due_at = CASE WHEN generation = ?5 THEN ?6 ELSE due_at END WHERE client_id = ?1",
+            params![
+                client_id,
+                now,
+                error,
+                finished.applied,
+                finished.generation,
+                retry_at
+            ],
+        )?,
+    };
+    Ok(())
+}
