@@ -375,10 +375,10 @@ pub async fn rotate_secret(req: HttpRequest, state: State, body: Bytes) -> Admin
     let id = segment(&req, "id");
     let secret = directory_clients::new_secret()
         .map_err(|e| access::AdminError::Page(crate::web::error::PageError::internal(&e)))?;
-    let hash = secret.hash.clone();
     let target = id.clone();
+    let minted = secret.clone();
     let rotated = change(&state, move |tx, now| {
-        directory_clients::rotate_secret(tx, &target, &hash, &origin, now)?;
+        directory_clients::rotate_secret(tx, &target, &minted, &origin, now)?;
         directory_clients::find(tx, &target)
     })
     .await?;

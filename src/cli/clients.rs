@@ -165,7 +165,7 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
         }
         ClientCommand::RotateSecret { id, json } => {
             let secret = clients::new_secret()?;
-            store.write(|tx| clients::rotate_secret(tx, &id, &secret.hash, &origin, now))?;
+            store.write(|tx| clients::rotate_secret(tx, &id, &secret, &origin, now))?;
             if json {
                 return print_json(&json!({ "client_id": id, "client_secret": secret.secret }));
             }

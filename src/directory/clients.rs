@@ -43,6 +43,7 @@ pub struct NewClient {
 
 /// A freshly generated client secret (256 bits) and its argon2id hash. Hashing is slow on
 /// purpose, so callers do it before opening a write transaction.
+#[derive(Clone)]
 pub struct NewSecret {
     pub secret: String,
     pub hash: String,
@@ -269,11 +270,12 @@ pub fn remove(
     Ok(())
 }
 
-/// Replaces a confidential client's secret; the old one stops working at once.
+/// Replaces a confidential client's secret; the old one stops working at once. When Latchkey
+/// manages the client's Proxmox realm, the next sync writes the new secret into it.
 pub fn rotate_secret(
     conn: &Connection,
     client_id: &str,
-    secret_hash: &str,
+    secret: &NewSecret,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<()> {
@@ -286,7 +288,10 @@ pub fn rotate_secret(
     if client.declared {
         return Err(DirectoryError::Declared(client.client_id));
     }
-    clients::set_secret_hash(conn, client_id, secret_hash, now)?;
+    clients::set_secret_hash(conn, client_id, &secret.hash, now)?;
+    if crate::store::proxmox::target(conn, client_id)?.is_some_and(|t| t.target.manage_realm) {
+        crate::store::proxmox::set_realm_secret(conn, client_id, &secret.secret)?;
+    }
     audit::record(
         conn,
         &Event::new("client.secret_rotated").client(client_id),

@@ -56,6 +56,14 @@ pub fn remove(
             clients.join(", ")
         )));
     }
+    let ruling = super::proxmox::clients_ruling_group(conn, id)?;
+    if !ruling.is_empty() {
+        return Err(DirectoryError::Conflict(format!(
+            "group {name:?} is named in the Proxmox rules of client(s) {}; remove those rules \
+             first (latchkey proxmox deny)",
+            ruling.join(", ")
+        )));
+    }
     groups::delete(conn, id)?;
     audit::record(
         conn,

@@ -5,6 +5,7 @@ pub mod clients;
 pub mod declared;
 pub mod groups;
 pub mod names;
+pub mod proxmox;
 pub mod users;
 
 use crate::store::StoreError;

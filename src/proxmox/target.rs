@@ -140,7 +140,9 @@ pub fn api_url(input: &str) -> Result<String, TargetError> {
         ));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(fail("the token goes in token_id and the secret, not the URL"));
+        return Err(fail(
+            "the token goes in token_id and the secret, not the URL",
+        ));
     }
     Ok(trimmed.to_string())
 }
@@ -173,14 +175,19 @@ pub fn token_id(input: &str) -> Result<String, TargetError> {
     };
     let (user, token) = input.split_once('!').ok_or_else(fail)?;
     let (name, user_realm) = user.rsplit_once('@').ok_or_else(fail)?;
-    let token_ok = token.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+    let token_ok = token
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
         && token.len() <= 64
         && token
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".-_".contains(c));
     let name_ok = !name.is_empty()
         && name.len() <= 64
-        && !name.chars().any(|c| c.is_whitespace() || c.is_control() || ":!@/".contains(c));
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || ":!@/".contains(c));
     if token_ok && name_ok && realm(user_realm).is_ok() {
         Ok(input.to_string())
     } else {
@@ -214,7 +221,11 @@ pub fn role(input: &str) -> Result<String, TargetError> {
     if valid {
         Ok(input.to_string())
     } else {
-        Err(invalid("role", input, "use a role name such as Admin or DatastoreBackup"))
+        Err(invalid(
+            "role",
+            input,
+            "use a role name such as Admin or DatastoreBackup",
+        ))
     }
 }
 
@@ -265,7 +276,10 @@ mod tests {
 
     #[test]
     fn fingerprints_are_kept_as_proxmox_shows_them() {
-        let shown = (0..32).map(|i| format!("{i:02X}")).collect::<Vec<_>>().join(":");
+        let shown = (0..32)
+            .map(|i| format!("{i:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
         assert_eq!(fingerprint(&shown.to_lowercase()).unwrap(), shown);
         assert_eq!(fingerprint(&shown.replace(':', "")).unwrap(), shown);
         assert!(fingerprint("AB:CD").is_err());

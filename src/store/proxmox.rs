@@ -207,7 +207,10 @@ pub fn remove_rule(
 
 /// Removes every rule of a target (before the config file declares them again).
 pub fn clear_rules(conn: &Connection, client_id: &str) -> StoreResult<()> {
-    conn.execute("DELETE FROM proxmox_rules WHERE client_id = ?1", [client_id])?;
+    conn.execute(
+        "DELETE FROM proxmox_rules WHERE client_id = ?1",
+        [client_id],
+    )?;
     Ok(())
 }
 
