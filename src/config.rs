@@ -10,6 +10,7 @@ pub const DEFAULT_DATA_DIR: &str = "data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
 pub const DEFAULT_AUDIT_RETENTION_SECS: i64 = 365 * 86_400;
+pub const DEFAULT_PROXMOX_SYNC_EVERY_SECS: i64 = 600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -208,6 +209,8 @@ pub struct FileConfig {
     pub session_idle_timeout: Option<String>,
     /// How long audit events are kept, such as "365d".
     pub audit_retention: Option<String>,
+    /// How often every Proxmox target is synced to repair drift, such as "10m".
+    pub proxmox_sync_every: Option<String>,
     /// Per-address limits (`[limits]`).
     #[serde(default)]
     pub limits: LimitSettings,
@@ -247,6 +250,38 @@ pub struct DeclaredClient {
     pub access_token_lifetime: Option<String>,
     /// Such as "30d".
     pub refresh_token_lifetime: Option<String>,
+    /// The client's Proxmox server, whose users and ACLs Latchkey keeps in step.
+    pub proxmox: Option<DeclaredProxmox>,
+}
+
+/// `[clients.proxmox]`: a client's Proxmox target and its rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredProxmox {
+    pub product: String,
+    pub api_url: String,
+    pub token_id: String,
+    pub token_secret: Option<String>,
+    pub token_secret_file: Option<PathBuf>,
+    /// SHA-256, as Proxmox shows it; else `ca_file`; else the system's CA certificates.
+    pub fingerprint: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub realm: Option<String>,
+    pub leavers: Option<String>,
+    #[serde(default)]
+    pub manage_realm: bool,
+    #[serde(default)]
+    pub permissions: Vec<DeclaredPermission>,
+}
+
+/// `[[clients.proxmox.permissions]]`: a group's members get a role at a path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredPermission {
+    pub group: String,
+    pub role: String,
+    pub path: Option<String>,
+    pub propagate: Option<bool>,
 }
 
 /// Something declared in the config file, with the line it starts on.
@@ -307,6 +342,8 @@ pub struct Settings {
     pub sessions: SessionPolicy,
     /// Audit events older than this many seconds are deleted.
     pub audit_retention_secs: i64,
+    /// Every Proxmox target is synced this often, to repair drift made on the servers.
+    pub proxmox_sync_every_secs: i64,
     pub limits: LimitSettings,
     /// The config file, when there is one (for messages about what it declares).
     pub config_path: Option<PathBuf>,
@@ -369,6 +406,11 @@ impl Settings {
             trusted_proxies,
             sessions,
             audit_retention_secs,
+            proxmox_sync_every_secs: duration(
+                "proxmox_sync_every",
+                file.proxmox_sync_every,
+                DEFAULT_PROXMOX_SYNC_EVERY_SECS,
+            )?,
             limits: file.limits.validated()?,
             config_path: overrides.config,
             groups: declared(&text, file.groups),

@@ -121,6 +121,11 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
     pages_web::pages::set_base(&mount);
     let state = web::Data::new(state);
     actix_web::rt::spawn(purge_periodically(state.clone()));
+    actix_web::rt::spawn(crate::proxmox::queue::work(
+        state.store.clone(),
+        state.settings.issuer.as_str().to_string(),
+        std::time::Duration::from_secs(state.settings.proxmox_sync_every_secs.unsigned_abs()),
+    ));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())

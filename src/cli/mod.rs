@@ -4,6 +4,7 @@ mod clients;
 mod groups;
 mod keys;
 mod maintenance;
+mod proxmox;
 mod serve;
 mod users;
 
@@ -63,6 +64,9 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Keep a Proxmox server's users, groups and ACLs in step with a client's rules.
+    #[command(subcommand)]
+    Proxmox(proxmox::ProxmoxCommand),
     /// Write a consistent copy of the database, safe while `serve` runs.
     Backup { file: PathBuf },
     /// Read a secret on stdin and print its argon2id PHC string.
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> CliResult {
                     maintenance::login_link(&store, &settings, &user, &ttl)
                 }
                 Command::Keys(command) => keys::run(&store, command),
+                Command::Proxmox(command) => proxmox::run(&store, &settings, command),
                 Command::Backup { file } => maintenance::backup(&store, &file),
                 Command::Serve { .. } | Command::HashSecret => Ok(()),
             }

@@ -36,6 +36,12 @@ pub fn run(settings: Settings) -> CliResult {
              `latchkey hash-secret` instead"
         );
     }
+    for client in &declared.unmanaged_realm_secrets {
+        tracing::warn!(
+            "client {client}: Latchkey manages its Proxmox realm, but the config file holds its \
+             secret only as a hash, so the realm keeps the client secret it has"
+        );
+    }
     let listener = TcpListener::bind(&settings.listen).map_err(CliError::io(format!(
         "cannot listen on {}",
         settings.listen

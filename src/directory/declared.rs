@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 use super::clients::{self, ClientSettings, NewClient};
-use super::{DirectoryError, names};
+use super::{DirectoryError, names, proxmox};
 use crate::clock::UnixTime;
 use crate::config::{Declared, DeclaredClient, DeclaredGroup, Settings, parse_duration};
 use crate::secrets;
@@ -30,6 +30,9 @@ pub struct Applied {
     pub removed: Vec<String>,
     /// Clients whose secret is written in plain text in the file.
     pub plain_secrets: Vec<String>,
+    /// Clients whose Proxmox realm Latchkey manages, but whose secret the file gives only as
+    /// a hash: the realm keeps the client secret it has.
+    pub unmanaged_realm_secrets: Vec<String>,
 }
 
 /// Applies the file's declarations. The caller's transaction makes it all or nothing.
@@ -60,6 +63,10 @@ pub fn apply(
         if plain {
             applied.plain_secrets.push(declared.item.client_id.clone());
         }
+        let client = &declared.item;
+        let proxmox = proxmox::declare(conn, client, plain, &origin, now)
+            .map_err(|e| fail(declared.line, &e))?;
+        applied.unmanaged_realm_secrets.extend(proxmox);
         applied.clients += 1;
     }
     // Removals have no line of their own: report them at the top of the file.

@@ -8,7 +8,8 @@ use rusqlite::Connection;
 use super::clients::{self as directory_clients, NewSecret};
 use super::{DirectoryError, DirectoryResult, groups as directory_groups};
 use crate::clock::UnixTime;
-use crate::proxmox::target::{Rule, Target};
+use crate::config::{DeclaredClient, DeclaredPermission, DeclaredProxmox};
+use crate::proxmox::target::{self, Leavers, Product, Rule, Target, Trust};
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::Client;
 use crate::store::proxmox::{self as stored, StoredTarget};
@@ -222,3 +223,102 @@ pub fn describe_rule(rule: &Rule) -> String {
 pub fn clients_ruling_group(conn: &Connection, group_id: i64) -> DirectoryResult<Vec<String>> {
     Ok(stored::clients_ruling_group(conn, group_id)?)
 }
+
+/// Applies a declared client's `[clients.proxmox]`: its target and rules come from the file,
+/// and a target the file no longer declares goes. Returns the client's id when its realm is
+/// managed but the file holds its secret only as a hash (nothing to write into the realm).
+pub fn declare(
+    conn: &Connection,
+    client: &DeclaredClient,
+    plain_secret: bool,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<Option<String>> {
+    let Some(declared) = &client.proxmox else {
+        if stored::target(conn, &client.client_id)?.is_some_and(|t| t.declared) {
+            stored::remove_target(conn, &client.client_id)?;
+            audit::record(
+                conn,
+                &Event::new("proxmox.target_undeclared").client(&client.client_id),
+                origin,
+                now,
+            )?;
+        }
+        return Ok(None);
+    };
+    let target = declared_target(&client.client_id, declared)?;
+    stored::put_target(conn, &target, true, now)?;
+    stored::clear_rules(conn, &target.client_id)?;
+    for permission in &declared.permissions {
+        let rule = declared_rule(permission)?;
+        let group = directory_groups::get(conn, &rule.group)?;
+        stored::put_rule(conn, &target.client_id, group.id, &rule)?;
+    }
+    match (&client.secret, target.manage_realm) {
+        (Some(secret), true) if plain_secret => {
+            stored::set_realm_secret(conn, &target.client_id, secret)?;
+            Ok(None)
+        }
+        (Some(_), true) => Ok(Some(target.client_id)),
+        _ => Ok(None),
+    }
+}
+
+fn invalid(error: crate::proxmox::target::TargetError) -> DirectoryError {
+    DirectoryError::Invalid(error.0)
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> DirectoryResult<String> {
+    std::fs::read_to_string(path).map_err(|e| {
+        DirectoryError::Invalid(format!("cannot read the {what} {}: {e}", path.display()))
+    })
+}
+
+fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResult<Target> {
+    let token_secret = match (&declared.token_secret, &declared.token_secret_file) {
+        (Some(secret), None) => secret.trim().to_string(),
+        (None, Some(file)) => read_file(file, "token_secret_file")?.trim().to_string(),
+        _ => {
+            return Err(DirectoryError::Invalid(
+                "[clients.proxmox] needs exactly one of token_secret and token_secret_file".into(),
+            ));
+        }
+    };
+    let trust = match (&declared.fingerprint, &declared.ca_file) {
+        (Some(fingerprint), None) => {
+            Trust::Fingerprint(target::fingerprint(fingerprint).map_err(invalid)?)
+        }
+        (None, Some(file)) => Trust::CaPem(read_file(file, "ca_file")?),
+        (None, None) => Trust::SystemRoots,
+        (Some(_), Some(_)) => {
+            return Err(DirectoryError::Invalid(
+                "[clients.proxmox] takes fingerprint or ca_file, not both".into(),
+            ));
+        }
+    };
+    Ok(Target {
+        client_id: client_id.to_string(),
+        product: Product::parse(&declared.product).map_err(invalid)?,
+        api_url: target::api_url(&declared.api_url).map_err(invalid)?,
+        token_id: target::token_id(&declared.token_id).map_err(invalid)?,
+        token_secret,
+        trust,
+        realm: target::realm(declared.realm.as_deref().unwrap_or(DEFAULT_REALM))
+            .map_err(invalid)?,
+        leavers: Leavers::parse(declared.leavers.as_deref().unwrap_or("disable"))
+            .map_err(invalid)?,
+        manage_realm: declared.manage_realm,
+    })
+}
+
+fn declared_rule(permission: &DeclaredPermission) -> DirectoryResult<Rule> {
+    Ok(Rule {
+        group: permission.group.clone(),
+        role: target::role(&permission.role).map_err(invalid)?,
+        path: target::acl_path(permission.path.as_deref().unwrap_or("/")).map_err(invalid)?,
+        propagate: permission.propagate.unwrap_or(true),
+    })
+}
+
+/// The realm people sign in through when none is given.
+pub const DEFAULT_REALM: &str = "latchkey";

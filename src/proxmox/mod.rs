@@ -4,4 +4,7 @@
 //!
 //! - `target`: what a client's Proxmox target and rules are (parsed once, at the edge).
 
+pub mod plan;
+pub mod queue;
+pub mod sync;
 pub mod target;

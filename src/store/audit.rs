@@ -42,6 +42,15 @@ impl Origin {
         }
     }
 
+    /// Changes the Proxmox sync makes on a server.
+    pub fn sync() -> Origin {
+        Origin {
+            ip: None,
+            user_agent: Some("latchkey-sync".to_string()),
+            actor: Some("Proxmox sync".to_string()),
+        }
+    }
+
     /// The same origin, acted on by `actor`.
     pub fn by(mut self, actor: &str) -> Origin {
         self.actor = Some(actor.to_string());
