@@ -15,6 +15,7 @@ mod helpers;
 mod passkeys;
 mod process;
 mod properties;
+mod proxmox_cli;
 mod proxmox_flow;
 mod redirect_uris;
 mod retired_usernames;
