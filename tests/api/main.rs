@@ -16,6 +16,8 @@ mod passkeys;
 mod process;
 mod properties;
 mod proxmox_flow;
+mod proxmox_server;
+mod proxmox_server_checks;
 mod redirect_uris;
 mod retired_usernames;
 mod sessions;
