@@ -17,6 +17,8 @@ mod process;
 mod properties;
 mod proxmox_cli;
 mod proxmox_flow;
+mod proxmox_server;
+mod proxmox_server_checks;
 mod redirect_uris;
 mod retired_usernames;
 mod sessions;
