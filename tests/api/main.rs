@@ -19,6 +19,7 @@ mod proxmox_cli;
 mod proxmox_flow;
 mod proxmox_server;
 mod proxmox_server_checks;
+mod proxmox_sync;
 mod redirect_uris;
 mod retired_usernames;
 mod sessions;
