@@ -3,5 +3,12 @@
 //! group memberships say, through the server's own API, and touches nothing outside the realm.
 //!
 //! - `target`: what a client's Proxmox target and rules are (parsed once, at the edge).
+//! - `plan`: the desired state, and the ordered changes from the server's state to it (pure).
+//! - `api`: the server's HTTP API: certificate trust, reading its state, applying a change.
+//! - `sync`: one run: check the token's rights, read, plan, and apply (or only show, on a dry
+//!   run).
 
+pub mod api;
+pub mod plan;
+pub mod sync;
 pub mod target;
