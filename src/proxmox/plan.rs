@@ -801,3 +801,1083 @@ fn membership_change(
         groups,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxmox::target::Trust;
+    use proptest::prelude::*;
+
+    const REALM: &str = "latchkey";
+
+    fn target(product: Product) -> Target {
+        Target {
+            client_id: "pbs".to_string(),
+            product,
+            api_url: "https://pbs.example.com:8007".to_string(),
+            token_id: "root@pam!latchkey".to_string(),
+            token_secret: "token-secret".to_string(),
+            trust: Trust::SystemRoots,
+            realm: REALM.to_string(),
+            leavers: Leavers::Disable,
+            manage_realm: false,
+        }
+    }
+
+    fn rule(group: &str, role: &str, path: &str) -> Rule {
+        Rule {
+            group: group.to_string(),
+            role: role.to_string(),
+            path: path.to_string(),
+            propagate: true,
+        }
+    }
+
+    fn person(username: &str, groups: &[&str]) -> Person {
+        Person {
+            username: username.to_string(),
+            display_name: format!("{} Example", username.to_uppercase()),
+            given_name: None,
+            family_name: None,
+            email: Some(format!("{username}@example.com")),
+            enabled: true,
+            groups: groups.iter().map(|group| group.to_string()).collect(),
+        }
+    }
+
+    fn user_entry(ugid: &str, role: &str, path: &str) -> AclEntry {
+        AclEntry {
+            path: path.to_string(),
+            kind: UgidKind::User,
+            ugid: ugid.to_string(),
+            role: role.to_string(),
+            propagate: true,
+        }
+    }
+
+    fn group_entry(ugid: &str, role: &str, path: &str) -> AclEntry {
+        AclEntry {
+            kind: UgidKind::Group,
+            ..user_entry(ugid, role, path)
+        }
+    }
+
+    fn server_user(userid: &str, enabled: bool, groups: &[&str]) -> ActualUser {
+        ActualUser {
+            userid: userid.to_string(),
+            enabled,
+            names: Names::default(),
+            groups: groups.iter().map(|group| group.to_string()).collect(),
+        }
+    }
+
+    fn shown(changes: &[Change]) -> Vec<String> {
+        changes.iter().map(Change::to_string).collect()
+    }
+
+    /// The server's behaviour for each change, as the sources describe it (PVE deletes a
+    /// user's ACL entries and memberships with the user; PBS 3.x leaves the entries).
+    fn simulate(product: Product, actual: &mut Actual, change: &Change) {
+        let user = |actual: &mut Actual, userid: &str| -> usize {
+            actual
+                .users
+                .iter()
+                .position(|user| user.userid == userid)
+                .expect("the user exists")
+        };
+        match change {
+            Change::CreateRealm { settings, .. } => actual.realm = Some(settings.clone()),
+            Change::UpdateRealm { settings, .. } => {
+                let realm = actual.realm.as_mut().expect("the realm exists");
+                let update = settings.clone();
+                realm.issuer_url = update.issuer_url.or(realm.issuer_url.take());
+                realm.client_id = update.client_id.or(realm.client_id.take());
+                realm.scopes = update.scopes.or(realm.scopes.take());
+                realm.autocreate = update.autocreate.or(realm.autocreate);
+                realm.groups_claim = update.groups_claim.or(realm.groups_claim.take());
+                realm.groups_autocreate = update.groups_autocreate.or(realm.groups_autocreate);
+                realm.groups_overwrite = update.groups_overwrite.or(realm.groups_overwrite);
+            }
+            Change::CreateGroup { groupid } => assert!(actual.groups.insert(groupid.clone())),
+            Change::CreateUser { userid, names } => {
+                assert!(actual.users.iter().all(|user| &user.userid != userid));
+                actual.users.push(ActualUser {
+                    userid: userid.clone(),
+                    enabled: true,
+                    names: names.clone(),
+                    groups: BTreeSet::new(),
+                });
+            }
+            Change::UpdateUser {
+                userid,
+                firstname,
+                lastname,
+                email,
+                enable,
+            } => {
+                let index = user(actual, userid);
+                let names = &mut actual.users[index].names;
+                for (field, edit) in [
+                    (&mut names.firstname, firstname),
+                    (&mut names.lastname, lastname),
+                    (&mut names.email, email),
+                ] {
+                    match edit {
+                        Some(Edit::Set(value)) => *field = Some(value.clone()),
+                        Some(Edit::Clear) => *field = None,
+                        None => {}
+                    }
+                }
+                actual.users[index].enabled |= enable;
+            }
+            Change::SetUserGroups { userid, groups, .. } => {
+                assert!(
+                    groups.iter().all(|group| actual.groups.contains(group)),
+                    "no such group"
+                );
+                let index = user(actual, userid);
+                actual.users[index].groups = groups.iter().cloned().collect();
+            }
+            Change::AddAcl(entry) => {
+                match entry.kind {
+                    UgidKind::User => drop(user(actual, &entry.ugid)),
+                    UgidKind::Group => {
+                        assert!(actual.groups.contains(&entry.ugid), "no such group")
+                    }
+                    UgidKind::Token => panic!("tokens are never granted"),
+                }
+                actual.acl.retain(|held| held.key() != entry.key());
+                actual.acl.push(entry.clone());
+            }
+            Change::RemoveAcl(entry) => actual.acl.retain(|held| held.key() != entry.key()),
+            Change::DisableUser { userid } => {
+                let index = user(actual, userid);
+                actual.users[index].enabled = false;
+            }
+            Change::DeleteUser { userid } => {
+                let index = user(actual, userid);
+                actual.users.remove(index);
+                if product == Product::Pve {
+                    actual
+                        .acl
+                        .retain(|entry| !(entry.kind == UgidKind::User && &entry.ugid == userid));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pbs_desired_gives_covered_people_one_entry_per_rule() {
+        let rules = [
+            rule("admins", "Admin", "/"),
+            rule("backup", "DatastoreBackup", "/datastore/main"),
+        ];
+        let mut dave = person("dave", &["admins"]);
+        dave.enabled = false;
+        let people = [
+            person("ada", &["admins", "backup"]),
+            person("bob", &["backup"]),
+            person("carol", &["other"]),
+            dave,
+        ];
+        let desired = desired(&target(Product::Pbs), &rules, &people);
+        assert_eq!(
+            desired.users.keys().collect::<Vec<_>>(),
+            ["ada@latchkey", "bob@latchkey"]
+        );
+        assert_eq!(
+            desired.acl,
+            [
+                user_entry("ada@latchkey", "Admin", "/"),
+                user_entry("ada@latchkey", "DatastoreBackup", "/datastore/main"),
+                user_entry("bob@latchkey", "DatastoreBackup", "/datastore/main"),
+            ]
+        );
+        assert!(desired.groups.is_empty());
+        assert_eq!(desired.realm, None);
+    }
+
+    #[test]
+    fn pve_desired_puts_members_in_realm_groups_that_carry_the_entries() {
+        let rules = [
+            rule("admins", "Administrator", "/"),
+            rule("ops", "PVEVMUser", "/vms/100"),
+        ];
+        let people = [person("ada", &["admins"]), person("bob", &["misc"])];
+        let desired = desired(&target(Product::Pve), &rules, &people);
+        assert_eq!(desired.users.keys().collect::<Vec<_>>(), ["ada@latchkey"]);
+        assert_eq!(
+            desired.groups["admins-latchkey"],
+            BTreeSet::from(["ada@latchkey".to_string()])
+        );
+        assert!(
+            desired.groups["ops-latchkey"].is_empty(),
+            "a ruled group exists even without members"
+        );
+        assert_eq!(
+            desired.acl,
+            [
+                group_entry("admins-latchkey", "Administrator", "/"),
+                group_entry("ops-latchkey", "PVEVMUser", "/vms/100")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_entry_from_two_rules_is_one_entry_that_propagates_if_either_does() {
+        let mut narrow = rule("ops", "Admin", "/");
+        narrow.propagate = false;
+        let rules = [narrow, rule("admins", "Admin", "/")];
+        let desired = desired(
+            &target(Product::Pbs),
+            &rules,
+            &[person("ada", &["admins", "ops"])],
+        );
+        assert_eq!(desired.acl, [user_entry("ada@latchkey", "Admin", "/")]);
+    }
+
+    #[test]
+    fn names_come_from_given_and_family_names_else_the_display_name() {
+        let rules = [rule("admins", "Admin", "/")];
+        let mut ada = person("ada", &["admins"]);
+        ada.given_name = Some("Ada".to_string());
+        ada.display_name = "Countess of Lovelace".to_string();
+        let mut bob = person("bob", &["admins"]);
+        bob.display_name = "  Bob van der Berg ".to_string();
+        let mut cy = person("cy", &["admins"]);
+        cy.display_name = "Cy".to_string();
+        let desired = desired(&target(Product::Pbs), &rules, &[ada, bob, cy]);
+        let names = |userid: &str| desired.users[userid].clone();
+        assert_eq!(names("ada@latchkey").firstname.as_deref(), Some("Ada"));
+        assert_eq!(
+            names("ada@latchkey").lastname,
+            None,
+            "a known given name is not mixed with the display name"
+        );
+        assert_eq!(names("bob@latchkey").firstname.as_deref(), Some("Bob"));
+        assert_eq!(
+            names("bob@latchkey").lastname.as_deref(),
+            Some("van der Berg")
+        );
+        assert_eq!(names("cy@latchkey").firstname.as_deref(), Some("Cy"));
+        assert_eq!(
+            names("cy@latchkey").email.as_deref(),
+            Some("cy@example.com")
+        );
+    }
+
+    #[test]
+    fn values_pbs_would_refuse_are_left_out() {
+        let rules = [rule("admins", "Admin", "/")];
+        let mut ada = person("ada", &["admins"]);
+        ada.given_name = Some("A".to_string());
+        ada.family_name = Some("L".repeat(65));
+        ada.email = Some(format!("{}@example.com", "a".repeat(60)));
+        let mut bob = person("bob", &["admins"]);
+        bob.given_name = Some("Bo\nb".to_string());
+        bob.family_name = Some("Li".to_string());
+        bob.email = Some("b".to_string());
+        let pbs = desired(&target(Product::Pbs), &rules, &[ada.clone(), bob]);
+        assert_eq!(pbs.users["ada@latchkey"], Names::default());
+        assert_eq!(
+            pbs.users["bob@latchkey"],
+            Names {
+                firstname: None,
+                lastname: Some("Li".to_string()),
+                email: None
+            }
+        );
+        let pve = desired(&target(Product::Pve), &rules, &[ada]);
+        assert_eq!(
+            pve.users["ada@latchkey"].lastname.as_deref().map(str::len),
+            Some(65)
+        );
+        assert!(pve.users["ada@latchkey"].email.is_some());
+        assert_eq!(pve.users["ada@latchkey"].firstname, None);
+    }
+
+    #[test]
+    fn people_whose_userid_proxmox_would_refuse_are_left_out() {
+        let long = "a".repeat(64 - "@latchkey".len() + 1);
+        let fits = "b".repeat(64 - "@latchkey".len());
+        let rules = [rule("admins", "Admin", "/")];
+        let desired = desired(
+            &target(Product::Pbs),
+            &rules,
+            &[person(&long, &["admins"]), person(&fits, &["admins"])],
+        );
+        assert_eq!(
+            desired.users.keys().collect::<Vec<_>>(),
+            [&format!("{fits}@latchkey")]
+        );
+    }
+
+    #[test]
+    fn a_pbs_plan_on_an_empty_server_creates_users_before_their_entries() {
+        let target = target(Product::Pbs);
+        let rules = [rule("backup", "DatastoreBackup", "/datastore/main")];
+        let desired = desired(&target, &rules, &[person("ada", &["backup"])]);
+        let changes = plan(&target, &desired, &Actual::default());
+        assert_eq!(
+            shown(&changes),
+            [
+                "create user ada@latchkey",
+                "grant DatastoreBackup on /datastore/main to ada@latchkey"
+            ]
+        );
+        assert_eq!(
+            changes[0],
+            Change::CreateUser {
+                userid: "ada@latchkey".to_string(),
+                names: Names {
+                    firstname: Some("ADA".to_string()),
+                    lastname: Some("Example".to_string()),
+                    email: Some("ada@example.com".to_string()),
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn a_pve_plan_creates_groups_users_memberships_then_entries() {
+        let target = target(Product::Pve);
+        let rules = [rule("admins", "Administrator", "/")];
+        let desired = desired(&target, &rules, &[person("ada", &["admins"])]);
+        let changes = plan(&target, &desired, &Actual::default());
+        assert_eq!(
+            shown(&changes),
+            [
+                "create group admins-latchkey",
+                "create user ada@latchkey",
+                "add ada@latchkey to group admins-latchkey",
+                "grant Administrator on / to group admins-latchkey",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_server_that_matches_gets_no_change() {
+        for product in [Product::Pbs, Product::Pve] {
+            let target = target(product);
+            let rules = [
+                rule("admins", "Admin", "/"),
+                rule("backup", "DatastoreBackup", "/datastore/main"),
+            ];
+            let people = [
+                person("ada", &["admins", "backup"]),
+                person("bob", &["backup"]),
+            ];
+            let desired = desired(&target, &rules, &people);
+            let mut actual = Actual::default();
+            for change in plan(&target, &desired, &actual) {
+                simulate(product, &mut actual, &change);
+            }
+            assert_eq!(plan(&target, &desired, &actual), [], "{product:?}");
+        }
+    }
+
+    #[test]
+    fn changed_names_and_a_disabled_user_are_one_update() {
+        let target = target(Product::Pbs);
+        let desired = desired(
+            &target,
+            &[rule("admins", "Admin", "/")],
+            &[person("ada", &["admins"])],
+        );
+        let mut ada = server_user("ada@latchkey", false, &[]);
+        ada.names = Names {
+            firstname: Some("ADA".to_string()),
+            lastname: Some("Lovelace".to_string()),
+            email: None,
+        };
+        let actual = Actual {
+            users: vec![ada],
+            acl: vec![user_entry("ada@latchkey", "Admin", "/")],
+            ..Actual::default()
+        };
+        let mut without_email = desired.clone();
+        if let Some(names) = without_email.users.get_mut("ada@latchkey") {
+            names.email = None;
+        }
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            [r#"update user ada@latchkey: lastname "Example", email "ada@example.com", enable"#]
+        );
+        let mut with_email = actual.clone();
+        with_email.users[0].names.email = Some("old@example.com".to_string());
+        with_email.users[0].enabled = true;
+        assert_eq!(
+            shown(&plan(&target, &without_email, &with_email)),
+            [r#"update user ada@latchkey: lastname "Example", remove email"#]
+        );
+    }
+
+    #[test]
+    fn a_changed_propagate_flag_is_granted_again_not_revoked() {
+        let target = target(Product::Pbs);
+        let desired = desired(
+            &target,
+            &[rule("admins", "Admin", "/")],
+            &[person("ada", &["admins"])],
+        );
+        let mut held = user_entry("ada@latchkey", "Admin", "/");
+        held.propagate = false;
+        let mut ada = server_user("ada@latchkey", true, &[]);
+        ada.names = desired.users["ada@latchkey"].clone();
+        let actual = Actual {
+            users: vec![ada],
+            acl: vec![held],
+            ..Actual::default()
+        };
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            ["grant Admin on / to ada@latchkey"]
+        );
+    }
+
+    #[test]
+    fn leavers_lose_their_entries_before_they_are_disabled_or_deleted() {
+        let mut target = target(Product::Pbs);
+        let desired = desired(&target, &[rule("admins", "Admin", "/")], &[]);
+        let actual = Actual {
+            users: vec![
+                server_user("ada@latchkey", true, &[]),
+                server_user("bob@latchkey", false, &[]),
+                server_user("cy@latchkey", false, &[]),
+            ],
+            acl: vec![
+                user_entry("ada@latchkey", "Admin", "/"),
+                user_entry("bob@latchkey", "Audit", "/"),
+            ],
+            ..Actual::default()
+        };
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            [
+                "revoke Admin on / from ada@latchkey",
+                "disable user ada@latchkey",
+                "revoke Audit on / from bob@latchkey",
+            ],
+            "an already disabled leaver without entries needs nothing"
+        );
+        target.leavers = Leavers::Delete;
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            [
+                "revoke Admin on / from ada@latchkey",
+                "delete user ada@latchkey",
+                "revoke Audit on / from bob@latchkey",
+                "delete user bob@latchkey",
+                "delete user cy@latchkey",
+            ]
+        );
+    }
+
+    #[test]
+    fn entries_no_rule_gives_are_revoked_after_the_grants() {
+        let target = target(Product::Pbs);
+        let desired = desired(
+            &target,
+            &[rule("backup", "DatastoreBackup", "/datastore/b")],
+            &[person("ada", &["backup"])],
+        );
+        let mut ada = server_user("ada@latchkey", true, &[]);
+        ada.names = desired.users["ada@latchkey"].clone();
+        let actual = Actual {
+            users: vec![ada],
+            // Left behind by a PBS user deleted earlier: it no longer exists.
+            acl: vec![
+                user_entry("ada@latchkey", "Admin", "/"),
+                user_entry("gone@latchkey", "Admin", "/"),
+            ],
+            ..Actual::default()
+        };
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            [
+                "grant DatastoreBackup on /datastore/b to ada@latchkey",
+                "revoke Admin on / from ada@latchkey",
+                "revoke Admin on / from gone@latchkey",
+            ]
+        );
+    }
+
+    #[test]
+    fn pve_memberships_keep_every_group_outside_the_ruled_ones() {
+        let target = target(Product::Pve);
+        let rules = [
+            rule("admins", "Administrator", "/"),
+            rule("ops", "PVEAuditor", "/"),
+        ];
+        let desired = desired(&target, &rules, &[person("ada", &["admins"])]);
+        let mut ada = server_user(
+            "ada@latchkey",
+            true,
+            &["ops-latchkey", "old-latchkey", "staff"],
+        );
+        ada.names = desired.users["ada@latchkey"].clone();
+        let actual = Actual {
+            users: vec![
+                ada,
+                server_user("bob@latchkey", true, &["admins-latchkey", "staff"]),
+            ],
+            groups: ["admins-latchkey", "ops-latchkey", "old-latchkey", "staff"]
+                .map(String::from)
+                .into(),
+            acl: desired.acl.clone(),
+            realm: None,
+        };
+        let changes = plan(&target, &desired, &actual);
+        assert_eq!(
+            shown(&changes),
+            [
+                "add ada@latchkey to group admins-latchkey; remove ada@latchkey from group ops-latchkey",
+                "remove bob@latchkey from group admins-latchkey",
+                "disable user bob@latchkey",
+            ]
+        );
+        let Change::SetUserGroups { groups, .. } = &changes[0] else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(groups, &["admins-latchkey", "old-latchkey", "staff"]);
+        let Change::SetUserGroups { groups, .. } = &changes[1] else {
+            panic!("{changes:?}")
+        };
+        assert_eq!(groups, &["staff"]);
+    }
+
+    #[test]
+    fn pve_entries_on_realm_users_and_unruled_realm_groups_are_revoked() {
+        let target = target(Product::Pve);
+        let desired = desired(&target, &[rule("admins", "Administrator", "/")], &[]);
+        let actual = Actual {
+            groups: ["admins-latchkey", "old-latchkey"].map(String::from).into(),
+            acl: vec![
+                group_entry("admins-latchkey", "Administrator", "/"),
+                group_entry("old-latchkey", "PVEAuditor", "/"),
+                user_entry("ghost@latchkey", "PVEAuditor", "/"),
+                group_entry("admins", "Administrator", "/"),
+            ],
+            ..Actual::default()
+        };
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            [
+                "revoke PVEAuditor on / from group old-latchkey",
+                "revoke PVEAuditor on / from ghost@latchkey"
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_outside_the_realm_is_named() {
+        for product in [Product::Pbs, Product::Pve] {
+            let target = target(product);
+            let desired = desired(&target, &[rule("admins", "Admin", "/")], &[]);
+            let actual = Actual {
+                users: vec![
+                    server_user("root@pam", true, &["admins"]),
+                    server_user("ada@latchkey2", true, &[]),
+                    server_user("ada@pbs", true, &[]),
+                ],
+                groups: ["admins", "admins-latchkey2", "latchkey"]
+                    .map(String::from)
+                    .into(),
+                acl: vec![
+                    user_entry("root@pam", "Admin", "/"),
+                    user_entry("ada@latchkey!token", "Admin", "/"),
+                    AclEntry {
+                        kind: UgidKind::Token,
+                        ..user_entry("ada@latchkey!t", "Admin", "/")
+                    },
+                    group_entry("admins", "Admin", "/"),
+                    group_entry("admins-latchkey2", "Admin", "/"),
+                    group_entry("latchkey", "Admin", "/"),
+                ],
+                realm: None,
+            };
+            let changes = plan(&target, &desired, &actual);
+            let expected: Vec<&str> = match product {
+                Product::Pbs => vec![],
+                Product::Pve => vec![
+                    "create group admins-latchkey",
+                    "grant Admin on / to group admins-latchkey",
+                ],
+            };
+            assert_eq!(shown(&changes), expected, "{product:?}");
+        }
+    }
+
+    #[test]
+    fn realm_membership_is_an_exact_suffix() {
+        assert!(is_realm_user("ada@latchkey", REALM));
+        assert!(!is_realm_user("ada@latchkey!token", REALM));
+        assert!(!is_realm_user("ada@latchkey2", REALM));
+        assert!(!is_realm_user("@latchkey", REALM));
+        assert!(!is_realm_user("latchkey", REALM));
+        assert!(is_realm_group("admins-latchkey", REALM));
+        assert!(!is_realm_group("-latchkey", REALM));
+        assert!(!is_realm_group("latchkey", REALM));
+        assert!(!is_realm_group("admins_latchkey", REALM));
+        assert!(!is_realm_group("admins-latchkey2", REALM));
+    }
+
+    fn managed(product: Product, secret: Option<&str>) -> (Target, Desired) {
+        let mut target = target(product);
+        target.manage_realm = true;
+        let desired = Desired {
+            realm: desired_realm(&target, "https://id.example.com", secret),
+            ..Desired::default()
+        };
+        (target, desired)
+    }
+
+    #[test]
+    fn a_managed_realm_is_created_first_with_its_secret_never_shown() {
+        let (target, desired) = managed(Product::Pve, Some("s3cret-value"));
+        let changes = plan(&target, &desired, &Actual::default());
+        assert_eq!(
+            shown(&changes),
+            [concat!(
+                r#"create OpenID realm latchkey (issuer-url "https://id.example.com", client-id "pbs", "#,
+                r#"scopes "email profile groups", autocreate off, username-claim "username", "#,
+                r#"groups-claim "groups", groups-autocreate off, groups-overwrite off, (new client secret))"#
+            )]
+        );
+        let json = serde_json::to_string(&changes).unwrap();
+        assert!(!json.contains("s3cret"), "{json}");
+        assert!(
+            json.contains(r#""client_key":"(new client secret)""#),
+            "{json}"
+        );
+        assert!(!format!("{changes:?}").contains("s3cret"));
+        let Change::CreateRealm {
+            client_key: Some(key),
+            ..
+        } = &changes[0]
+        else {
+            panic!()
+        };
+        assert_eq!(key.expose(), "s3cret-value");
+    }
+
+    #[test]
+    fn a_pbs_realm_gets_no_groups_claim_options() {
+        let (target, desired) = managed(Product::Pbs, None);
+        let settings = &desired.realm.as_ref().unwrap().settings;
+        assert_eq!(settings.groups_claim, None);
+        assert_eq!(settings.groups_overwrite, None);
+        let changes = plan(&target, &desired, &Actual::default());
+        assert!(matches!(
+            &changes[..],
+            [Change::CreateRealm {
+                client_key: None,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_realm_is_updated_only_where_it_differs() {
+        let (target, desired) = managed(Product::Pbs, None);
+        let mut actual = Actual {
+            realm: Some(RealmSettings {
+                issuer_url: Some("https://old.example.com".to_string()),
+                client_id: Some("pbs".to_string()),
+                scopes: Some("groups,profile email".to_string()),
+                autocreate: None,
+                username_claim: Some("username".to_string()),
+                ..RealmSettings::default()
+            }),
+            ..Actual::default()
+        };
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            [r#"update OpenID realm latchkey: issuer-url "https://id.example.com""#]
+        );
+        actual.realm.as_mut().unwrap().issuer_url = Some("https://id.example.com".to_string());
+        assert_eq!(plan(&target, &desired, &actual), []);
+        actual.realm.as_mut().unwrap().scopes = None;
+        actual.realm.as_mut().unwrap().autocreate = Some(true);
+        assert_eq!(
+            shown(&plan(&target, &desired, &actual)),
+            [r#"update OpenID realm latchkey: scopes "email profile groups", autocreate off"#]
+        );
+        let (target, with_secret) = managed(Product::Pbs, Some("new"));
+        actual.realm.as_mut().unwrap().scopes = Some("email profile groups".to_string());
+        actual.realm.as_mut().unwrap().autocreate = None;
+        assert_eq!(
+            shown(&plan(&target, &with_secret, &actual)),
+            ["update OpenID realm latchkey: (new client secret)"]
+        );
+    }
+
+    #[test]
+    fn an_unmanaged_realm_is_never_planned() {
+        let (mut target, desired) = managed(Product::Pve, Some("x"));
+        target.manage_realm = false;
+        assert_eq!(plan(&target, &desired, &Actual::default()), []);
+        assert_eq!(
+            desired_realm(&target, "https://id.example.com", Some("x")),
+            None
+        );
+    }
+
+    #[test]
+    fn changes_read_as_one_line_and_serialize_with_their_kind() {
+        let mut narrow = user_entry("ada@latchkey", "DatastoreReader", "/datastore/main");
+        narrow.propagate = false;
+        assert_eq!(
+            Change::AddAcl(narrow.clone()).to_string(),
+            "grant DatastoreReader on /datastore/main to ada@latchkey (not propagated)"
+        );
+        assert_eq!(
+            serde_json::to_value(Change::AddAcl(narrow)).unwrap(),
+            serde_json::json!({
+                "change": "add_acl", "path": "/datastore/main", "kind": "user",
+                "ugid": "ada@latchkey", "role": "DatastoreReader", "propagate": false
+            })
+        );
+        let update = Change::UpdateUser {
+            userid: "ada@latchkey".to_string(),
+            firstname: Some(Edit::Set("Ada".to_string())),
+            lastname: None,
+            email: Some(Edit::Clear),
+            enable: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&update).unwrap(),
+            serde_json::json!({"change": "update_user", "userid": "ada@latchkey", "firstname": {"set": "Ada"}, "email": "clear"})
+        );
+        let groups = Change::SetUserGroups {
+            userid: "ada@latchkey".to_string(),
+            join: vec!["a-latchkey".to_string()],
+            leave: vec![],
+            groups: vec!["a-latchkey".to_string(), "staff".to_string()],
+        };
+        assert_eq!(
+            serde_json::to_value(&groups).unwrap(),
+            serde_json::json!({"change": "set_user_groups", "userid": "ada@latchkey", "join": ["a-latchkey"]})
+        );
+        assert_eq!(
+            Change::DeleteUser {
+                userid: "ada@latchkey".to_string()
+            }
+            .to_string(),
+            "delete user ada@latchkey"
+        );
+    }
+
+    // ---- properties over random servers --------------------------------------------------
+
+    const NAMES: [&str; 4] = ["ada", "bob", "cy", "dee"];
+    const GROUPS: [&str; 3] = ["admins", "ops", "backup"];
+
+    fn any_userid() -> impl Strategy<Value = String> {
+        let realms = prop::sample::select(vec!["latchkey", "pam", "pbs", "latchkey2", "Latchkey"]);
+        (prop::sample::select(NAMES.to_vec()), realms, any::<bool>()).prop_map(
+            |(name, realm, token)| format!("{name}@{realm}{}", if token { "!tok" } else { "" }),
+        )
+    }
+
+    fn any_groupid() -> impl Strategy<Value = String> {
+        let suffixes =
+            prop::sample::select(vec!["-latchkey", "-pve", "", "-latchkey2", "_latchkey"]);
+        (prop::sample::select(GROUPS.to_vec()), suffixes)
+            .prop_map(|(group, suffix)| format!("{group}{suffix}"))
+    }
+
+    fn any_name() -> impl Strategy<Value = Option<String>> {
+        prop::option::of(
+            prop::sample::select(vec!["A", "Ada", "Lovelace", "ada@example.com", ""])
+                .prop_map(String::from),
+        )
+    }
+
+    fn any_names() -> impl Strategy<Value = Names> {
+        (any_name(), any_name(), any_name()).prop_map(|(firstname, lastname, email)| Names {
+            firstname,
+            lastname,
+            email,
+        })
+    }
+
+    fn any_entry() -> impl Strategy<Value = AclEntry> {
+        let paths = prop::sample::select(vec!["/", "/datastore/main", "/vms/100"]);
+        let roles = prop::sample::select(vec!["Admin", "Audit", "DatastoreBackup"]);
+        let whom = prop_oneof![
+            any_userid().prop_map(|ugid| {
+                let kind = if ugid.contains('!') {
+                    UgidKind::Token
+                } else {
+                    UgidKind::User
+                };
+                (kind, ugid)
+            }),
+            any_groupid().prop_map(|ugid| (UgidKind::Group, ugid)),
+            // PBS lists tokens as users.
+            any_userid().prop_map(|ugid| (UgidKind::User, ugid)),
+        ];
+        (paths, roles, whom, any::<bool>()).prop_map(|(path, role, (kind, ugid), propagate)| {
+            AclEntry {
+                path: path.to_string(),
+                kind,
+                ugid,
+                role: role.to_string(),
+                propagate,
+            }
+        })
+    }
+
+    fn any_actual() -> impl Strategy<Value = Actual> {
+        let user = (
+            any::<bool>(),
+            any_names(),
+            prop::collection::btree_set(any_groupid(), 0..4),
+        );
+        let users = prop::collection::btree_map(
+            any_userid().prop_filter("users", |id| !id.contains('!')),
+            user,
+            0..8,
+        );
+        let acl = prop::collection::vec(any_entry(), 0..12);
+        let groups = prop::collection::btree_set(any_groupid(), 0..8);
+        (users, acl, groups).prop_map(|(users, acl, groups)| {
+            let mut unique: BTreeMap<(String, UgidKind, String, String), AclEntry> =
+                BTreeMap::new();
+            for entry in acl {
+                let key = (
+                    entry.path.clone(),
+                    entry.kind,
+                    entry.ugid.clone(),
+                    entry.role.clone(),
+                );
+                unique.insert(key, entry);
+            }
+            let users: Vec<ActualUser> = users
+                .into_iter()
+                .map(|(userid, (enabled, names, member_of))| ActualUser {
+                    userid,
+                    enabled,
+                    names: Names {
+                        firstname: names.firstname.filter(|name| !name.is_empty()),
+                        lastname: names.lastname.filter(|name| !name.is_empty()),
+                        email: names.email.filter(|name| !name.is_empty()),
+                    },
+                    groups: member_of,
+                })
+                .collect();
+            // Every group a user is in exists.
+            let groups = groups
+                .into_iter()
+                .chain(users.iter().flat_map(|user| user.groups.clone()))
+                .collect();
+            Actual {
+                users,
+                groups,
+                acl: unique.into_values().collect(),
+                realm: None,
+            }
+        })
+    }
+
+    fn any_people() -> impl Strategy<Value = Vec<Person>> {
+        let one = (
+            prop::sample::select(vec!["ada", "bob", "cy", "dee", "eve"]),
+            any::<bool>(),
+            prop::sample::subsequence(GROUPS.to_vec(), 0..=3),
+            any_name(),
+        );
+        prop::collection::vec(one, 0..6).prop_map(|people| {
+            let mut seen = BTreeSet::new();
+            people
+                .into_iter()
+                .filter(|(username, ..)| seen.insert(*username))
+                .map(|(username, enabled, groups, given)| Person {
+                    given_name: given,
+                    enabled,
+                    ..person(username, &groups)
+                })
+                .collect()
+        })
+    }
+
+    fn any_rules() -> impl Strategy<Value = Vec<Rule>> {
+        let one = (
+            prop::sample::select(GROUPS.to_vec()),
+            prop::sample::select(vec!["Admin", "Audit", "DatastoreBackup"]),
+            prop::sample::select(vec!["/", "/datastore/main"]),
+            any::<bool>(),
+        );
+        prop::collection::vec(one, 0..4).prop_map(|rules| {
+            rules
+                .into_iter()
+                .map(|(group, role, path, propagate)| Rule {
+                    propagate,
+                    ..rule(group, role, path)
+                })
+                .collect()
+        })
+    }
+
+    fn any_target() -> impl Strategy<Value = Target> {
+        let products = prop::sample::select(vec![Product::Pbs, Product::Pve]);
+        let leavers = prop::sample::select(vec![Leavers::Disable, Leavers::Delete]);
+        (products, leavers).prop_map(|(product, leavers)| Target {
+            leavers,
+            ..target(product)
+        })
+    }
+
+    /// The realm, spelled out apart from the code under test.
+    fn inside_user(userid: &str) -> bool {
+        userid.len() > "@latchkey".len() && userid.ends_with("@latchkey") && !userid.contains('!')
+    }
+
+    fn inside_group(product: Product, groupid: &str) -> bool {
+        product == Product::Pve
+            && groupid.len() > "-latchkey".len()
+            && groupid.ends_with("-latchkey")
+    }
+
+    fn inside_entry(product: Product, entry: &AclEntry) -> bool {
+        match entry.kind {
+            UgidKind::User => inside_user(&entry.ugid),
+            UgidKind::Group => inside_group(product, &entry.ugid),
+            UgidKind::Token => false,
+        }
+    }
+
+    /// Every user, group and entry a change names, with whether it is in the realm.
+    fn named(target: &Target, change: &Change) -> Vec<(String, bool)> {
+        let user = |userid: &String| (userid.clone(), inside_user(userid));
+        let group = |groupid: &String| (groupid.clone(), inside_group(target.product, groupid));
+        match change {
+            Change::CreateRealm { realm, .. } | Change::UpdateRealm { realm, .. } => {
+                vec![(realm.clone(), realm == REALM)]
+            }
+            Change::CreateGroup { groupid } => vec![group(groupid)],
+            Change::CreateUser { userid, .. }
+            | Change::UpdateUser { userid, .. }
+            | Change::DisableUser { userid }
+            | Change::DeleteUser { userid } => vec![user(userid)],
+            Change::SetUserGroups {
+                userid,
+                join,
+                leave,
+                ..
+            } => std::iter::once(user(userid))
+                .chain(join.iter().chain(leave).map(group))
+                .collect(),
+            Change::AddAcl(entry) | Change::RemoveAcl(entry) => {
+                vec![(entry.ugid.clone(), inside_entry(target.product, entry))]
+            }
+        }
+    }
+
+    /// The part of a server outside the realm, and realm users' memberships outside it.
+    #[derive(Debug, PartialEq)]
+    struct Foreign {
+        users: Vec<ActualUser>,
+        groups: BTreeSet<String>,
+        acl: BTreeSet<AclEntry>,
+        memberships: BTreeMap<String, BTreeSet<String>>,
+    }
+
+    fn foreign(target: &Target, actual: &Actual) -> Foreign {
+        let product = target.product;
+        let outside = |user: &ActualUser| -> BTreeSet<String> {
+            let groups = user.groups.iter();
+            groups
+                .filter(|group| !inside_group(product, group))
+                .cloned()
+                .collect()
+        };
+        let (realm_users, users): (Vec<&ActualUser>, Vec<&ActualUser>) = actual
+            .users
+            .iter()
+            .partition(|user| inside_user(&user.userid));
+        Foreign {
+            users: users.into_iter().cloned().collect(),
+            groups: actual
+                .groups
+                .iter()
+                .filter(|group| !inside_group(product, group))
+                .cloned()
+                .collect(),
+            acl: actual
+                .acl
+                .iter()
+                .filter(|entry| !inside_entry(product, entry))
+                .cloned()
+                .collect(),
+            memberships: realm_users
+                .into_iter()
+                .map(|user| (user.userid.clone(), outside(user)))
+                .collect(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn no_change_names_anything_outside_the_realm(
+            target in any_target(), actual in any_actual(), people in any_people(), rules in any_rules(),
+        ) {
+            let desired = desired(&target, &rules, &people);
+            for change in plan(&target, &desired, &actual) {
+                for (name, inside) in named(&target, &change) {
+                    prop_assert!(inside, "{change} names {name}, outside the realm");
+                }
+            }
+        }
+
+        #[test]
+        fn applying_the_plan_converges_and_keeps_everything_outside_the_realm(
+            target in any_target(), actual in any_actual(), people in any_people(), rules in any_rules(),
+        ) {
+            let desired = desired(&target, &rules, &people);
+            let mut after = actual.clone();
+            for change in plan(&target, &desired, &actual) {
+                simulate(target.product, &mut after, &change);
+            }
+            prop_assert_eq!(plan(&target, &desired, &after), vec![]);
+            let before = foreign(&target, &actual);
+            let after = foreign(&target, &after);
+            prop_assert_eq!(&before.users, &after.users);
+            prop_assert_eq!(&before.groups, &after.groups);
+            prop_assert_eq!(&before.acl, &after.acl);
+            // A realm user keeps every membership outside the realm (unless deleted).
+            for (userid, outside) in &after.memberships {
+                prop_assert_eq!(before.memberships.get(userid).cloned().unwrap_or_default(), outside.clone());
+            }
+        }
+
+        #[test]
+        fn leavers_end_disabled_or_deleted_without_entries(
+            target in any_target(), actual in any_actual(), people in any_people(), rules in any_rules(),
+        ) {
+            let desired = desired(&target, &rules, &people);
+            let mut after = actual.clone();
+            for change in plan(&target, &desired, &actual) {
+                simulate(target.product, &mut after, &change);
+            }
+            for user in after.users.iter().filter(|user| inside_user(&user.userid)) {
+                let covered = desired.users.contains_key(&user.userid);
+                prop_assert!(covered || !user.enabled, "{} should be disabled", user.userid);
+                prop_assert!(covered || target.leavers == Leavers::Disable, "{} should be deleted", user.userid);
+                if covered {
+                    prop_assert_eq!(&user.names, &desired.users[&user.userid]);
+                    prop_assert!(user.enabled);
+                }
+            }
+            let realm_entries: BTreeSet<&AclEntry> = after
+                .acl
+                .iter()
+                .filter(|entry| inside_entry(target.product, entry))
+                .collect();
+            prop_assert_eq!(realm_entries, desired.acl.iter().collect::<BTreeSet<_>>());
+        }
+    }
+}
