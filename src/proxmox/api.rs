@@ -1095,3 +1095,742 @@ fn deepest_message(error: &(dyn StdError + 'static)) -> String {
     }
     current.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxmox::target::Leavers;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::sign::{CertifiedKey, SingleCertAndKey};
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Mutex;
+
+    const SECRET: &str = "5e1f0a2b-token-secret";
+
+    fn target(product: Product, api_url: &str, trust: Trust) -> Target {
+        Target {
+            client_id: "pbs".to_string(),
+            product,
+            api_url: api_url.to_string(),
+            token_id: "root@pam!latchkey".to_string(),
+            token_secret: SECRET.to_string(),
+            trust,
+            realm: "latchkey".to_string(),
+            leavers: Leavers::Disable,
+            manage_realm: false,
+        }
+    }
+
+    fn entry(kind: UgidKind, ugid: &str, propagate: bool) -> AclEntry {
+        AclEntry {
+            path: "/datastore/main".to_string(),
+            kind,
+            ugid: ugid.to_string(),
+            role: "DatastoreBackup".to_string(),
+            propagate,
+        }
+    }
+
+    fn json(body: &Option<(&'static str, Vec<u8>)>) -> serde_json::Value {
+        let (content_type, bytes) = body.as_ref().expect("a body");
+        assert_eq!(*content_type, "application/json");
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    fn form(body: &Option<(&'static str, Vec<u8>)>) -> String {
+        let (content_type, bytes) = body.as_ref().expect("a body");
+        assert_eq!(*content_type, "application/x-www-form-urlencoded");
+        String::from_utf8(bytes.clone()).unwrap()
+    }
+
+    fn encoded(product: Product, change: &Change) -> Encoded {
+        encode(
+            product,
+            "https://pve.example.com:8006",
+            &call_for(product, change),
+        )
+    }
+
+    // ---- encodings ------------------------------------------------------------------------
+
+    #[test]
+    fn acl_entries_are_granted_with_each_products_names_and_booleans() {
+        let grant = Change::AddAcl(entry(UgidKind::User, "ada@latchkey", true));
+        let pbs = encoded(Product::Pbs, &grant);
+        assert_eq!(pbs.method, Method::PUT);
+        assert_eq!(pbs.url, "https://pve.example.com:8006/api2/json/access/acl");
+        assert_eq!(
+            json(&pbs.body),
+            serde_json::json!({"role": "DatastoreBackup", "path": "/datastore/main", "auth-id": "ada@latchkey", "propagate": true})
+        );
+        let grant = Change::AddAcl(entry(UgidKind::Group, "backup-latchkey", false));
+        assert_eq!(
+            form(&encoded(Product::Pve, &grant).body),
+            "roles=DatastoreBackup&path=%2Fdatastore%2Fmain&groups=backup-latchkey&propagate=0"
+        );
+        let revoke = Change::RemoveAcl(entry(UgidKind::User, "ada@latchkey", true));
+        assert_eq!(
+            json(&encoded(Product::Pbs, &revoke).body),
+            serde_json::json!({"role": "DatastoreBackup", "path": "/datastore/main", "auth-id": "ada@latchkey", "delete": true})
+        );
+        assert_eq!(
+            form(&encoded(Product::Pve, &revoke).body),
+            "roles=DatastoreBackup&path=%2Fdatastore%2Fmain&users=ada%40latchkey&delete=1"
+        );
+    }
+
+    #[test]
+    fn users_are_created_updated_disabled_and_deleted_per_product() {
+        let names = Names {
+            firstname: Some("Ada".to_string()),
+            lastname: None,
+            email: Some("ada@example.com".to_string()),
+        };
+        let create = Change::CreateUser {
+            userid: "ada@latchkey".to_string(),
+            names,
+        };
+        let pbs = encoded(Product::Pbs, &create);
+        assert_eq!(
+            (pbs.method.clone(), pbs.url.as_str()),
+            (
+                Method::POST,
+                "https://pve.example.com:8006/api2/json/access/users"
+            )
+        );
+        assert_eq!(
+            json(&pbs.body),
+            serde_json::json!({"userid": "ada@latchkey", "firstname": "Ada", "email": "ada@example.com"})
+        );
+        assert_eq!(
+            form(&encoded(Product::Pve, &create).body),
+            "userid=ada%40latchkey&firstname=Ada&email=ada%40example.com"
+        );
+
+        let update = Change::UpdateUser {
+            userid: "ada@latchkey".to_string(),
+            firstname: Some(Edit::Set("Ada".to_string())),
+            lastname: Some(Edit::Clear),
+            email: Some(Edit::Clear),
+            enable: true,
+        };
+        let pbs = encoded(Product::Pbs, &update);
+        assert_eq!(
+            pbs.url,
+            "https://pve.example.com:8006/api2/json/access/users/ada@latchkey"
+        );
+        assert_eq!(
+            json(&pbs.body),
+            serde_json::json!({"firstname": "Ada", "delete": ["lastname", "email"], "enable": true})
+        );
+        assert_eq!(
+            form(&encoded(Product::Pve, &update).body),
+            "firstname=Ada&lastname=&email=&enable=1"
+        );
+
+        let disable = Change::DisableUser {
+            userid: "ada@latchkey".to_string(),
+        };
+        assert_eq!(
+            json(&encoded(Product::Pbs, &disable).body),
+            serde_json::json!({"enable": false})
+        );
+        assert_eq!(form(&encoded(Product::Pve, &disable).body), "enable=0");
+
+        let delete = encoded(
+            Product::Pbs,
+            &Change::DeleteUser {
+                userid: "ada@latchkey".to_string(),
+            },
+        );
+        assert_eq!((delete.method, delete.body), (Method::DELETE, None));
+        assert_eq!(
+            delete.url,
+            "https://pve.example.com:8006/api2/json/access/users/ada@latchkey"
+        );
+    }
+
+    #[test]
+    fn pve_group_membership_sends_the_whole_list_even_when_empty() {
+        let set = |groups: &[&str]| Change::SetUserGroups {
+            userid: "ada@latchkey".to_string(),
+            join: vec![],
+            leave: vec!["admins-latchkey".to_string()],
+            groups: groups.iter().map(|group| group.to_string()).collect(),
+        };
+        assert_eq!(
+            form(&encoded(Product::Pve, &set(&["ops-latchkey", "staff"])).body),
+            "groups=ops-latchkey%2Cstaff"
+        );
+        assert_eq!(form(&encoded(Product::Pve, &set(&[])).body), "groups=");
+        let create = encoded(
+            Product::Pve,
+            &Change::CreateGroup {
+                groupid: "admins-latchkey".to_string(),
+            },
+        );
+        assert_eq!(
+            create.url,
+            "https://pve.example.com:8006/api2/json/access/groups"
+        );
+        assert_eq!(form(&create.body), "groupid=admins-latchkey");
+    }
+
+    #[test]
+    fn realms_are_written_with_their_settings_and_the_secret_only_on_the_wire() {
+        let settings = plan::RealmSettings::managed(Product::Pve, "https://id.example.com", "pve");
+        let create = Change::CreateRealm {
+            realm: "latchkey".to_string(),
+            settings,
+            client_key: Some(ClientKey::new("s3cret")),
+        };
+        let pve = encoded(Product::Pve, &create);
+        assert_eq!(
+            pve.url,
+            "https://pve.example.com:8006/api2/json/access/domains"
+        );
+        assert_eq!(
+            form(&pve.body),
+            concat!(
+                "type=openid&realm=latchkey&issuer-url=https%3A%2F%2Fid.example.com&client-id=pve",
+                "&scopes=email+profile+groups&autocreate=0&username-claim=username&groups-claim=groups",
+                "&groups-autocreate=0&groups-overwrite=0&client-key=s3cret"
+            )
+        );
+        let settings = plan::RealmSettings::managed(Product::Pbs, "https://id.example.com", "pbs");
+        let create = Change::CreateRealm {
+            realm: "latchkey".to_string(),
+            settings,
+            client_key: None,
+        };
+        let pbs = encoded(Product::Pbs, &create);
+        assert_eq!(
+            pbs.url,
+            "https://pve.example.com:8006/api2/json/config/access/openid"
+        );
+        assert_eq!(
+            json(&pbs.body),
+            serde_json::json!({
+                "realm": "latchkey", "issuer-url": "https://id.example.com", "client-id": "pbs",
+                "scopes": "email profile groups", "autocreate": false, "username-claim": "username"
+            })
+        );
+        let update = Change::UpdateRealm {
+            realm: "latchkey".to_string(),
+            settings: plan::RealmSettings {
+                client_id: Some("pbs".to_string()),
+                ..Default::default()
+            },
+            client_key: Some(ClientKey::new("n3w")),
+        };
+        let pbs = encoded(Product::Pbs, &update);
+        assert_eq!(
+            (pbs.method.clone(), pbs.url.as_str()),
+            (
+                Method::PUT,
+                "https://pve.example.com:8006/api2/json/config/access/openid/latchkey"
+            )
+        );
+        assert_eq!(
+            json(&pbs.body),
+            serde_json::json!({"client-id": "pbs", "client-key": "n3w"})
+        );
+        assert_eq!(
+            encoded(Product::Pve, &update).url,
+            "https://pve.example.com:8006/api2/json/access/domains/latchkey"
+        );
+    }
+
+    #[test]
+    fn reads_carry_their_parameters_in_the_query() {
+        let call = Call::new(Method::GET, &["access", "users"], needs::NONE).flag("full", true);
+        assert_eq!(
+            encode(Product::Pve, "https://pve:8006", &call).url,
+            "https://pve:8006/api2/json/access/users?full=1"
+        );
+        let call = Call::new(Method::GET, &["access", "permissions"], needs::NONE)
+            .text("path", "/access/acl");
+        let pbs = encode(Product::Pbs, "https://pbs:8007", &call);
+        assert_eq!(
+            pbs.url,
+            "https://pbs:8007/api2/json/access/permissions?path=%2Faccess%2Facl"
+        );
+        assert_eq!(pbs.body, None);
+    }
+
+    // ---- answers --------------------------------------------------------------------------
+
+    #[test]
+    fn error_messages_are_read_from_each_products_shape() {
+        use reqwest::StatusCode;
+        assert_eq!(
+            error_message(Product::Pbs, StatusCode::BAD_REQUEST, b"no such user.\n"),
+            "no such user."
+        );
+        let pve = br#"{"data":null,"message":"Parameter verification failed.\n","errors":{"path":"invalid ACL path '/x y'\n"}}"#;
+        assert_eq!(
+            error_message(Product::Pve, StatusCode::BAD_REQUEST, pve),
+            "Parameter verification failed.; path: invalid ACL path '/x y'"
+        );
+        let pve =
+            br#"{"data":null,"message":"ACL update failed: user 'x@latchkey' does not exist\n"}"#;
+        assert_eq!(
+            error_message(Product::Pve, StatusCode::INTERNAL_SERVER_ERROR, pve),
+            "ACL update failed: user 'x@latchkey' does not exist"
+        );
+        assert_eq!(
+            error_message(Product::Pve, StatusCode::UNAUTHORIZED, b""),
+            "Unauthorized"
+        );
+    }
+
+    #[test]
+    fn lists_read_booleans_and_lists_as_either_product_writes_them() {
+        let pve: Data<Vec<WireUser>> = serde_json::from_str(
+            r#"{"data":[{"userid":"ada@latchkey","enable":0,"groups":"a-latchkey,staff","firstname":""},
+                        {"userid":"bob@latchkey"}]}"#,
+        )
+        .unwrap();
+        let users: Vec<ActualUser> = pve.data.into_iter().map(WireUser::into_user).collect();
+        assert!(!users[0].enabled);
+        assert_eq!(
+            users[0].groups,
+            ["a-latchkey", "staff"].map(String::from).into()
+        );
+        assert_eq!(users[0].names.firstname, None);
+        assert!(users[1].enabled, "absent means enabled");
+        let acl: Data<Vec<WireAcl>> = serde_json::from_str(
+            r#"{"data":[{"path":"/","ugid":"ada@latchkey","ugid_type":"user","roleid":"Admin","propagate":true},
+                        {"path":"/","ugid":"ada@latchkey!t","ugid_type":"user","roleid":"Admin","propagate":false},
+                        {"path":"/vms","ugid":"a-latchkey","type":"group","roleid":"PVEAdmin","propagate":1},
+                        {"path":"/vms","ugid":"root@pam!t","type":"token","roleid":"PVEAdmin","propagate":"0"}]}"#,
+        )
+        .unwrap();
+        let kinds: Vec<(UgidKind, bool)> = acl
+            .data
+            .into_iter()
+            .map(WireAcl::into_entry)
+            .map(|entry| (entry.kind, entry.propagate))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (UgidKind::User, true),
+                (UgidKind::Token, false),
+                (UgidKind::Group, true),
+                (UgidKind::Token, false)
+            ]
+        );
+    }
+
+    // ---- certificates ---------------------------------------------------------------------
+
+    struct Issued {
+        cert: CertificateDer<'static>,
+        pem: String,
+        key: PrivateKeyDer<'static>,
+    }
+
+    fn issue(names: &[&str]) -> Issued {
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(names).unwrap();
+        Issued {
+            cert: cert.der().clone(),
+            pem: cert.pem(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())),
+        }
+    }
+
+    #[test]
+    fn the_pinned_certificate_is_accepted_and_no_other() {
+        let provider = rustls::crypto::ring::default_provider();
+        let issued = issue(&["pbs.example.com"]);
+        let other = issue(&["pbs.example.com"]);
+        let pinned = fingerprint_of(issued.cert.as_ref());
+        let verifier = PinnedCertificate::new(&pinned.to_lowercase(), &provider);
+        let name = ServerName::try_from("anything.example").unwrap();
+        assert!(
+            verifier
+                .verify_server_cert(&issued.cert, &[], &name, &[], UnixTime::now())
+                .is_ok()
+        );
+        let refused = verifier
+            .verify_server_cert(&other.cert, &[], &name, &[], UnixTime::now())
+            .unwrap_err();
+        let rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) = refused
+        else {
+            panic!("{refused:?}")
+        };
+        let mismatch = inner.downcast_ref::<FingerprintMismatch>().unwrap();
+        assert_eq!(mismatch.seen, fingerprint_of(other.cert.as_ref()));
+        assert_eq!(mismatch.expected, pinned);
+        assert_eq!(pinned.len(), 32 * 3 - 1);
+        assert!(!verifier.supported_verify_schemes().is_empty());
+    }
+
+    // ---- a tiny HTTPS server ----------------------------------------------------------------
+
+    /// A request as the test server received it.
+    #[derive(Debug, Clone)]
+    struct Received {
+        method: String,
+        target: String,
+        authorization: Option<String>,
+        body: String,
+    }
+
+    struct Server {
+        port: u16,
+        fingerprint: String,
+        pem: String,
+        received: Arc<Mutex<Vec<Received>>>,
+    }
+
+    impl Server {
+        fn url(&self, host: &str) -> String {
+            format!("https://{host}:{}", self.port)
+        }
+
+        fn received(&self) -> Vec<Received> {
+            self.received.lock().unwrap().clone()
+        }
+    }
+
+    type Answer = (u16, String);
+
+    /// Serves TLS with `issued`'s certificate, signing the handshake with `signer`'s key.
+    fn serve(
+        issued: &Issued,
+        signer: &Issued,
+        answer: impl Fn(&Received) -> Answer + Send + 'static,
+    ) -> Server {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = provider
+            .key_provider
+            .load_private_key(signer.key.clone_key())
+            .unwrap();
+        let resolver = SingleCertAndKey::from(CertifiedKey::new(vec![issued.cert.clone()], key));
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(resolver)),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, stream.unwrap());
+                let Some(request) = read_request(&mut tls) else {
+                    continue;
+                };
+                log.lock().unwrap().push(request.clone());
+                let (status, body) = answer(&request);
+                let head = format!(
+                    "HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls
+                    .write_all(head.as_bytes())
+                    .and_then(|()| tls.write_all(body.as_bytes()));
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        Server {
+            port,
+            fingerprint: fingerprint_of(issued.cert.as_ref()),
+            pem: issued.pem.clone(),
+            received,
+        }
+    }
+
+    /// Reads one HTTP/1.1 request; `None` when the handshake or the read fails.
+    fn read_request(stream: &mut impl Read) -> Option<Received> {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") {
+                break end;
+            }
+            let read = stream.read(&mut chunk).ok().filter(|read| *read > 0)?;
+            bytes.extend_from_slice(&chunk[..read]);
+        };
+        let head = String::from_utf8_lossy(&bytes[..head_end]).to_string();
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.trim().to_string())
+        };
+        let length: usize = header("content-length").map_or(0, |length| length.parse().unwrap());
+        while bytes.len() < head_end + 4 + length {
+            let read = stream.read(&mut chunk).ok().filter(|read| *read > 0)?;
+            bytes.extend_from_slice(&chunk[..read]);
+        }
+        let mut request_line = head.lines().next()?.split(' ');
+        Some(Received {
+            method: request_line.next()?.to_string(),
+            target: request_line.next()?.to_string(),
+            authorization: header("authorization"),
+            body: String::from_utf8_lossy(&bytes[head_end + 4..]).to_string(),
+        })
+    }
+
+    fn roles_answer(_: &Received) -> Answer {
+        (
+            200,
+            r#"{"data":[{"roleid":"NoAccess"},{"roleid":"Admin"},{"roleid":"DatastoreBackup"}]}"#
+                .to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_wrong_fingerprint_fails_the_handshake_before_any_request() {
+        let issued = issue(&["localhost"]);
+        let server = serve(&issued, &issued, roles_answer);
+        let configured = fingerprint_of(issue(&["localhost"]).cert.as_ref());
+        let client = Client::new(&target(
+            Product::Pbs,
+            &server.url("127.0.0.1"),
+            Trust::Fingerprint(configured.clone()),
+        ))
+        .unwrap();
+        let error = client.roles().await.unwrap_err();
+        let ApiError::FingerprintMismatch { seen, expected, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!((seen, expected), (&server.fingerprint, &configured));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "127.0.0.1:{}: the certificate's fingerprint is {}, not the configured {configured}",
+                server.port, server.fingerprint
+            )
+        );
+        assert!(
+            server.received().is_empty(),
+            "nothing is sent before the certificate check"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_pinned_certificate_is_trusted_whatever_the_host_name() {
+        let issued = issue(&["pbs.example.com"]);
+        let server = serve(&issued, &issued, roles_answer);
+        let client = Client::new(&target(
+            Product::Pbs,
+            &server.url("127.0.0.1"),
+            Trust::Fingerprint(server.fingerprint.clone()),
+        ))
+        .unwrap();
+        assert_eq!(
+            client.roles().await.unwrap(),
+            ["Admin", "DatastoreBackup", "NoAccess"]
+        );
+        let received = server.received();
+        assert_eq!(received[0].method, "GET");
+        assert_eq!(received[0].target, "/api2/json/access/roles");
+        assert_eq!(
+            received[0].authorization.as_deref(),
+            Some(format!("PBSAPIToken=root@pam!latchkey:{SECRET}").as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_with_the_pinned_certificate_but_not_its_key_is_refused() {
+        let issued = issue(&["localhost"]);
+        let impostor = issue(&["localhost"]);
+        let server = serve(&issued, &impostor, roles_answer);
+        let client = Client::new(&target(
+            Product::Pbs,
+            &server.url("127.0.0.1"),
+            Trust::Fingerprint(server.fingerprint.clone()),
+        ))
+        .unwrap();
+        let error = client.roles().await.unwrap_err();
+        // rustls reports the handshake signature made with another key as a bad certificate.
+        let ApiError::Untrusted { source, .. } = &error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(
+            source,
+            &rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+        );
+        assert!(server.received().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_ca_certificate_is_trusted_for_the_names_it_signed() {
+        let issued = issue(&["localhost"]);
+        let server = serve(&issued, &issued, roles_answer);
+        let trust = Trust::CaPem(server.pem.clone());
+        let client = Client::new(&target(
+            Product::Pve,
+            &server.url("localhost"),
+            trust.clone(),
+        ))
+        .unwrap();
+        assert_eq!(client.roles().await.unwrap().len(), 3);
+        let received = server.received();
+        assert_eq!(
+            received[0].authorization.as_deref(),
+            Some(format!("PVEAPIToken=root@pam!latchkey={SECRET}").as_str())
+        );
+        let wrong_name =
+            Client::new(&target(Product::Pve, &server.url("127.0.0.1"), trust)).unwrap();
+        let error = wrong_name.roles().await.unwrap_err();
+        assert!(matches!(error, ApiError::Untrusted { .. }), "{error:?}");
+        let stranger = Trust::CaPem(issue(&["localhost"]).pem);
+        let error = Client::new(&target(Product::Pve, &server.url("localhost"), stranger))
+            .unwrap()
+            .roles()
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("not trusted"), "{error}");
+        assert_eq!(server.received().len(), 1);
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let error = tls_config(&Trust::CaPem("not a certificate".to_string())).unwrap_err();
+        assert!(matches!(error, ApiError::CaCertificate(_)), "{error:?}");
+    }
+
+    fn pinned(server: &Server, product: Product) -> Client {
+        let trust = Trust::Fingerprint(server.fingerprint.clone());
+        Client::new(&target(product, &server.url("127.0.0.1"), trust)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_say_what_the_token_lacks() {
+        let issued = issue(&["localhost"]);
+        let server = serve(&issued, &issued, |request| match request.method.as_str() {
+            "GET" => (401, String::new()),
+            _ => (403, "permission check failed".to_string()),
+        });
+        let error = pinned(&server, Product::Pve).roles().await.unwrap_err();
+        assert!(matches!(error, ApiError::TokenRefused { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("PVE refused the API token (401: Unauthorized)"),
+            "{error}"
+        );
+        let grant = Change::AddAcl(entry(UgidKind::User, "ada@latchkey", true));
+        let error = pinned(&server, Product::Pbs)
+            .apply(&grant)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "127.0.0.1:{}: the API token lacks Permissions.Modify on /access/acl (PBS answered 403: permission check failed)",
+                server.port
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_is_sent_as_encoded_and_a_refusal_carries_the_servers_message() {
+        let issued = issue(&["localhost"]);
+        let server = serve(&issued, &issued, |_| {
+            (500, r#"{"data":null,"message":"ACL update failed: user 'ada@latchkey' does not exist\n"}"#.to_string())
+        });
+        let grant = Change::AddAcl(entry(UgidKind::User, "ada@latchkey", true));
+        let error = pinned(&server, Product::Pve)
+            .apply(&grant)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "127.0.0.1:{}: PUT /access/acl: PVE answered 500: ACL update failed: user 'ada@latchkey' does not exist",
+                server.port
+            )
+        );
+        let received = server.received();
+        assert_eq!(
+            (received[0].method.as_str(), received[0].target.as_str()),
+            ("PUT", "/api2/json/access/acl")
+        );
+        assert_eq!(
+            received[0].body,
+            "roles=DatastoreBackup&path=%2Fdatastore%2Fmain&users=ada%40latchkey&propagate=1"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_state_is_read_and_filtered_to_the_realm() {
+        let issued = issue(&["localhost"]);
+        let server = serve(&issued, &issued, |request| {
+            let body = match request.target.as_str() {
+                "/api2/json/access/users?full=1" => {
+                    r#"[{"userid":"ada@latchkey","enable":1,"groups":"admins-latchkey,staff"},{"userid":"root@pam","enable":1}]"#
+                }
+                "/api2/json/access/acl" => {
+                    r#"[{"path":"/","type":"group","ugid":"admins-latchkey","roleid":"Administrator","propagate":1}]"#
+                }
+                "/api2/json/access/groups" => {
+                    r#"[{"groupid":"admins-latchkey","users":"ada@latchkey"},{"groupid":"staff"}]"#
+                }
+                "/api2/json/access/domains" => {
+                    r#"[{"realm":"pam","type":"pam"},{"realm":"latchkey","type":"openid"}]"#
+                }
+                "/api2/json/access/domains/latchkey" => {
+                    r#"{"type":"openid","issuer-url":"https://id.example.com","client-id":"pve","client-key":"x","autocreate":0,"username-claim":"username","digest":"d"}"#
+                }
+                _ => return (404, String::new()),
+            };
+            (200, format!(r#"{{"data":{body}}}"#))
+        });
+        let actual = pinned(&server, Product::Pve)
+            .actual("latchkey", true)
+            .await
+            .unwrap();
+        assert_eq!(actual.users.len(), 1);
+        assert_eq!(
+            actual.users[0].groups,
+            ["admins-latchkey", "staff"].map(String::from).into()
+        );
+        assert_eq!(
+            actual.groups,
+            ["admins-latchkey", "staff"].map(String::from).into()
+        );
+        assert_eq!(actual.acl.len(), 1);
+        let realm = actual.realm.unwrap();
+        assert_eq!(realm.issuer_url.as_deref(), Some("https://id.example.com"));
+        assert_eq!(realm.autocreate, Some(false));
+        assert_eq!(realm.effective_username_claim(), "username");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_connection_error() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let trust = Trust::Fingerprint(fingerprint_of(b"x"));
+        let client = Client::new(&target(
+            Product::Pbs,
+            &format!("https://127.0.0.1:{port}"),
+            trust,
+        ))
+        .unwrap();
+        let error = client.roles().await.unwrap_err();
+        assert!(matches!(error, ApiError::Connect { .. }), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("127.0.0.1:{port}: cannot connect: ")),
+            "{error}"
+        );
+    }
+}
