@@ -1096,15 +1096,155 @@ fn deepest_message(error: &(dyn StdError + 'static)) -> String {
     current.to_string()
 }
 
+/// A tiny HTTPS server for tests: self-signed certificates, one answer per request.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_server {
     use super::*;
-    use crate::proxmox::target::Leavers;
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use rustls::sign::{CertifiedKey, SingleCertAndKey};
     use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::sync::Mutex;
+
+    // ---- certificates ---------------------------------------------------------------------
+
+    pub(crate) struct Issued {
+        pub(crate) cert: CertificateDer<'static>,
+        pub(crate) pem: String,
+        pub(crate) key: PrivateKeyDer<'static>,
+    }
+
+    pub(crate) fn issue(names: &[&str]) -> Issued {
+        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        let rcgen::CertifiedKey { cert, key_pair } =
+            rcgen::generate_simple_self_signed(names).unwrap();
+        Issued {
+            cert: cert.der().clone(),
+            pem: cert.pem(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())),
+        }
+    }
+
+    // ---- a tiny HTTPS server ----------------------------------------------------------------
+
+    /// A request as the test server received it.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Received {
+        pub(crate) method: String,
+        pub(crate) target: String,
+        pub(crate) authorization: Option<String>,
+        pub(crate) body: String,
+    }
+
+    pub(crate) struct Server {
+        pub(crate) port: u16,
+        pub(crate) fingerprint: String,
+        pub(crate) pem: String,
+        received: Arc<Mutex<Vec<Received>>>,
+    }
+
+    impl Server {
+        pub(crate) fn url(&self, host: &str) -> String {
+            format!("https://{host}:{}", self.port)
+        }
+
+        pub(crate) fn received(&self) -> Vec<Received> {
+            self.received.lock().unwrap().clone()
+        }
+    }
+
+    pub(crate) type Answer = (u16, String);
+
+    /// Serves TLS with `issued`'s certificate, signing the handshake with `signer`'s key.
+    pub(crate) fn serve(
+        issued: &Issued,
+        signer: &Issued,
+        answer: impl Fn(&Received) -> Answer + Send + 'static,
+    ) -> Server {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = provider
+            .key_provider
+            .load_private_key(signer.key.clone_key())
+            .unwrap();
+        let resolver = SingleCertAndKey::from(CertifiedKey::new(vec![issued.cert.clone()], key));
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(resolver)),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let log = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut tls = rustls::StreamOwned::new(connection, stream.unwrap());
+                let Some(request) = read_request(&mut tls) else {
+                    continue;
+                };
+                log.lock().unwrap().push(request.clone());
+                let (status, body) = answer(&request);
+                let head = format!(
+                    "HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = tls
+                    .write_all(head.as_bytes())
+                    .and_then(|()| tls.write_all(body.as_bytes()));
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        Server {
+            port,
+            fingerprint: fingerprint_of(issued.cert.as_ref()),
+            pem: issued.pem.clone(),
+            received,
+        }
+    }
+
+    /// Reads one HTTP/1.1 request; `None` when the handshake or the read fails.
+    fn read_request(stream: &mut impl Read) -> Option<Received> {
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") {
+                break end;
+            }
+            let read = stream.read(&mut chunk).ok().filter(|read| *read > 0)?;
+            bytes.extend_from_slice(&chunk[..read]);
+        };
+        let head = String::from_utf8_lossy(&bytes[..head_end]).to_string();
+        let header = |name: &str| {
+            head.lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.trim().to_string())
+        };
+        let length: usize = header("content-length").map_or(0, |length| length.parse().unwrap());
+        while bytes.len() < head_end + 4 + length {
+            let read = stream.read(&mut chunk).ok().filter(|read| *read > 0)?;
+            bytes.extend_from_slice(&chunk[..read]);
+        }
+        let mut request_line = head.lines().next()?.split(' ');
+        Some(Received {
+            method: request_line.next()?.to_string(),
+            target: request_line.next()?.to_string(),
+            authorization: header("authorization"),
+            body: String::from_utf8_lossy(&bytes[head_end + 4..]).to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_server::{Answer, Received, Server, issue, serve};
+    use super::*;
+    use crate::proxmox::target::Leavers;
+    use std::net::TcpListener;
 
     const SECRET: &str = "5e1f0a2b-token-secret";
 
@@ -1424,25 +1564,6 @@ mod tests {
         );
     }
 
-    // ---- certificates ---------------------------------------------------------------------
-
-    struct Issued {
-        cert: CertificateDer<'static>,
-        pem: String,
-        key: PrivateKeyDer<'static>,
-    }
-
-    fn issue(names: &[&str]) -> Issued {
-        let names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
-        let rcgen::CertifiedKey { cert, key_pair } =
-            rcgen::generate_simple_self_signed(names).unwrap();
-        Issued {
-            cert: cert.der().clone(),
-            pem: cert.pem(),
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())),
-        }
-    }
-
     #[test]
     fn the_pinned_certificate_is_accepted_and_no_other() {
         let provider = rustls::crypto::ring::default_provider();
@@ -1468,119 +1589,6 @@ mod tests {
         assert_eq!(mismatch.expected, pinned);
         assert_eq!(pinned.len(), 32 * 3 - 1);
         assert!(!verifier.supported_verify_schemes().is_empty());
-    }
-
-    // ---- a tiny HTTPS server ----------------------------------------------------------------
-
-    /// A request as the test server received it.
-    #[derive(Debug, Clone)]
-    struct Received {
-        method: String,
-        target: String,
-        authorization: Option<String>,
-        body: String,
-    }
-
-    struct Server {
-        port: u16,
-        fingerprint: String,
-        pem: String,
-        received: Arc<Mutex<Vec<Received>>>,
-    }
-
-    impl Server {
-        fn url(&self, host: &str) -> String {
-            format!("https://{host}:{}", self.port)
-        }
-
-        fn received(&self) -> Vec<Received> {
-            self.received.lock().unwrap().clone()
-        }
-    }
-
-    type Answer = (u16, String);
-
-    /// Serves TLS with `issued`'s certificate, signing the handshake with `signer`'s key.
-    fn serve(
-        issued: &Issued,
-        signer: &Issued,
-        answer: impl Fn(&Received) -> Answer + Send + 'static,
-    ) -> Server {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = provider
-            .key_provider
-            .load_private_key(signer.key.clone_key())
-            .unwrap();
-        let resolver = SingleCertAndKey::from(CertifiedKey::new(vec![issued.cert.clone()], key));
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(resolver)),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let log = received.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
-                let mut tls = rustls::StreamOwned::new(connection, stream.unwrap());
-                let Some(request) = read_request(&mut tls) else {
-                    continue;
-                };
-                log.lock().unwrap().push(request.clone());
-                let (status, body) = answer(&request);
-                let head = format!(
-                    "HTTP/1.1 {status} Answer\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = tls
-                    .write_all(head.as_bytes())
-                    .and_then(|()| tls.write_all(body.as_bytes()));
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-            }
-        });
-        Server {
-            port,
-            fingerprint: fingerprint_of(issued.cert.as_ref()),
-            pem: issued.pem.clone(),
-            received,
-        }
-    }
-
-    /// Reads one HTTP/1.1 request; `None` when the handshake or the read fails.
-    fn read_request(stream: &mut impl Read) -> Option<Received> {
-        let mut bytes = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") {
-                break end;
-            }
-            let read = stream.read(&mut chunk).ok().filter(|read| *read > 0)?;
-            bytes.extend_from_slice(&chunk[..read]);
-        };
-        let head = String::from_utf8_lossy(&bytes[..head_end]).to_string();
-        let header = |name: &str| {
-            head.lines()
-                .filter_map(|line| line.split_once(':'))
-                .find(|(key, _)| key.eq_ignore_ascii_case(name))
-                .map(|(_, value)| value.trim().to_string())
-        };
-        let length: usize = header("content-length").map_or(0, |length| length.parse().unwrap());
-        while bytes.len() < head_end + 4 + length {
-            let read = stream.read(&mut chunk).ok().filter(|read| *read > 0)?;
-            bytes.extend_from_slice(&chunk[..read]);
-        }
-        let mut request_line = head.lines().next()?.split(' ');
-        Some(Received {
-            method: request_line.next()?.to_string(),
-            target: request_line.next()?.to_string(),
-            authorization: header("authorization"),
-            body: String::from_utf8_lossy(&bytes[head_end + 4..]).to_string(),
-        })
     }
 
     fn roles_answer(_: &Received) -> Answer {
