@@ -598,111 +598,170 @@ fn acceptable(product: Product, value: String, field: Field) -> Option<String> {
 /// removed, then disabled or deleted. Nothing outside the realm is ever named, and a server
 /// that already matches gets no change.
 pub fn plan(target: &Target, desired: &Desired, actual: &Actual) -> Vec<Change> {
-    let scope = Scope {
-        realm: &target.realm,
-        product: target.product,
-    };
-    let users: BTreeMap<&str, &ActualUser> = actual
-        .users
-        .iter()
-        .filter(|user| scope.user(&user.userid))
-        .map(|user| (user.userid.as_str(), user))
-        .collect();
-    let wanted: BTreeMap<&str, &Names> = desired
-        .users
-        .iter()
-        .filter(|(userid, _)| scope.user(userid))
-        .map(|(userid, names)| (userid.as_str(), names))
-        .collect();
-    let groups: BTreeMap<&str, &BTreeSet<String>> = desired
-        .groups
-        .iter()
-        .filter(|(groupid, _)| scope.group(groupid))
-        .map(|(groupid, members)| (groupid.as_str(), members))
-        .collect();
-    let leavers: Vec<&ActualUser> = users
-        .values()
-        .filter(|user| !wanted.contains_key(user.userid.as_str()))
-        .copied()
-        .collect();
-    let held: Vec<&AclEntry> = actual
-        .acl
-        .iter()
-        .filter(|entry| scope.entry(entry))
-        .collect();
-    let granted: Vec<&AclEntry> = desired
-        .acl
-        .iter()
-        .filter(|entry| scope.entry(entry))
-        .collect();
-
+    let view = View::new(target, desired, actual);
     let mut changes = Vec::new();
     if target.manage_realm {
-        changes.extend(realm_change(
-            &target.realm,
-            desired.realm.as_ref(),
-            actual.realm.as_ref(),
-        ));
+        let realm = realm_change(&target.realm, desired.realm.as_ref(), actual.realm.as_ref());
+        changes.extend(realm);
     }
-    changes.extend(
-        groups
-            .keys()
-            .filter(|groupid| !actual.groups.contains(**groupid))
-            .map(|groupid| Change::CreateGroup {
-                groupid: groupid.to_string(),
-            }),
-    );
-    changes.extend(
-        wanted
+    changes.extend(view.new_groups(&actual.groups));
+    changes.extend(view.user_changes());
+    changes.extend(view.memberships());
+    changes.extend(view.grants());
+    changes.extend(view.revocations());
+    changes.extend(view.departures());
+    changes
+}
+
+/// The realm's part of both states: what the plan may touch.
+struct View<'a> {
+    target: &'a Target,
+    /// Realm users on the server.
+    users: BTreeMap<&'a str, &'a ActualUser>,
+    /// Realm users wanted, with their names.
+    wanted: BTreeMap<&'a str, &'a Names>,
+    /// PVE: the ruled realm groups with their members.
+    groups: BTreeMap<&'a str, &'a BTreeSet<String>>,
+    /// Realm users on the server that no rule covers.
+    leavers: Vec<&'a ActualUser>,
+    /// Realm entries on the server.
+    held: Vec<&'a AclEntry>,
+    /// Realm entries wanted.
+    granted: Vec<&'a AclEntry>,
+}
+
+impl<'a> View<'a> {
+    fn new(target: &'a Target, desired: &'a Desired, actual: &'a Actual) -> View<'a> {
+        let scope = Scope {
+            realm: &target.realm,
+            product: target.product,
+        };
+        let users: BTreeMap<&str, &ActualUser> = actual
+            .users
             .iter()
-            .filter_map(|(userid, names)| user_change(userid, names, users.get(userid))),
-    );
-    if target.product == Product::Pve {
-        let members: Vec<&str> = wanted
-            .keys()
-            .copied()
-            .chain(
-                leavers
-                    .iter()
-                    .filter(|_| target.leavers == Leavers::Disable)
-                    .map(|user| user.userid.as_str()),
-            )
+            .filter(|user| scope.user(&user.userid))
+            .map(|user| (user.userid.as_str(), user))
             .collect();
-        changes.extend(
-            members
-                .into_iter()
-                .filter_map(|userid| membership_change(userid, users.get(userid), &groups)),
-        );
-    }
-    changes.extend(
-        granted
+        let wanted: BTreeMap<&str, &Names> = desired
+            .users
             .iter()
-            .filter(|entry| !held.contains(entry))
-            .map(|entry| Change::AddAcl((*entry).clone())),
-    );
-    let is_leaver = |ugid: &str| leavers.iter().any(|user| user.userid == ugid);
-    changes.extend(
-        held.iter()
-            .filter(|entry| {
-                let leaver = entry.kind == UgidKind::User && is_leaver(&entry.ugid);
-                !leaver && !granted.iter().any(|want| want.key() == entry.key())
-            })
-            .map(|entry| Change::RemoveAcl((*entry).clone())),
-    );
-    for leaver in leavers {
-        changes.extend(
-            held.iter()
-                .filter(|entry| entry.kind == UgidKind::User && entry.ugid == leaver.userid)
-                .map(|entry| Change::RemoveAcl((*entry).clone())),
-        );
-        let userid = leaver.userid.clone();
-        match target.leavers {
-            Leavers::Disable if leaver.enabled => changes.push(Change::DisableUser { userid }),
-            Leavers::Disable => {}
-            Leavers::Delete => changes.push(Change::DeleteUser { userid }),
+            .filter(|(userid, _)| scope.user(userid))
+            .map(|(userid, names)| (userid.as_str(), names))
+            .collect();
+        let leavers = users
+            .values()
+            .filter(|user| !wanted.contains_key(user.userid.as_str()))
+            .copied()
+            .collect();
+        View {
+            target,
+            groups: desired
+                .groups
+                .iter()
+                .filter(|(groupid, _)| scope.group(groupid))
+                .map(|(groupid, members)| (groupid.as_str(), members))
+                .collect(),
+            held: actual
+                .acl
+                .iter()
+                .filter(|entry| scope.entry(entry))
+                .collect(),
+            granted: desired
+                .acl
+                .iter()
+                .filter(|entry| scope.entry(entry))
+                .collect(),
+            users,
+            wanted,
+            leavers,
         }
     }
-    changes
+
+    /// PVE: the ruled groups the server lacks.
+    fn new_groups(&self, existing: &BTreeSet<String>) -> Vec<Change> {
+        let missing = self
+            .groups
+            .keys()
+            .filter(|groupid| !existing.contains(**groupid));
+        let groupid = |groupid: &&str| groupid.to_string();
+        missing
+            .map(|id| Change::CreateGroup {
+                groupid: groupid(id),
+            })
+            .collect()
+    }
+
+    fn user_changes(&self) -> Vec<Change> {
+        let changes = self.wanted.iter();
+        changes
+            .filter_map(|(userid, names)| user_change(userid, names, self.users.get(userid)))
+            .collect()
+    }
+
+    /// PVE: memberships of the wanted users, and of the leavers that stay (disabled).
+    fn memberships(&self) -> Vec<Change> {
+        if self.target.product != Product::Pve {
+            return Vec::new();
+        }
+        let staying = self
+            .leavers
+            .iter()
+            .filter(|_| self.target.leavers == Leavers::Disable);
+        let members = self
+            .wanted
+            .keys()
+            .copied()
+            .chain(staying.map(|user| user.userid.as_str()));
+        members
+            .filter_map(|userid| membership_change(userid, self.users.get(userid), &self.groups))
+            .collect()
+    }
+
+    /// Entries wanted that the server lacks (or holds with another propagate flag).
+    fn grants(&self) -> Vec<Change> {
+        let missing = self
+            .granted
+            .iter()
+            .filter(|entry| !self.held.contains(entry));
+        missing
+            .map(|entry| Change::AddAcl((*entry).clone()))
+            .collect()
+    }
+
+    /// Entries held that no rule gives, except the leavers' (see `departures`).
+    fn revocations(&self) -> Vec<Change> {
+        let unwanted = self.held.iter().filter(|entry| {
+            !self.belongs_to_leaver(entry)
+                && !self.granted.iter().any(|want| want.key() == entry.key())
+        });
+        unwanted
+            .map(|entry| Change::RemoveAcl((*entry).clone()))
+            .collect()
+    }
+
+    fn belongs_to_leaver(&self, entry: &AclEntry) -> bool {
+        entry.kind == UgidKind::User && self.leavers.iter().any(|user| user.userid == entry.ugid)
+    }
+
+    /// Each leaver's entries removed, then the leaver disabled (unless already) or deleted:
+    /// PBS 3.x keeps a deleted user's entries, which a user made again would inherit.
+    fn departures(&self) -> Vec<Change> {
+        let mut changes = Vec::new();
+        for leaver in &self.leavers {
+            let theirs = self
+                .held
+                .iter()
+                .filter(|entry| entry.kind == UgidKind::User && entry.ugid == leaver.userid);
+            changes.extend(theirs.map(|entry| Change::RemoveAcl((*entry).clone())));
+            let userid = leaver.userid.clone();
+            match self.target.leavers {
+                Leavers::Disable if leaver.enabled => changes.push(Change::DisableUser { userid }),
+                Leavers::Disable => {}
+                Leavers::Delete => changes.push(Change::DeleteUser { userid }),
+            }
+        }
+        changes
+    }
 }
 
 fn realm_change(
