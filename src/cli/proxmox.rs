@@ -12,7 +12,7 @@ use crate::config::Settings;
 use crate::directory::clients as directory_clients;
 use crate::directory::proxmox::{self as rules, Configured};
 use crate::proxmox::queue;
-use crate::proxmox::sync::{self, SyncError};
+use crate::proxmox::sync;
 use crate::proxmox::target::{self, Leavers, Product, Rule, Target, Trust};
 use crate::store::Store;
 use crate::store::audit::Origin;
@@ -475,11 +475,4 @@ fn print_status(configured: &Configured, status: &SyncStatus) {
         Some(_) => "yes".to_string(),
     };
     println!("  pending:      {pending}");
-}
-
-impl SyncError {
-    /// Placeholder until the sync errors say it themselves.
-    fn is_unreachable(&self) -> bool {
-        false
-    }
 }

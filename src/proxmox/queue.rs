@@ -123,25 +123,30 @@ pub async fn run_one(
     Ok(outcome?)
 }
 
-/// What a run did, as the status and the audit log keep it.
-enum Summary {
-    Applied {
-        changes: Vec<String>,
-        secret_written: bool,
-    },
-    Failed(String),
+/// What a run did, as the status and the audit log keep it: the changes applied (also by a
+/// run that failed part way), whether the realm got the new secret, and the failure.
+struct Summary {
+    changes: Vec<String>,
+    secret_written: bool,
+    failure: Option<String>,
 }
 
 fn outcome_summary(outcome: &Result<Report, SyncError>) -> Summary {
-    match outcome {
-        Ok(report) => Summary::Applied {
-            changes: report.planned[..report.applied]
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            secret_written: report.realm_secret_written,
-        },
-        Err(error) => Summary::Failed(error.to_string()),
+    let report = match outcome {
+        Ok(report) => Some(report),
+        Err(error) => error.report(),
+    };
+    Summary {
+        changes: report
+            .map(|r| {
+                r.planned[..r.applied]
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        secret_written: report.is_some_and(|r| r.realm_secret_written),
+        failure: outcome.as_ref().err().map(ToString::to_string),
     }
 }
 
@@ -160,49 +165,41 @@ impl Recorded {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         let event = |kind, detail: String| Event::new(kind).client(&self.client_id).detail(detail);
-        match summary {
-            Summary::Applied {
-                changes,
-                secret_written,
-            } => {
-                for change in changes {
-                    audit::record(
-                        tx,
-                        &event("proxmox.applied", change.clone()),
-                        &self.origin,
-                        now,
-                    )?;
-                }
-                let finished = Finished {
-                    generation: self.generation,
-                    applied: changes.len() as i64,
-                    delivered_secret: self.realm_secret.as_deref().filter(|_| *secret_written),
-                    failure: None,
-                };
-                stored::finish(tx, &self.client_id, &finished, now)
-            }
-            Summary::Failed(error) => {
-                let status = stored::status(tx, &self.client_id)?.unwrap_or_default();
-                // A server that stays down is logged when it starts failing, not at every retry.
-                if status.last_error.as_deref() != Some(error.as_str())
-                    || status.last_success_at > status.last_error_at
-                {
-                    audit::record(
-                        tx,
-                        &event("proxmox.sync_failed", error.clone()),
-                        &self.origin,
-                        now,
-                    )?;
-                }
-                let finished = Finished {
-                    generation: self.generation,
-                    applied: 0,
-                    delivered_secret: None,
-                    failure: Some((error, now + backoff_secs(status.attempts))),
-                };
-                stored::finish(tx, &self.client_id, &finished, now)
+        for change in &summary.changes {
+            audit::record(
+                tx,
+                &event("proxmox.applied", change.clone()),
+                &self.origin,
+                now,
+            )?;
+        }
+        let status = stored::status(tx, &self.client_id)?.unwrap_or_default();
+        if let Some(error) = &summary.failure {
+            // A server that stays down is logged when it starts failing, not at every retry.
+            if status.last_error.as_deref() != Some(error.as_str())
+                || status.last_success_at > status.last_error_at
+            {
+                audit::record(
+                    tx,
+                    &event("proxmox.sync_failed", error.clone()),
+                    &self.origin,
+                    now,
+                )?;
             }
         }
+        let finished = Finished {
+            generation: self.generation,
+            applied: summary.changes.len() as i64,
+            delivered_secret: self
+                .realm_secret
+                .as_deref()
+                .filter(|_| summary.secret_written),
+            failure: summary
+                .failure
+                .as_deref()
+                .map(|error| (error, now + backoff_secs(status.attempts))),
+        };
+        stored::finish(tx, &self.client_id, &finished, now)
     }
 }
 
