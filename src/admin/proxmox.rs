@@ -63,6 +63,17 @@ impl ProxmoxView {
         }
     }
 
+    /// When the last run ended, and how many changes it applied.
+    pub fn last_run(&self) -> String {
+        let at = when(self.status.last_run_at, "never");
+        match self.status.last_applied {
+            Some(applied) if self.status.last_run_at.is_some() => {
+                format!("{at}, {applied} change(s) applied")
+            }
+            _ => at,
+        }
+    }
+
     pub fn last_success(&self) -> String {
         when(self.status.last_success_at, "never")
     }

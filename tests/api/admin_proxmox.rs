@@ -512,3 +512,78 @@ path = "/datastore/main"
     assert_eq!(synced.status(), 303);
     seen.never_shows(SECRET);
 }
+
+#[tokio::test]
+async fn the_guidance_gives_this_clients_commands_and_taking_over_the_realm_mints_a_secret() {
+    let (app, ada) = admin_app().await;
+    let out = app.cli_ok(&[
+        "client",
+        "add",
+        "pve",
+        "--redirect-uri",
+        PVE_REDIRECT,
+        "--json",
+    ]);
+    let old_secret: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let old_secret = old_secret["client_secret"].as_str().unwrap().to_string();
+
+    let page = ada.get(&app, "/admin/clients/pve").await.1;
+    for command in [
+        "proxmox-backup-manager user generate-token root@pam latchkey",
+        "proxmox-backup-manager acl update /access Admin --auth-id 'root@pam!latchkey'",
+        "proxmox-backup-manager cert info | grep Fingerprint",
+        "pveum user token add root@pam latchkey --privsep 1",
+        "pveum role add LatchkeySync --privs \"Realm.AllocateUser User.Modify Group.Allocate \
+         Permissions.Modify Sys.Audit\"",
+        "pveum acl modify / --tokens 'root@pam!latchkey' --roles LatchkeySync",
+        "pvenode cert info | grep -i fingerprint",
+        "openssl s_client -connect pbs.example.com:8007",
+        "proxmox-backup-manager openid create latchkey --issuer-url",
+        "pveum realm add latchkey --type openid --issuer-url",
+        "--client-id pve --client-key 'THE-CLIENT-SECRET'",
+        "--autocreate 0",
+    ] {
+        assert!(page.contains(command), "{command}:\n{page}");
+    }
+
+    let form = [
+        ("product", "pve"),
+        ("api_url", "https://127.0.0.1:1"),
+        ("token_id", "sync@pve!people"),
+        ("token_secret", SECRET),
+        ("trust", "system"),
+        ("realm", "homelab"),
+        ("leavers", "disable"),
+        ("manage_realm", "on"),
+    ];
+    let saved = ada.post(&app, "/admin/clients/pve/proxmox", &form).await;
+    assert_eq!(saved.status(), 200);
+    let page = text(saved).await;
+    assert!(
+        page.contains("Latchkey manages the realm homelab now: it minted a new client secret"),
+        "{page}"
+    );
+    let (status, _, _) = post_form(
+        &app,
+        "/introspect",
+        &[("token", "x")],
+        Some(("pve", &old_secret)),
+    )
+    .await;
+    assert_eq!(status, 401, "the old client secret no longer works");
+
+    let page = ada.get(&app, "/admin/clients/pve").await.1;
+    assert!(page.contains("A new client secret waits to be written into the realm"));
+    assert!(page.contains("Nothing to do: Latchkey creates and updates the realm"));
+    assert!(!page.contains("pveum realm add homelab"), "no realm step");
+    for command in [
+        "pveum user token add sync@pve people --privsep 1",
+        "Permissions.Modify Sys.Audit Realm.Allocate\"",
+        "--tokens 'sync@pve!people'",
+        "openssl s_client -connect 127.0.0.1:1 ",
+        "the system's CA certificates",
+    ] {
+        assert!(page.contains(command), "{command}:\n{page}");
+    }
+    assert!(!page.contains(SECRET));
+}
