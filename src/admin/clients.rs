@@ -10,6 +10,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::access::{self, Admin, AdminResult};
+use super::proxmox::{self, ProxmoxView, Shown};
 use super::{Frame, Refusal, Section, admin_url, change, read, render, see_other, segment};
 use crate::directory::clients::{self as directory_clients, ClientSettings, NewClient};
 use crate::directory::groups as directory_groups;
@@ -18,7 +19,7 @@ use crate::state::State;
 use crate::store::clients::{self as stored_clients, Client};
 
 /// The admin path of a client's page.
-fn client_path(id: &str) -> String {
+pub(super) fn client_path(id: &str) -> String {
     format!("/clients/{id}")
 }
 
@@ -94,7 +95,7 @@ impl SettingsForm {
 /// The settings form as posted. Allowed groups arrive as one checkbox each, named
 /// `group:NAME`.
 #[derive(Debug, Default, Deserialize)]
-struct PostedSettings {
+pub(super) struct PostedSettings {
     #[serde(default)]
     client_id: String,
     #[serde(default)]
@@ -285,6 +286,7 @@ struct ClientPage {
     snippets: Snippets,
     /// Redirect URIs that send codes over plain http to another machine.
     plain_http: Vec<String>,
+    proxmox: ProxmoxView,
 }
 
 pub async fn page(req: HttpRequest, state: State) -> AdminResult {
@@ -298,6 +300,18 @@ async fn client_page(
     admin: &Admin,
     posted: Option<&PostedSettings>,
     refusal: Option<Refusal>,
+) -> AdminResult {
+    client_page_with(req, state, admin, posted, refusal, Shown::default()).await
+}
+
+/// The client's page, its Proxmox section showing `shown` too.
+pub(super) async fn client_page_with(
+    req: &HttpRequest,
+    state: &State,
+    admin: &Admin,
+    posted: Option<&PostedSettings>,
+    refusal: Option<Refusal>,
+    shown: Shown,
 ) -> AdminResult {
     let id = segment(req, "id");
     let found = id.clone();
@@ -315,12 +329,14 @@ async fn client_page(
         .filter(|uri| crate::oidc::redirect::is_plain_http(uri))
         .cloned()
         .collect();
+    let proxmox = proxmox::view(state, &client, shown).await?;
     let page = ClientPage {
         frame: Frame::new(req, state, admin, Section::Clients).refused(refusal),
         snippets: Snippets::new(state, &client.client_id, None),
         client,
         form,
         plain_http,
+        proxmox,
     };
     render(&page, &page.frame)
 }
@@ -367,7 +383,7 @@ pub async fn edit(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
 }
 
 #[derive(Debug, Deserialize)]
-struct Nothing {}
+pub(super) struct Nothing {}
 
 pub async fn rotate_secret(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, _): (_, Nothing) = access::form(&req, &state, &body).await?;
@@ -397,8 +413,8 @@ pub async fn rotate_secret(req: HttpRequest, state: State, body: Bytes) -> Admin
 }
 
 #[derive(Debug, Deserialize)]
-struct DeleteForm {
-    confirm: Option<String>,
+pub(super) struct DeleteForm {
+    pub(super) confirm: Option<String>,
 }
 
 pub async fn delete(req: HttpRequest, state: State, body: Bytes) -> AdminResult {

@@ -12,6 +12,7 @@ mod clients;
 mod groups;
 mod keys;
 mod overview;
+mod proxmox;
 pub mod routes;
 mod users;
 
@@ -142,30 +143,44 @@ fn sentence(message: &str) -> String {
     text
 }
 
-/// Runs a change in one write transaction. A refusal (bad input, a conflict, something
-/// missing) writes nothing and comes back as the sentence to show; a storage failure is a
-/// server error.
+/// A rule's answer as the page shows it: a refusal (bad input, a conflict, something missing)
+/// is the sentence to show; a storage failure is a server error.
+fn refused<T>(outcome: DirectoryResult<T>) -> Result<Result<T, Refusal>, PageError> {
+    match outcome {
+        Ok(value) => Ok(Ok(value)),
+        Err(DirectoryError::Store(e)) => Err(PageError::from(e)),
+        Err(refused) => {
+            let status = match &refused {
+                DirectoryError::Invalid(_) => StatusCode::BAD_REQUEST,
+                DirectoryError::NoSuchUser(_)
+                | DirectoryError::NoSuchGroup(_)
+                | DirectoryError::NoSuchClient(_) => StatusCode::NOT_FOUND,
+                _ => StatusCode::CONFLICT,
+            };
+            Ok(Err(Refusal::new(status, sentence(&refused.to_string()))))
+        }
+    }
+}
+
+/// Runs a change in one write transaction. A refusal writes nothing and comes back as the
+/// sentence to show.
 async fn change<T: Send + 'static>(
     state: &State,
     work: impl FnOnce(&Connection, UnixTime) -> DirectoryResult<T> + Send + 'static,
 ) -> Result<Result<T, Refusal>, PageError> {
     blocking(state, move |state| {
-        match state.store.write(|tx| work(tx, clock::now())) {
-            Ok(value) => Ok(Ok(value)),
-            Err(DirectoryError::Store(e)) => Err(PageError::from(e)),
-            Err(refused) => {
-                let status = match &refused {
-                    DirectoryError::Invalid(_) => StatusCode::BAD_REQUEST,
-                    DirectoryError::NoSuchUser(_)
-                    | DirectoryError::NoSuchGroup(_)
-                    | DirectoryError::NoSuchClient(_) => StatusCode::NOT_FOUND,
-                    _ => StatusCode::CONFLICT,
-                };
-                Ok(Err(Refusal::new(status, sentence(&refused.to_string()))))
-            }
-        }
+        refused(state.store.write(|tx| work(tx, clock::now())))
     })
     .await
+}
+
+/// Reads what a change needs before it is made (such as what to check on another server
+/// first); a refusal comes back as the sentence to show, as for `change`.
+async fn check<T: Send + 'static>(
+    state: &State,
+    work: impl FnOnce(&Connection) -> DirectoryResult<T> + Send + 'static,
+) -> Result<Result<T, Refusal>, PageError> {
+    blocking(state, move |state| refused(state.store.read(work))).await
 }
 
 /// What a posted change to the thing at its URL (a person, a group) works with.

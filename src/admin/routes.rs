@@ -3,7 +3,7 @@
 
 use actix_web::web;
 
-use super::{audit, clients, groups, keys, overview, users};
+use super::{audit, clients, groups, keys, overview, proxmox, users};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin", web::get().to(overview::page))
@@ -54,6 +54,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/admin/clients/{id}/delete",
             web::post().to(clients::delete),
+        )
+        .route("/admin/clients/{id}/proxmox", web::post().to(proxmox::save))
+        .route(
+            "/admin/clients/{id}/proxmox/rules",
+            web::post().to(proxmox::add_rule),
+        )
+        .route(
+            "/admin/clients/{id}/proxmox/rules/remove",
+            web::post().to(proxmox::remove_rule),
+        )
+        .route(
+            "/admin/clients/{id}/proxmox/sync",
+            web::post().to(proxmox::sync_now),
+        )
+        .route(
+            "/admin/clients/{id}/proxmox/disconnect",
+            web::post().to(proxmox::disconnect),
         )
         .route("/admin/groups", web::get().to(groups::list))
         .route("/admin/groups", web::post().to(groups::create))

@@ -361,3 +361,12 @@ pub fn finish(
     };
     Ok(())
 }
+
+/// Asks for a sync of one target as soon as possible (the admin page's "Sync now"); false
+/// when the client has no target.
+pub fn request(conn: &Connection, client_id: &str) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1 WHERE client_id = ?1",
+        [client_id],
+    )? > 0)
+}

@@ -65,29 +65,61 @@ const ROUTES: &[(&str, &str, Form)] = &[
     ),
     ("POST", "/admin/clients/web/rotate-secret", &[]),
     ("POST", "/admin/clients/web/delete", &[("confirm", "yes")]),
+    (
+        "POST",
+        "/admin/clients/web/proxmox",
+        &[
+            ("product", "pbs"),
+            ("api_url", "https://127.0.0.1:1"),
+            ("token_id", "root@pam!evil"),
+            ("token_secret", "x"),
+            ("trust", "system"),
+        ],
+    ),
+    (
+        "POST",
+        "/admin/clients/web/proxmox/rules",
+        &[("group", "staff"), ("role", "Admin"), ("path", "/")],
+    ),
+    (
+        "POST",
+        "/admin/clients/web/proxmox/rules/remove",
+        &[("group", "staff"), ("role", "Admin"), ("path", "/")],
+    ),
+    ("POST", "/admin/clients/web/proxmox/sync", &[]),
+    (
+        "POST",
+        "/admin/clients/web/proxmox/disconnect",
+        &[("confirm", "yes")],
+    ),
 ];
 
 /// A signed-in browser and the CSRF token its forms carry.
-struct Browser {
-    client: reqwest::Client,
-    csrf: String,
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub csrf: String,
 }
 
 impl Browser {
-    async fn signed_in(app: &TestApp, username: &str) -> Browser {
+    pub async fn signed_in(app: &TestApp, username: &str) -> Browser {
         let client = app.signed_in_browser(username).await;
         let csrf = account_csrf(app, &client).await;
         Browser { client, csrf }
     }
 
-    async fn get(&self, app: &TestApp, path: &str) -> (u16, String) {
+    pub async fn get(&self, app: &TestApp, path: &str) -> (u16, String) {
         let response = self.client.get(app.url(path)).send().await.unwrap();
         let status = response.status().as_u16();
         (status, text(response).await)
     }
 
     /// Posts a form with this browser's CSRF token.
-    async fn post(&self, app: &TestApp, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut form = fields.to_vec();
         form.push(("csrf_token", &self.csrf));
         self.client
@@ -100,7 +132,7 @@ impl Browser {
 }
 
 /// A server with one administrator, ada, signed in.
-async fn admin_app() -> (TestApp, Browser) {
+pub async fn admin_app() -> (TestApp, Browser) {
     let app = spawn_app();
     app.cli_ok(&["user", "add", "ada", "--admin", "--name", "Ada Lovelace"]);
     let ada = Browser::signed_in(&app, "ada").await;
@@ -109,12 +141,12 @@ async fn admin_app() -> (TestApp, Browser) {
 
 /// A direct handle on the server's database, to set up what no page makes (passkeys, groups
 /// from a config file).
-fn store(app: &TestApp) -> Store {
+pub fn store(app: &TestApp) -> Store {
     Store::open(app.data_dir.path()).unwrap()
 }
 
 /// A page's HTML with askama's character escapes undone, to compare with plain sentences.
-async fn text(response: reqwest::Response) -> String {
+pub async fn text(response: reqwest::Response) -> String {
     let html = response.text().await.unwrap();
     [
         ("&#34;", "\""),

@@ -3,6 +3,7 @@
 mod abuse;
 mod access_log;
 mod admin;
+mod admin_proxmox;
 mod authorize_errors;
 mod cli;
 mod clock_rules;

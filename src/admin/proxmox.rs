@@ -1,0 +1,694 @@
+//! The Proxmox section of a client's page: connecting the client's Proxmox VE or Backup Server
+//! (its target), the permission rules, the sync status with "Sync now", disconnecting, and the
+//! commands that make a least-privilege API token on the server.
+//!
+//! The changes are the CLI's (`directory::proxmox`, which audit-logs them), checked against
+//! the server the same way: the token before a target is saved, the role before a rule is
+//! added. A server that does not answer never blocks a change; the page says so instead.
+
+use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use rusqlite::Connection;
+use serde::Deserialize;
+
+use super::access::{self, Admin, AdminError, AdminResult};
+use super::clients::{self, DeleteForm, Nothing};
+use super::{Refusal, admin_url, change, check, read, see_other, segment, sentence, when};
+use crate::directory::clients as directory_clients;
+use crate::directory::groups as directory_groups;
+use crate::directory::proxmox::{self as rules, Configured, DEFAULT_REALM};
+use crate::directory::{DirectoryError, DirectoryResult};
+use crate::proxmox::sync::{self, SyncError};
+use crate::proxmox::target::{self, Leavers, Product, Rule, Target, TargetError, Trust};
+use crate::state::State;
+use crate::store::clients::Client;
+use crate::store::proxmox::{self as stored, StoredTarget, SyncStatus};
+use crate::web::error::PageError;
+
+/// Placeholder until `SyncError` says itself whether the server could not be reached: every
+/// failed check counts as "does not answer", so the change is saved with a warning. The
+/// method of `SyncError` takes over by its name once it exists (and this trait then goes).
+trait Reachability {
+    fn is_unreachable(&self) -> bool;
+}
+
+impl Reachability for SyncError {
+    fn is_unreachable(&self) -> bool {
+        true
+    }
+}
+
+/// What the Proxmox section of a client page shows.
+pub struct ProxmoxView {
+    /// The client's target and rules, when it has one.
+    pub configured: Option<Configured>,
+    pub status: SyncStatus,
+    /// Every group, for the rule form.
+    pub groups: Vec<String>,
+    pub form: TargetForm,
+    pub rule: RuleForm,
+    pub guidance: Guidance,
+    /// What the change just made wants the administrator to know.
+    pub notices: Vec<String>,
+}
+
+impl ProxmoxView {
+    /// How the target trusts the server's certificate, in words.
+    pub fn trust(&self) -> String {
+        match self.configured.as_ref().map(|c| &c.target.target.trust) {
+            Some(Trust::Fingerprint(fingerprint)) => format!("SHA-256 fingerprint {fingerprint}"),
+            Some(Trust::CaPem(_)) => "a CA certificate".to_string(),
+            Some(Trust::SystemRoots) | None => "the system's CA certificates".to_string(),
+        }
+    }
+
+    /// When the last run ended, and how many changes it applied.
+    pub fn last_run(&self) -> String {
+        let at = when(self.status.last_run_at, "never");
+        match self.status.last_applied {
+            Some(applied) if self.status.last_run_at.is_some() => {
+                format!("{at}, {applied} change(s) applied")
+            }
+            _ => at,
+        }
+    }
+
+    pub fn last_success(&self) -> String {
+        when(self.status.last_success_at, "never")
+    }
+
+    /// The last error with its time, if a run failed since the target was set.
+    pub fn last_error(&self) -> Option<String> {
+        let error = self.status.last_error.as_ref()?;
+        Some(format!(
+            "{}: {error}",
+            when(self.status.last_error_at, "unknown")
+        ))
+    }
+
+    /// Whether a sync is waiting, and when it runs.
+    pub fn pending(&self) -> String {
+        let at = |due: i64| match due {
+            0 => "as soon as possible".to_string(),
+            due => format!("at {}", when(Some(due), "")),
+        };
+        match (self.status.due_at, self.status.attempts) {
+            (None, _) => "No: in step".to_string(),
+            (Some(due), 0) => format!("Yes, {}", at(due)),
+            (Some(due), failed) => format!(
+                "Yes, retrying after {failed} failed attempt{}; next try {}",
+                if failed == 1 { "" } else { "s" },
+                at(due)
+            ),
+        }
+    }
+}
+
+/// What a handler shows beyond what is stored: a form as typed when it was refused (never the
+/// token secret), and notices about the change it made.
+#[derive(Default)]
+pub struct Shown {
+    target: Option<TargetForm>,
+    rule: Option<RuleForm>,
+    notices: Vec<String>,
+}
+
+/// The client's Proxmox section.
+pub async fn view(state: &State, client: &Client, shown: Shown) -> Result<ProxmoxView, AdminError> {
+    let id = client.client_id.clone();
+    let (configured, status, groups) = read(state, move |conn| {
+        let configured = configured(conn, &id)?;
+        let status = stored::status(conn, &id)?.unwrap_or_default();
+        let groups = directory_groups::list(conn)?;
+        Ok((configured, status, groups))
+    })
+    .await?;
+    let form = shown
+        .target
+        .unwrap_or_else(|| TargetForm::of(configured.as_ref().map(|c| &c.target.target)));
+    Ok(ProxmoxView {
+        guidance: Guidance::new(state.settings.issuer.as_str(), client, &form),
+        form,
+        rule: shown.rule.unwrap_or_default(),
+        groups: groups.into_iter().map(|g| g.name).collect(),
+        configured,
+        status,
+        notices: shown.notices,
+    })
+}
+
+fn configured(conn: &Connection, client_id: &str) -> DirectoryResult<Option<Configured>> {
+    Ok(match stored::target(conn, client_id)? {
+        Some(target) => Some(Configured {
+            rules: stored::rules(conn, client_id)?,
+            target,
+        }),
+        None => None,
+    })
+}
+
+/// The client's stored target, if any, when the client may be changed here.
+fn editable(conn: &Connection, client_id: &str) -> DirectoryResult<Option<StoredTarget>> {
+    let client = directory_clients::find(conn, client_id)?;
+    if client.declared {
+        return Err(DirectoryError::Declared(client.client_id));
+    }
+    Ok(stored::target(conn, client_id)?)
+}
+
+fn no_target() -> DirectoryError {
+    DirectoryError::Invalid("connect a Proxmox server first".into())
+}
+
+/// The target form, as stored or as typed.
+pub struct TargetForm {
+    pub product: String,
+    pub api_url: String,
+    pub token_id: String,
+    /// `fingerprint`, `ca` or `system`.
+    pub trust: String,
+    pub fingerprint: String,
+    pub ca_pem: String,
+    pub realm: String,
+    pub leavers: String,
+    pub manage_realm: bool,
+}
+
+impl TargetForm {
+    fn of(target: Option<&Target>) -> TargetForm {
+        let (trust, fingerprint, ca_pem) = match target.map(|t| &t.trust) {
+            None => ("fingerprint", "", ""),
+            Some(Trust::Fingerprint(value)) => ("fingerprint", value.as_str(), ""),
+            Some(Trust::CaPem(pem)) => ("ca", "", pem.as_str()),
+            Some(Trust::SystemRoots) => ("system", "", ""),
+        };
+        TargetForm {
+            product: target.map_or("pbs", |t| t.product.as_str()).to_string(),
+            api_url: target.map(|t| t.api_url.clone()).unwrap_or_default(),
+            token_id: target.map(|t| t.token_id.clone()).unwrap_or_default(),
+            trust: trust.to_string(),
+            fingerprint: fingerprint.to_string(),
+            ca_pem: ca_pem.to_string(),
+            realm: target
+                .map_or(DEFAULT_REALM, |t| t.realm.as_str())
+                .to_string(),
+            leavers: target.map_or("disable", |t| t.leavers.as_str()).to_string(),
+            manage_realm: target.is_some_and(|t| t.manage_realm),
+        }
+    }
+}
+
+/// The target form as posted.
+#[derive(Deserialize)]
+struct PostedTarget {
+    #[serde(default)]
+    product: String,
+    #[serde(default)]
+    api_url: String,
+    #[serde(default)]
+    token_id: String,
+    /// Blank keeps the stored secret, unless the server or the token changes.
+    #[serde(default)]
+    token_secret: String,
+    #[serde(default)]
+    trust: String,
+    #[serde(default)]
+    fingerprint: String,
+    #[serde(default)]
+    ca_pem: String,
+    #[serde(default)]
+    realm: String,
+    #[serde(default)]
+    leavers: String,
+    manage_realm: Option<String>,
+}
+
+impl PostedTarget {
+    /// What was typed, to show again; the secret is never shown.
+    fn typed(&self) -> TargetForm {
+        TargetForm {
+            product: self.product.clone(),
+            api_url: self.api_url.clone(),
+            token_id: self.token_id.clone(),
+            trust: self.trust.clone(),
+            fingerprint: self.fingerprint.clone(),
+            ca_pem: self.ca_pem.clone(),
+            realm: self.realm.clone(),
+            leavers: self.leavers.clone(),
+            manage_realm: self.manage_realm.is_some(),
+        }
+    }
+
+    fn target(&self, client_id: &str, stored: Option<&Target>) -> Result<Target, TargetError> {
+        let api_url = target::api_url(self.api_url.trim())?;
+        let token_id = target::token_id(self.token_id.trim())?;
+        // The stored secret goes only to the server and token it was given for.
+        let kept = stored
+            .filter(|s| s.api_url == api_url && s.token_id == token_id)
+            .map(|s| s.token_secret.as_str());
+        let realm = match self.realm.trim() {
+            "" => DEFAULT_REALM,
+            typed => typed,
+        };
+        Ok(Target {
+            client_id: client_id.to_string(),
+            product: Product::parse(&self.product)?,
+            token_secret: token_secret(&self.token_secret, kept)?,
+            trust: self.trust()?,
+            realm: target::realm(realm)?,
+            leavers: Leavers::parse(&self.leavers)?,
+            manage_realm: self.manage_realm.is_some(),
+            api_url,
+            token_id,
+        })
+    }
+
+    fn trust(&self) -> Result<Trust, TargetError> {
+        match self.trust.as_str() {
+            "fingerprint" => Ok(Trust::Fingerprint(target::fingerprint(shown_fingerprint(
+                &self.fingerprint,
+            ))?)),
+            "ca" => ca_pem(&self.ca_pem).map(Trust::CaPem),
+            "system" => Ok(Trust::SystemRoots),
+            other => Err(TargetError(format!(
+                "invalid trust {other:?}: choose the fingerprint, a CA certificate or the \
+                 system's CA certificates"
+            ))),
+        }
+    }
+}
+
+/// The fingerprint out of a line as the commands print it (`Fingerprint (sha256): ab:…`,
+/// `sha256 Fingerprint=AB:…`), or as typed.
+fn shown_fingerprint(text: &str) -> &str {
+    text.trim().rsplit(['=', ' ']).next().unwrap_or_default()
+}
+
+/// The token secret as pasted, or the stored one when the field was left blank.
+fn token_secret(typed: &str, kept: Option<&str>) -> Result<String, TargetError> {
+    match (typed.trim(), kept) {
+        ("", Some(kept)) => Ok(kept.to_string()),
+        ("", None) => Err(TargetError(
+            "paste the API token's secret (needed again when the API URL or token id changes)"
+                .into(),
+        )),
+        (secret, _) if secret.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(
+            TargetError("the token secret must be one line without spaces".into()),
+        ),
+        (secret, _) => Ok(secret.to_string()),
+    }
+}
+
+fn ca_pem(text: &str) -> Result<String, TargetError> {
+    let pem = text.replace("\r\n", "\n").trim().to_string();
+    if pem.contains("-----BEGIN CERTIFICATE-----") {
+        Ok(pem + "\n")
+    } else {
+        Err(TargetError(
+            "paste the CA certificate in PEM form, from -----BEGIN CERTIFICATE----- on".into(),
+        ))
+    }
+}
+
+/// The rule form, as typed.
+pub struct RuleForm {
+    pub group: String,
+    pub role: String,
+    pub path: String,
+    pub propagate: bool,
+}
+
+impl Default for RuleForm {
+    fn default() -> RuleForm {
+        RuleForm {
+            group: String::new(),
+            role: String::new(),
+            path: "/".to_string(),
+            propagate: true,
+        }
+    }
+}
+
+/// A rule as posted (to add or to remove).
+#[derive(Deserialize)]
+struct PostedRule {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    path: String,
+    propagate: Option<String>,
+}
+
+impl PostedRule {
+    fn typed(&self) -> RuleForm {
+        RuleForm {
+            group: self.group.clone(),
+            role: self.role.clone(),
+            path: self.path.clone(),
+            propagate: self.propagate.is_some(),
+        }
+    }
+
+    fn rule(&self) -> Result<Rule, TargetError> {
+        let path = match self.path.trim() {
+            "" => "/",
+            typed => typed,
+        };
+        Ok(Rule {
+            group: self.group.trim().to_string(),
+            role: target::role(self.role.trim())?,
+            path: target::acl_path(path)?,
+            propagate: self.propagate.is_some(),
+        })
+    }
+}
+
+/// The commands that prepare a server, with what is known of this client filled in.
+pub struct Guidance {
+    pub pbs_token: String,
+    pub pve_token: String,
+    /// Reads the certificate's fingerprint from any machine.
+    pub openssl: String,
+    /// The realm step; `None` when Latchkey manages the realm.
+    pub pbs_realm: Option<String>,
+    pub pve_realm: Option<String>,
+    pub realm: String,
+    /// Whether the PVE guidance is the one to open first.
+    pub pve_first: bool,
+}
+
+impl Guidance {
+    fn new(issuer: &str, client: &Client, form: &TargetForm) -> Guidance {
+        let auth_id = target::token_id(form.token_id.trim())
+            .unwrap_or_else(|_| "root@pam!latchkey".to_string());
+        let (user, token) = auth_id.split_once('!').unwrap_or(("root@pam", "latchkey"));
+        let pve_first = form.product == Product::Pve.as_str();
+        let realm = target::realm(form.realm.trim()).unwrap_or_else(|_| DEFAULT_REALM.into());
+        let mut pve_privs = "Realm.AllocateUser User.Modify Group.Allocate Permissions.Modify \
+                             Sys.Audit"
+            .to_string();
+        if form.manage_realm {
+            pve_privs.push_str(" Realm.Allocate");
+        }
+        let key = if client.public {
+            String::new()
+        } else {
+            " --client-key 'THE-CLIENT-SECRET'".to_string()
+        };
+        let realm_step = |command: &str| {
+            (!form.manage_realm).then(|| {
+                format!(
+                    "{command} --issuer-url {issuer} \\\n  --client-id {}{key} \\\n  \
+                     --username-claim username --scopes \"email profile groups\" --autocreate 0",
+                    client.client_id
+                )
+            })
+        };
+        Guidance {
+            pbs_token: format!(
+                "# On the Proxmox Backup Server, as root: an API token for Latchkey\n\
+                 proxmox-backup-manager user generate-token {user} {token}\n\
+                 # Its rights: Admin on /access (users, ACL entries and realms)\n\
+                 proxmox-backup-manager acl update /access Admin --auth-id '{auth_id}'\n\
+                 # The certificate's SHA-256 fingerprint\n\
+                 proxmox-backup-manager cert info | grep Fingerprint"
+            ),
+            pve_token: format!(
+                "# On a Proxmox VE node, as root: a role with just what Latchkey needs\n\
+                 pveum role add LatchkeySync --privs \"{pve_privs}\"\n\
+                 # An API token for Latchkey, privilege-separated, with that role on /\n\
+                 pveum user token add {user} {token} --privsep 1\n\
+                 pveum acl modify / --tokens '{auth_id}' --roles LatchkeySync\n\
+                 # The certificate's SHA-256 fingerprint (pveproxy-ssl.pem's when two are listed)\n\
+                 pvenode cert info | grep -i fingerprint"
+            ),
+            openssl: format!(
+                "openssl s_client -connect {} </dev/null 2>/dev/null \\\n  \
+                 | openssl x509 -noout -fingerprint -sha256",
+                host_port(&form.api_url, pve_first)
+            ),
+            pbs_realm: realm_step(&format!("proxmox-backup-manager openid create {realm}")),
+            pve_realm: realm_step(&format!("pveum realm add {realm} --type openid")),
+            realm,
+            pve_first,
+        }
+    }
+}
+
+/// `host:port` of the API URL, or an example.
+fn host_port(api_url: &str, pve: bool) -> String {
+    let parsed = target::api_url(api_url.trim())
+        .ok()
+        .and_then(|url| url::Url::parse(&url).ok());
+    match parsed
+        .as_ref()
+        .and_then(|u| Some((u.host_str()?, u.port_or_known_default()?)))
+    {
+        Some((host, port)) => format!("{host}:{port}"),
+        None if pve => "pve.example.com:8006".to_string(),
+        None => "pbs.example.com:8007".to_string(),
+    }
+}
+
+fn refusal(message: &str) -> Refusal {
+    Refusal::new(StatusCode::BAD_REQUEST, sentence(message))
+}
+
+/// The client page again, after a refused change or with notices about one made.
+async fn client_page(
+    req: &HttpRequest,
+    state: &State,
+    admin: &Admin,
+    refused: Option<Refusal>,
+    shown: Shown,
+) -> AdminResult {
+    clients::client_page_with(req, state, admin, None, refused, shown).await
+}
+
+/// After a change: the client page at its Proxmox section, or that page with the notices.
+async fn done(
+    req: &HttpRequest,
+    state: &State,
+    admin: &Admin,
+    notices: Vec<String>,
+) -> AdminResult {
+    if notices.is_empty() {
+        let id = segment(req, "id");
+        return Ok(see_other(admin_url(
+            state,
+            &format!("{}#proxmox", clients::client_path(&id)),
+        )));
+    }
+    let shown = Shown {
+        notices,
+        ..Shown::default()
+    };
+    client_page(req, state, admin, None, shown).await
+}
+
+/// Connects the client to its server, or changes the connection.
+pub async fn save(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    let (admin, posted): (_, PostedTarget) = access::form(&req, &state, &body).await?;
+    let id = segment(&req, "id");
+    let again = |refused| {
+        let shown = Shown {
+            target: Some(posted.typed()),
+            ..Shown::default()
+        };
+        client_page(&req, &state, &admin, Some(refused), shown)
+    };
+    let found = id.clone();
+    let stored_target = match check(&state, move |conn| editable(conn, &found)).await? {
+        Ok(stored_target) => stored_target,
+        Err(refused) => return again(refused).await,
+    };
+    let target = match posted.target(&id, stored_target.as_ref().map(|s| &s.target)) {
+        Ok(target) => target,
+        Err(invalid) => return again(refusal(&invalid.0)).await,
+    };
+    let mut notices = Vec::new();
+    if let Err(error) = sync::check(&target).await {
+        if !error.is_unreachable() {
+            return again(refusal(&error.to_string())).await;
+        }
+        notices.push(format!(
+            "Saved, but the server does not answer ({error}). Latchkey keeps trying: the sync \
+             status below shows when it gets through."
+        ));
+    }
+    let checked = target.clone();
+    let minted = match check(&state, move |conn| rules::needs_new_secret(conn, &checked)).await? {
+        Ok(true) => Some(directory_clients::new_secret().map_err(|e| PageError::internal(&e))?),
+        Ok(false) => None,
+        Err(refused) => return again(refused).await,
+    };
+    let origin = state.origin(&req).by(&admin.user.username);
+    let realm = target.realm.clone();
+    let saved = change(&state, move |tx, now| {
+        rules::set(tx, &target, minted.as_ref(), &origin, now)
+    })
+    .await?;
+    match saved {
+        Ok(outcome) => {
+            if outcome.realm_secret_minted {
+                notices.push(format!(
+                    "Latchkey manages the realm {realm} now: it minted a new client secret and \
+                     writes it into the realm; the old secret no longer works."
+                ));
+            }
+            done(&req, &state, &admin, notices).await
+        }
+        Err(refused) => again(refused).await,
+    }
+}
+
+/// Adds a rule, once the server knows its role (or cannot say).
+pub async fn add_rule(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    let (admin, posted): (_, PostedRule) = access::form(&req, &state, &body).await?;
+    let id = segment(&req, "id");
+    let again = |refused| {
+        let shown = Shown {
+            rule: Some(posted.typed()),
+            ..Shown::default()
+        };
+        client_page(&req, &state, &admin, Some(refused), shown)
+    };
+    let rule = match posted.rule() {
+        Ok(rule) => rule,
+        Err(invalid) => return again(refusal(&invalid.0)).await,
+    };
+    let (found, group) = (id.clone(), rule.group.clone());
+    let target = match check(&state, move |conn| {
+        let stored_target = editable(conn, &found)?.ok_or_else(no_target)?;
+        directory_groups::get(conn, &group)?;
+        Ok(stored_target.target)
+    })
+    .await?
+    {
+        Ok(target) => target,
+        Err(refused) => return again(refused).await,
+    };
+    let mut notices = Vec::new();
+    match sync::roles(&target).await {
+        Ok(roles) if roles.contains(&rule.role) => {}
+        Ok(roles) => {
+            let message = format!(
+                "the server has no role {:?}; it has {}",
+                rule.role,
+                roles.join(", ")
+            );
+            return again(refusal(&message)).await;
+        }
+        Err(error) => notices.push(format!(
+            "Latchkey cannot check the role {} now ({error}); the next sync does.",
+            rule.role
+        )),
+    }
+    let origin = state.origin(&req).by(&admin.user.username);
+    let (to, added) = (id.clone(), rule.clone());
+    match change(&state, move |tx, now| {
+        rules::allow(tx, &to, &added, &origin, now)
+    })
+    .await?
+    {
+        Ok(true) => done(&req, &state, &admin, notices).await,
+        Ok(false) => {
+            notices.push(format!(
+                "{} was there already.",
+                rules::describe_rule(&rule)
+            ));
+            done(&req, &state, &admin, notices).await
+        }
+        Err(refused) => again(refused).await,
+    }
+}
+
+/// Removes a rule.
+pub async fn remove_rule(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    let (admin, posted): (_, PostedRule) = access::form(&req, &state, &body).await?;
+    let rule = match posted.rule() {
+        Ok(rule) => rule,
+        Err(invalid) => {
+            return client_page(
+                &req,
+                &state,
+                &admin,
+                Some(refusal(&invalid.0)),
+                Shown::default(),
+            )
+            .await;
+        }
+    };
+    let origin = state.origin(&req).by(&admin.user.username);
+    let id = segment(&req, "id");
+    let removed = change(&state, move |tx, now| {
+        match rules::deny(tx, &id, &rule, &origin, now)? {
+            true => Ok(()),
+            false => Err(DirectoryError::Invalid(format!(
+                "this client has no rule giving {} the role {} on {}",
+                rule.group, rule.role, rule.path
+            ))),
+        }
+    })
+    .await?;
+    match removed {
+        Ok(()) => done(&req, &state, &admin, Vec::new()).await,
+        Err(refused) => client_page(&req, &state, &admin, Some(refused), Shown::default()).await,
+    }
+}
+
+/// Asks for a sync as soon as possible.
+pub async fn sync_now(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    let (admin, _): (_, Nothing) = access::form(&req, &state, &body).await?;
+    let id = segment(&req, "id");
+    let requested = change(&state, move |tx, _| {
+        directory_clients::find(tx, &id)?;
+        match stored::request(tx, &id)? {
+            true => Ok(()),
+            false => Err(no_target()),
+        }
+    })
+    .await?;
+    match requested {
+        Ok(()) => done(&req, &state, &admin, Vec::new()).await,
+        Err(refused) => client_page(&req, &state, &admin, Some(refused), Shown::default()).await,
+    }
+}
+
+/// Stops managing the client's server; the server keeps what it has.
+pub async fn disconnect(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
+    let (admin, form): (_, DeleteForm) = access::form(&req, &state, &body).await?;
+    if form.confirm.as_deref() != Some("yes") {
+        let refused = refusal("tick the confirmation to disconnect the Proxmox server");
+        return client_page(&req, &state, &admin, Some(refused), Shown::default()).await;
+    }
+    let origin = state.origin(&req).by(&admin.user.username);
+    let id = segment(&req, "id");
+    match change(&state, move |tx, now| rules::unset(tx, &id, &origin, now)).await? {
+        Ok(()) => done(&req, &state, &admin, Vec::new()).await,
+        Err(refused) => client_page(&req, &state, &admin, Some(refused), Shown::default()).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_read_from_the_lines_the_commands_print() {
+        assert_eq!(shown_fingerprint(" Fingerprint (sha256): ab:cd "), "ab:cd");
+        assert_eq!(shown_fingerprint("sha256 Fingerprint=AB:CD"), "AB:CD");
+        assert_eq!(shown_fingerprint("AB:CD"), "AB:CD");
+    }
+
+    #[test]
+    fn a_blank_secret_keeps_the_stored_one_only() {
+        assert_eq!(token_secret(" ", Some("kept")).unwrap(), "kept");
+        assert_eq!(token_secret("new", Some("kept")).unwrap(), "new");
+        assert!(token_secret("", None).is_err());
+        assert!(token_secret("a b", None).is_err());
+    }
+}
