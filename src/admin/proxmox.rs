@@ -19,25 +19,12 @@ use crate::directory::clients as directory_clients;
 use crate::directory::groups as directory_groups;
 use crate::directory::proxmox::{self as rules, Configured, DEFAULT_REALM};
 use crate::directory::{DirectoryError, DirectoryResult};
-use crate::proxmox::sync::{self, SyncError};
+use crate::proxmox::sync;
 use crate::proxmox::target::{self, Leavers, Product, Rule, Target, TargetError, Trust};
 use crate::state::State;
 use crate::store::clients::Client;
 use crate::store::proxmox::{self as stored, StoredTarget, SyncStatus};
 use crate::web::error::PageError;
-
-/// Placeholder until `SyncError` says itself whether the server could not be reached: every
-/// failed check counts as "does not answer", so the change is saved with a warning. The
-/// method of `SyncError` takes over by its name once it exists (and this trait then goes).
-trait Reachability {
-    fn is_unreachable(&self) -> bool;
-}
-
-impl Reachability for SyncError {
-    fn is_unreachable(&self) -> bool {
-        true
-    }
-}
 
 /// What the Proxmox section of a client page shows.
 pub struct ProxmoxView {

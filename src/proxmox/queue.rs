@@ -211,6 +211,10 @@ const QUEUE_POLL: Duration = Duration::from_secs(1);
 pub async fn work(store: Store, issuer: String, repair_every: Duration) {
     let mut poll = actix_web::rt::time::interval(QUEUE_POLL);
     let mut last_repair = std::time::Instant::now();
+    let pending = store.clone();
+    if let Err(e) = blocking(move || Ok(pending.write(|tx| stored::retry_pending_now(tx))?)).await {
+        tracing::warn!("proxmox: cannot read the sync queue: {e}");
+    }
     loop {
         poll.tick().await;
         if last_repair.elapsed() >= repair_every {

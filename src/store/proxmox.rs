@@ -289,6 +289,15 @@ pub fn request_all(conn: &Connection) -> StoreResult<()> {
     Ok(())
 }
 
+/// Makes every pending sync due now, backoff or not: a server just started tries at once.
+pub fn retry_pending_now(conn: &Connection) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE proxmox_sync SET due_at = 0 WHERE due_at IS NOT NULL",
+        [],
+    )?;
+    Ok(())
+}
+
 /// Keeps a new client secret until it is written into the managed realm, and asks for a sync.
 pub fn set_realm_secret(conn: &Connection, client_id: &str, secret: &str) -> StoreResult<()> {
     conn.execute(

@@ -1446,6 +1446,11 @@ mod pbs {
         opt("exact", Kind::Bool),
     ];
 
+    const PERMISSIONS_FIELDS: &[Field] = &[
+        opt("auth-id", text(3, 64, authid)),
+        opt("path", text(1, 128, acl_path)),
+    ];
+
     const ACL_UPDATE_FIELDS: &[Field] = &[
         req("path", text(1, 128, acl_path)),
         req("role", text(0, usize::MAX, role)),
@@ -1484,6 +1489,7 @@ mod pbs {
             ("GET", ["access", "acl"]) => read_acl(state, token, call),
             ("PUT", ["access", "acl"]) => update_acl(state, token, call),
             ("GET", ["access", "roles"]) => Ok(list_roles()),
+            ("GET", ["access", "permissions"]) => list_permissions(state, token, call),
             ("GET", ["config", "access", "openid"]) => list_realms(state, token, call),
             ("POST", ["config", "access", "openid"]) => create_realm(state, token, call),
             ("GET", ["config", "access", "openid", realm]) => read_realm(state, token, call, realm),
@@ -1789,6 +1795,34 @@ mod pbs {
         } else {
             Err(bad(format!("invalid acl path '{path}'.")))
         }
+    }
+
+    /// src/api2/access/mod.rs list_permissions: a map of path to (privilege to propagate bit)
+    /// for the caller (or, with Sys.Audit on /access, another auth id); paths where it has no
+    /// privilege are left out ("Don't leak ACL paths where we don't have any privileges").
+    /// Only the `path` form is served here; the listing without a path is not needed.
+    fn list_permissions(state: &mut State, token: &str, call: &Call) -> Reply {
+        let params = parse(call, PERMISSIONS_FIELDS, &[])?;
+        let auth_id = match params.str("auth-id") {
+            Some(other) if other != token => {
+                if !state.has(token, "/access", "Sys.Audit") {
+                    return Err(bad(format!("not allowed to list permissions of {other}")));
+                }
+                other.to_string()
+            }
+            _ => token.to_string(),
+        };
+        let path = params.str("path").unwrap_or("/").to_string();
+        let privileges = state.privileges(&auth_id, &path);
+        let mut map = Map::new();
+        if !privileges.is_empty() {
+            let privs: Map<String, Value> = privileges
+                .into_iter()
+                .map(|p| (p, Value::Bool(true)))
+                .collect();
+            map.insert(path, Value::Object(privs));
+        }
+        Ok(Value::Object(map))
     }
 
     fn list_roles() -> Value {
@@ -2536,6 +2570,7 @@ mod pve {
             ("GET", ["access", "acl"]) => read_acl(state, token, call),
             ("PUT", ["access", "acl"]) => update_acl(state, token, call),
             ("GET", ["access", "roles"]) => list_roles(call),
+            ("GET", ["access", "permissions"]) => list_permissions(state, token, call),
             ("GET", ["access", "domains"]) => list_realms(state, call),
             ("POST", ["access", "domains"]) => create_realm(state, token, call),
             ("GET", ["access", "domains", id]) => read_realm(state, token, call, id),
@@ -3268,6 +3303,36 @@ mod pve {
             }
         }
         Ok(())
+    }
+
+    /// PVE::API2::AccessControl permissions: "Map of path => (Map of privilege => propagate
+    /// boolean)", for the caller or (with Sys.Audit on /access) another user or token; with a
+    /// path, that path's entry, even when empty. All entries here propagate (1).
+    fn list_permissions(state: &mut State, token: &str, call: &Call) -> Reply {
+        let raw = raw(call, &[])?;
+        let fields = [
+            opt("userid", text(0, 64, any_text)),
+            opt("path", text(0, 128, any_text)),
+        ];
+        let params = validate(&raw, &fields)?;
+        let subject = match params.str("userid") {
+            Some(other) if other != token => {
+                if !state.has(token, "/access", "Sys.Audit") {
+                    return Err(Fail::Status(403, "Permission check failed".into()));
+                }
+                other.to_string()
+            }
+            _ => token.to_string(),
+        };
+        let path = params.str("path").unwrap_or("/").to_string();
+        let privs: Map<String, Value> = state
+            .privileges(&subject, &path)
+            .into_iter()
+            .map(|p| (p, Value::from(1)))
+            .collect();
+        let mut map = Map::new();
+        map.insert(path, Value::Object(privs));
+        Ok(Value::Object(map))
     }
 
     fn list_roles(call: &Call) -> Reply {
