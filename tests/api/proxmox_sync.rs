@@ -464,9 +464,43 @@ fn status_list(app: &TestApp) -> Value {
 
 #[tokio::test]
 async fn a_managed_realm_is_created_ready_for_sign_in() {
+    for flavor in [Flavor::Pve, Flavor::Pbs] {
+        managed_realm(flavor).await;
+    }
+}
+
+#[tokio::test]
+async fn leavers_are_deleted_when_asked_after_their_entries_go() {
     let app = spawn_app();
     app.setup_proxmox();
-    let server = proxmox(Flavor::Pve, &app, false);
+    let server = proxmox(Flavor::Pbs, &app, true);
+    connect(&app, &server, &["--leavers", "delete"]);
+    app.cli_ok(&[
+        "proxmox",
+        "allow",
+        "proxmox",
+        "--group",
+        "pve-admins",
+        "--role",
+        "Audit",
+    ]);
+    let entry = AclEntry::user("/", "alice@latchkey", "Audit");
+    eventually("alice gets the role", || has_acl(&server, &entry)).await;
+    app.cli_ok(&["group", "remove-member", "pve-admins", "alice"]);
+    eventually("alice is deleted", || {
+        server.user("alice@latchkey").is_none()
+    })
+    .await;
+    assert!(
+        !server.acl().iter().any(|e| e.ugid == "alice@latchkey"),
+        "PBS keeps a deleted user's entries: they were removed first"
+    );
+}
+
+async fn managed_realm(flavor: Flavor) {
+    let app = spawn_app();
+    app.setup_proxmox();
+    let server = proxmox(flavor, &app, false);
     let out = connect(&app, &server, &["--manage-realm"]);
     assert!(out.contains("minted a new client secret"), "{out}");
     eventually("the realm exists", || server.realm("latchkey").is_some()).await;
