@@ -23,8 +23,13 @@ fn proxmox(flavor: Flavor, app: &TestApp, with_realm: bool) -> ProxmoxServer {
     server
 }
 
-/// `latchkey proxmox set proxmox …` for `server`.
-fn connect(app: &TestApp, server: &ProxmoxServer, extra: &[&str]) -> String {
+/// `latchkey proxmox set proxmox …` for `server`, pinning `fingerprint`.
+fn try_connect(
+    app: &TestApp,
+    server: &ProxmoxServer,
+    fingerprint: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let token = app.data_dir.path().join("token");
     std::fs::write(&token, TOKEN_SECRET).unwrap();
     let product = match server.flavor() {
@@ -32,7 +37,6 @@ fn connect(app: &TestApp, server: &ProxmoxServer, extra: &[&str]) -> String {
         Flavor::Pve => "pve",
     };
     let url = server.url();
-    let fingerprint = server.fingerprint();
     let mut args = vec![
         "proxmox",
         "set",
@@ -46,10 +50,29 @@ fn connect(app: &TestApp, server: &ProxmoxServer, extra: &[&str]) -> String {
         "--token-secret-file",
         token.to_str().unwrap(),
         "--fingerprint",
-        &fingerprint,
+        fingerprint,
     ];
     args.extend_from_slice(extra);
-    app.cli_ok(&args)
+    app.cli(&args)
+}
+
+/// Connects `server`, which must succeed; returns what the command printed.
+fn connect(app: &TestApp, server: &ProxmoxServer, extra: &[&str]) -> String {
+    let out = try_connect(app, server, &server.fingerprint(), extra);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The one-line error of a refused `proxmox set`.
+fn refused(out: &std::process::Output) -> String {
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
 }
 
 /// Waits (bounded) until `check` holds; the queue worker syncs within a second or two.
@@ -398,29 +421,9 @@ async fn a_wrong_fingerprint_is_refused_before_anything_is_sent() {
     let app = spawn_app();
     app.setup_proxmox();
     let server = proxmox(Flavor::Pbs, &app, true);
-    let token = app.data_dir.path().join("token");
-    std::fs::write(&token, TOKEN_SECRET).unwrap();
     let wrong = "00:".repeat(31) + "00";
-    let url = server.url();
-    let out = app.cli(&[
-        "proxmox",
-        "set",
-        "proxmox",
-        "--product",
-        "pbs",
-        "--api-url",
-        &url,
-        "--token-id",
-        TOKEN_ID,
-        "--token-secret-file",
-        token.to_str().unwrap(),
-        "--fingerprint",
-        &wrong,
-    ]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&try_connect(&app, &server, &wrong, &[]));
     assert!(stderr.contains("fingerprint"), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(server.requests().is_empty(), "{:?}", server.requests());
 }
 
@@ -430,26 +433,7 @@ async fn a_token_without_rights_is_refused_with_what_it_needs() {
     app.setup_proxmox();
     let server = ProxmoxServer::start(Flavor::Pbs);
     server.add_token(TOKEN_ID, TOKEN_SECRET, Rights::Nothing);
-    let token = app.data_dir.path().join("token");
-    std::fs::write(&token, TOKEN_SECRET).unwrap();
-    let (url, fingerprint) = (server.url(), server.fingerprint());
-    let out = app.cli(&[
-        "proxmox",
-        "set",
-        "proxmox",
-        "--product",
-        "pbs",
-        "--api-url",
-        &url,
-        "--token-id",
-        TOKEN_ID,
-        "--token-secret-file",
-        token.to_str().unwrap(),
-        "--fingerprint",
-        &fingerprint,
-    ]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&try_connect(&app, &server, &server.fingerprint(), &[]));
     assert!(stderr.contains("Admin"), "{stderr}");
     assert_eq!(
         status_list(&app),
