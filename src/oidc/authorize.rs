@@ -78,6 +78,47 @@ pub fn validate(
     issuer: &Issuer,
     params: &Params,
 ) -> Result<AuthRequest, AuthorizeError> {
+    let (client, redirect_uri) = genuine(conn, params)?;
+    // A state too long to keep is not sent back either.
+    let state = params
+        .get("state")
+        .filter(|state| state.len() <= MAX_STATE_LEN)
+        .map(str::to_string);
+    let refusal = |(code, description): Refused| AuthorizeError::Redirect {
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        issuer: issuer.as_str().to_string(),
+        error: OAuthError::new(code, description),
+    };
+    if params.get("state").is_some_and(|s| s.len() > MAX_STATE_LEN) {
+        return Err(refusal((
+            ErrorCode::InvalidRequest,
+            "state is too long (at most 4096 bytes)",
+        )));
+    }
+    let checked = (|| {
+        request_shape(params)?;
+        Ok(AuthRequest {
+            scopes: requested_scopes(params)?,
+            code_challenge: code_challenge(params, &client)?,
+            prompt: prompt(params)?,
+            max_age: max_age(params)?,
+            nonce: nonce(params)?,
+            client: client.clone(),
+            redirect_uri: redirect_uri.clone(),
+            state: state.clone(),
+        })
+    })();
+    checked.map_err(refusal)
+}
+
+/// Why a request from a genuine client and redirect URI is refused: it goes back to the
+/// client with this error.
+type Refused = (ErrorCode, &'static str);
+
+/// The client and the redirect URI, once both are known to be genuine; until then, errors
+/// are pages (never a redirect to somewhere unknown).
+fn genuine(conn: &Connection, params: &Params) -> Result<(Client, String), AuthorizeError> {
     let client_id = params.get("client_id").ok_or_else(|| {
         page(
             "Sign-in request not valid",
@@ -103,113 +144,105 @@ pub fn validate(
             ),
         )
     })?;
-    let redirect_uri = redirect::find_registered(&client.redirect_uris, requested_uri)
-        .map(|_| requested_uri.to_string())
-        .ok_or_else(|| {
-            page(
-                "Redirect URI not registered",
-                format!(
-                    "{} asked to return to \"{requested_uri}\", which is not one of its \
-                     registered redirect URIs. Redirect URIs must match exactly, including \
-                     any trailing slash.",
-                    client.name
-                ),
-            )
-        })?;
-    // A state too long to keep is not sent back either.
-    let state = params
-        .get("state")
-        .filter(|state| state.len() <= MAX_STATE_LEN)
-        .map(str::to_string);
-    let fail = |code: ErrorCode, description: &str| AuthorizeError::Redirect {
-        redirect_uri: redirect_uri.clone(),
-        state: state.clone(),
-        issuer: issuer.as_str().to_string(),
-        error: OAuthError::new(code, description),
-    };
-    if params.get("state").is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return Err(fail(
-            ErrorCode::InvalidRequest,
-            "state is too long (at most 4096 bytes)",
+    if redirect::find_registered(&client.redirect_uris, requested_uri).is_none() {
+        return Err(page(
+            "Redirect URI not registered",
+            format!(
+                "{} asked to return to \"{requested_uri}\", which is not one of its \
+                 registered redirect URIs. Redirect URIs must match exactly, including \
+                 any trailing slash.",
+                client.name
+            ),
         ));
     }
+    Ok((client, requested_uri.to_string()))
+}
 
+/// Request objects, the response type and the response mode.
+fn request_shape(params: &Params) -> Result<(), Refused> {
     if params.get("request").is_some() {
-        return Err(fail(
+        return Err((
             ErrorCode::RequestNotSupported,
             "request objects are not supported",
         ));
     }
     if params.get("request_uri").is_some() {
-        return Err(fail(
+        return Err((
             ErrorCode::RequestUriNotSupported,
             "request_uri is not supported",
         ));
     }
     match params.get("response_type") {
-        None => return Err(fail(ErrorCode::InvalidRequest, "response_type is required")),
+        None => return Err((ErrorCode::InvalidRequest, "response_type is required")),
         Some("code") => {}
         Some(_) => {
-            return Err(fail(
+            return Err((
                 ErrorCode::UnsupportedResponseType,
                 "only response_type=code is supported",
             ));
         }
     }
     if params.get("response_mode").is_some_and(|m| m != "query") {
-        return Err(fail(
+        return Err((
             ErrorCode::InvalidRequest,
             "only response_mode=query is supported",
         ));
     }
-    let requested_scope = params.get("scope").unwrap_or_default();
-    if requested_scope.len() > MAX_SCOPE_LEN {
-        return Err(fail(ErrorCode::InvalidScope, "scope is too long"));
-    }
-    if !requested_scope.split(' ').any(|s| s == scope::OPENID) {
-        return Err(fail(
-            ErrorCode::InvalidScope,
-            "the openid scope is required",
-        ));
-    }
-    let scopes = Scopes::from_request(requested_scope);
+    Ok(())
+}
 
-    let code_challenge = match (
+fn requested_scopes(params: &Params) -> Result<Scopes, Refused> {
+    let requested = params.get("scope").unwrap_or_default();
+    if requested.len() > MAX_SCOPE_LEN {
+        return Err((ErrorCode::InvalidScope, "scope is too long"));
+    }
+    if !requested.split(' ').any(|s| s == scope::OPENID) {
+        return Err((ErrorCode::InvalidScope, "the openid scope is required"));
+    }
+    Ok(Scopes::from_request(requested))
+}
+
+/// RFC 7636: S256 only; required for public clients and those that ask for it.
+fn code_challenge(params: &Params, client: &Client) -> Result<Option<String>, Refused> {
+    let challenge = match (
         params.get("code_challenge"),
         params.get("code_challenge_method"),
     ) {
         (None, None) => None,
         (None, Some(_)) => {
-            return Err(fail(
+            return Err((
                 ErrorCode::InvalidRequest,
                 "code_challenge_method without code_challenge",
             ));
         }
-        (Some(challenge), Some("S256")) => {
-            if !is_pkce_value(challenge) {
-                return Err(fail(
-                    ErrorCode::InvalidRequest,
-                    "code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]",
-                ));
-            }
-            Some(challenge.to_string())
+        (Some(challenge), Some("S256")) if is_pkce_value(challenge) => Some(challenge.to_string()),
+        (Some(_), Some("S256")) => {
+            return Err((
+                ErrorCode::InvalidRequest,
+                "code_challenge must be 43 to 128 characters of [A-Za-z0-9-._~]",
+            ));
         }
         (Some(_), _) => {
-            return Err(fail(
+            return Err((
                 ErrorCode::InvalidRequest,
                 "code_challenge_method must be S256 (plain is not accepted)",
             ));
         }
     };
-    if (client.public || client.require_pkce) && code_challenge.is_none() {
-        let why = if client.public {
-            "PKCE (code_challenge with S256) is required for public clients"
-        } else {
-            "PKCE (code_challenge with S256) is required for this client"
-        };
-        return Err(fail(ErrorCode::InvalidRequest, why));
+    match (challenge.is_none(), client.public, client.require_pkce) {
+        (true, true, _) => Err((
+            ErrorCode::InvalidRequest,
+            "PKCE (code_challenge with S256) is required for public clients",
+        )),
+        (true, _, true) => Err((
+            ErrorCode::InvalidRequest,
+            "PKCE (code_challenge with S256) is required for this client",
+        )),
+        _ => Ok(challenge),
     }
+}
 
+fn prompt(params: &Params) -> Result<Prompt, Refused> {
     let mut prompt = Prompt::default();
     for value in params.get("prompt").unwrap_or_default().split(' ') {
         match value {
@@ -218,40 +251,38 @@ pub fn validate(
             "login" => prompt.login = true,
             "consent" => prompt.consent = true,
             "select_account" => prompt.select_account = true,
-            _ => return Err(fail(ErrorCode::InvalidRequest, "unknown prompt value")),
+            _ => return Err((ErrorCode::InvalidRequest, "unknown prompt value")),
         }
     }
     if prompt.none && (prompt.login || prompt.consent || prompt.select_account) {
-        return Err(fail(
+        return Err((
             ErrorCode::InvalidRequest,
             "prompt=none cannot be combined with other values",
         ));
     }
-    let max_age = params
+    Ok(prompt)
+}
+
+fn max_age(params: &Params) -> Result<Option<i64>, Refused> {
+    params
         .get("max_age")
         .map(|v| v.parse::<u32>().map(i64::from))
         .transpose()
         .map_err(|_| {
-            fail(
+            (
                 ErrorCode::InvalidRequest,
                 "max_age must be a non-negative integer",
             )
-        })?;
-    let nonce = params.get("nonce").map(str::to_string);
-    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN) {
-        return Err(fail(ErrorCode::InvalidRequest, "nonce is too long"));
-    }
+        })
+}
 
-    Ok(AuthRequest {
-        client,
-        redirect_uri,
-        state,
-        scopes,
-        nonce,
-        code_challenge,
-        prompt,
-        max_age,
-    })
+fn nonce(params: &Params) -> Result<Option<String>, Refused> {
+    match params.get("nonce") {
+        Some(nonce) if nonce.len() > MAX_NONCE_LEN => {
+            Err((ErrorCode::InvalidRequest, "nonce is too long"))
+        }
+        nonce => Ok(nonce.map(str::to_string)),
+    }
 }
 
 /// A valid request as it is kept while someone signs in: only the parameters the rules
@@ -329,148 +360,184 @@ pub fn decide(
     origin: &Origin,
     now: UnixTime,
 ) -> Result<Outcome, AuthorizeError> {
-    let fail = |code: ErrorCode, description: String| AuthorizeError::Redirect {
-        redirect_uri: request.redirect_uri.clone(),
-        state: request.state.clone(),
-        issuer: issuer.as_str().to_string(),
-        error: OAuthError::new(code, description),
+    let deciding = Deciding {
+        conn,
+        issuer,
+        request,
+        origin,
+        now,
     };
-    let needs_sign_in = match signed_in {
-        None => true,
-        Some((session, _)) => {
+    let Some((session, user)) = deciding.signed_in_enough(signed_in, progress)? else {
+        return Ok(Outcome::SignIn);
+    };
+    deciding.check_groups(user)?;
+    if let Some(outcome) = deciding.consent(user, progress.answer)? {
+        return Ok(outcome);
+    }
+    deciding.issue_code(session, user)
+}
+
+/// What deciding a request needs at each step.
+struct Deciding<'a> {
+    conn: &'a Connection,
+    issuer: &'a Issuer,
+    request: &'a AuthRequest,
+    origin: &'a Origin,
+    now: UnixTime,
+}
+
+impl Deciding<'_> {
+    /// An error that goes back to the client.
+    fn refusal(&self, code: ErrorCode, description: &str) -> AuthorizeError {
+        AuthorizeError::Redirect {
+            redirect_uri: self.request.redirect_uri.clone(),
+            state: self.request.state.clone(),
+            issuer: self.issuer.as_str().to_string(),
+            error: OAuthError::new(code, description),
+        }
+    }
+
+    fn record(&self, event: &Event) -> Result<(), AuthorizeError> {
+        Ok(audit::record(self.conn, event, self.origin, self.now)?)
+    }
+
+    /// The signed-in person, when their sign-in satisfies the request (`prompt`, `max_age`);
+    /// `None` when they must sign in (again) first.
+    fn signed_in_enough<'s>(
+        &self,
+        signed_in: Option<&'s (Session, User)>,
+        progress: Progress,
+    ) -> Result<Option<&'s (Session, User)>, AuthorizeError> {
+        let request = self.request;
+        let enough = signed_in.filter(|(session, _)| {
             let fresh = progress.parked_at.is_some_and(|at| session.auth_time >= at);
             let too_old = request
                 .max_age
-                .is_some_and(|max_age| now - session.auth_time > max_age);
-            !fresh && (request.prompt.login || request.prompt.select_account || too_old)
+                .is_some_and(|max_age| self.now - session.auth_time > max_age);
+            fresh || !(request.prompt.login || request.prompt.select_account || too_old)
+        });
+        if enough.is_none() && request.prompt.none {
+            return Err(self.refusal(ErrorCode::LoginRequired, "the user is not signed in"));
         }
-    };
-    let (session, user) = match signed_in {
-        Some(pair) if !needs_sign_in => pair,
-        _ if request.prompt.none => {
-            return Err(fail(
-                ErrorCode::LoginRequired,
-                "the user is not signed in".into(),
-            ));
-        }
-        _ => return Ok(Outcome::SignIn),
-    };
+        Ok(enough)
+    }
 
-    let groups = users::group_names(conn, &user.id)?;
-    if !is_allowed(&request.client, &groups) {
-        audit::record(
-            conn,
+    /// A client with allowed groups admits only their members.
+    fn check_groups(&self, user: &User) -> Result<(), AuthorizeError> {
+        let client = &self.request.client;
+        if is_allowed(client, &users::group_names(self.conn, &user.id)?) {
+            return Ok(());
+        }
+        self.record(
             &Event::new("authorization.denied")
                 .user(&user.id, &user.username)
-                .client(&request.client.client_id)
+                .client(&client.client_id)
                 .detail("not in an allowed group"),
-            origin,
-            now,
         )?;
         // The client reads why, without the person being named to it.
-        let refusal = fail(
+        let refusal = self.refusal(
             ErrorCode::AccessDenied,
-            "the user is not in a group allowed to use this client".into(),
+            "the user is not in a group allowed to use this client",
         );
-        if request.prompt.none {
+        if self.request.prompt.none {
             return Err(refusal);
         }
-        return Err(AuthorizeError::NotAllowed {
-            client_name: request.client.name.clone(),
+        Err(AuthorizeError::NotAllowed {
+            client_name: client.name.clone(),
             username: user.username.clone(),
             redirect: Box::new(refusal),
-        });
+        })
     }
 
-    match progress.answer {
-        ConsentAnswer::Denied => {
-            audit::record(
-                conn,
-                &Event::new("consent.denied")
-                    .user(&user.id, &user.username)
-                    .client(&request.client.client_id),
-                origin,
-                now,
-            )?;
-            return Err(fail(
-                ErrorCode::AccessDenied,
-                "the user declined to share their details".into(),
-            ));
-        }
-        ConsentAnswer::Allowed => {
-            consents::grant(
-                conn,
-                &user.id,
-                &request.client.client_id,
-                &request.scopes.joined(),
-                now,
-            )?;
-            audit::record(
-                conn,
-                &Event::new("consent.granted")
-                    .user(&user.id, &user.username)
-                    .client(&request.client.client_id)
-                    .detail(request.scopes.joined()),
-                origin,
-                now,
-            )?;
-        }
-        ConsentAnswer::NotAsked => {
-            if needs_consent(conn, request, user)? {
+    /// Records the person's answer to the consent page, or asks for one when needed
+    /// (`Some(Outcome::Consent)`); `None` when the request may go on.
+    fn consent(
+        &self,
+        user: &User,
+        answer: ConsentAnswer,
+    ) -> Result<Option<Outcome>, AuthorizeError> {
+        let request = self.request;
+        let client_id = &request.client.client_id;
+        match answer {
+            ConsentAnswer::Denied => {
+                self.record(
+                    &Event::new("consent.denied")
+                        .user(&user.id, &user.username)
+                        .client(client_id),
+                )?;
+                Err(self.refusal(
+                    ErrorCode::AccessDenied,
+                    "the user declined to share their details",
+                ))
+            }
+            ConsentAnswer::Allowed => {
+                let scopes = request.scopes.joined();
+                consents::grant(self.conn, &user.id, client_id, &scopes, self.now)?;
+                self.record(
+                    &Event::new("consent.granted")
+                        .user(&user.id, &user.username)
+                        .client(client_id)
+                        .detail(scopes),
+                )?;
+                Ok(None)
+            }
+            ConsentAnswer::NotAsked if needs_consent(self.conn, request, user)? => {
                 if request.prompt.none {
-                    return Err(fail(
+                    return Err(self.refusal(
                         ErrorCode::ConsentRequired,
-                        "the user has not consented to this client".into(),
+                        "the user has not consented to this client",
                     ));
                 }
-                return Ok(Outcome::Consent);
+                Ok(Some(Outcome::Consent))
             }
+            ConsentAnswer::NotAsked => Ok(None),
         }
     }
 
-    let grant = Grant {
-        id: uuid::Uuid::new_v4().to_string(),
-        client_id: request.client.client_id.clone(),
-        user_id: user.id.clone(),
-        scope: request.scopes.joined(),
-        auth_time: session.auth_time,
-        amr: session.amr.clone(),
-        created_at: now,
-        revoked_at: None,
-    };
-    grants::insert_grant(conn, &grant)?;
-    let code = secrets::random_token();
-    grants::insert_code(
-        conn,
-        &Code {
-            code_hash: secrets::token_hash(&code),
-            grant_id: grant.id.clone(),
-            redirect_uri: request.redirect_uri.clone(),
-            nonce: request.nonce.clone(),
-            code_challenge: request.code_challenge.clone(),
-            session_hash: Some(session.id_hash.clone()),
-            created_at: now,
-            expires_at: now + super::CODE_TTL_SECS,
-        },
-    )?;
-    audit::record(
-        conn,
-        &Event::new("authorization.granted")
-            .user(&user.id, &user.username)
-            .client(&request.client.client_id)
-            .detail(grant.scope.clone()),
-        origin,
-        now,
-    )?;
-    let mut response = vec![("code", code.as_str())];
-    if let Some(state) = &request.state {
-        response.push(("state", state));
+    /// A grant and its single-use code, and the redirect that carries it to the client.
+    fn issue_code(&self, session: &Session, user: &User) -> Result<Outcome, AuthorizeError> {
+        let request = self.request;
+        let grant = Grant {
+            id: uuid::Uuid::new_v4().to_string(),
+            client_id: request.client.client_id.clone(),
+            user_id: user.id.clone(),
+            scope: request.scopes.joined(),
+            auth_time: session.auth_time,
+            amr: session.amr.clone(),
+            created_at: self.now,
+            revoked_at: None,
+        };
+        grants::insert_grant(self.conn, &grant)?;
+        let code = secrets::random_token();
+        grants::insert_code(
+            self.conn,
+            &Code {
+                code_hash: secrets::token_hash(&code),
+                grant_id: grant.id.clone(),
+                redirect_uri: request.redirect_uri.clone(),
+                nonce: request.nonce.clone(),
+                code_challenge: request.code_challenge.clone(),
+                session_hash: Some(session.id_hash.clone()),
+                created_at: self.now,
+                expires_at: self.now + super::CODE_TTL_SECS,
+            },
+        )?;
+        self.record(
+            &Event::new("authorization.granted")
+                .user(&user.id, &user.username)
+                .client(&request.client.client_id)
+                .detail(grant.scope.clone()),
+        )?;
+        let mut response = vec![("code", code.as_str())];
+        if let Some(state) = &request.state {
+            response.push(("state", state));
+        }
+        response.push(("iss", self.issuer.as_str()));
+        Ok(Outcome::Redirect(redirect::with_params(
+            &request.redirect_uri,
+            &response,
+        )))
     }
-    response.push(("iss", issuer.as_str()));
-    Ok(Outcome::Redirect(redirect::with_params(
-        &request.redirect_uri,
-        &response,
-    )))
 }
 
 /// A client that asks for consent does so on a person's first authorization, whenever the
