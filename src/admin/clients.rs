@@ -10,7 +10,7 @@ use askama::Template;
 use serde::Deserialize;
 
 use super::access::{self, Admin, AdminResult};
-use super::proxmox::{self, ProxmoxView, Shown};
+use super::proxmox_view::{self, ProxmoxView, Shown};
 use super::{Frame, Refusal, Section, admin_url, change, read, render, see_other, segment};
 use crate::directory::clients::{self as directory_clients, ClientSettings, NewClient};
 use crate::directory::groups as directory_groups;
@@ -329,7 +329,7 @@ pub(super) async fn client_page_with(
         .filter(|uri| crate::oidc::redirect::is_plain_http(uri))
         .cloned()
         .collect();
-    let proxmox = proxmox::view(state, &client, shown).await?;
+    let proxmox = proxmox_view::view(state, &client, shown).await?;
     let page = ClientPage {
         frame: Frame::new(req, state, admin, Section::Clients).refused(refusal),
         snippets: Snippets::new(state, &client.client_id, None),

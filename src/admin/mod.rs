@@ -13,6 +13,7 @@ mod groups;
 mod keys;
 mod overview;
 mod proxmox;
+mod proxmox_view;
 pub mod routes;
 mod users;
 

@@ -56,7 +56,7 @@ pub fn remove(
             clients.join(", ")
         )));
     }
-    let ruling = super::proxmox::clients_ruling_group(conn, id)?;
+    let ruling = crate::store::proxmox::clients_ruling_group(conn, id)?;
     if !ruling.is_empty() {
         return Err(DirectoryError::Conflict(format!(
             "group {name:?} is named in the Proxmox rules of client(s) {}; remove those rules \

@@ -219,11 +219,6 @@ pub fn describe_rule(rule: &Rule) -> String {
     )
 }
 
-/// The clients whose Proxmox rules name a group: it cannot be removed while they do.
-pub fn clients_ruling_group(conn: &Connection, group_id: i64) -> DirectoryResult<Vec<String>> {
-    Ok(stored::clients_ruling_group(conn, group_id)?)
-}
-
 /// Applies a declared client's `[clients.proxmox]`: its target and rules come from the file,
 /// and a target the file no longer declares goes. Returns the client's id when its realm is
 /// managed but the file holds its secret only as a hash (nothing to write into the realm).
