@@ -21,7 +21,7 @@ use crate::directory::groups as directory_groups;
 use crate::directory::proxmox::{self as rules, DEFAULT_REALM};
 use crate::directory::{DirectoryError, DirectoryResult};
 use crate::proxmox::sync;
-use crate::proxmox::target::{self, Leavers, Product, Rule, Target, TargetError, Trust};
+use crate::proxmox::target::{self, Rule, Target, TargetError, Trust};
 use crate::state::State;
 use crate::store::proxmox::{self as stored, StoredTarget};
 use crate::web::error::PageError;
@@ -93,11 +93,11 @@ impl PostedTarget {
         };
         Ok(Target {
             client_id: client_id.to_string(),
-            product: Product::parse(&self.product)?,
+            product: target::product(&self.product)?,
             token_secret: token_secret(&self.token_secret, kept)?,
             trust: self.trust()?,
             realm: target::realm(realm)?,
-            leavers: Leavers::parse(&self.leavers)?,
+            leavers: target::leavers(&self.leavers)?,
             manage_realm: self.manage_realm.is_some(),
             api_url,
             token_id,

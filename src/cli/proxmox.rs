@@ -13,7 +13,7 @@ use crate::directory::clients as directory_clients;
 use crate::directory::proxmox::{self as rules, Configured};
 use crate::proxmox::queue;
 use crate::proxmox::sync;
-use crate::proxmox::target::{self, Leavers, Product, Rule, Target, Trust};
+use crate::proxmox::target::{self, Rule, Target, Trust};
 use crate::store::Store;
 use crate::store::audit::Origin;
 use crate::store::proxmox::{self as stored, SyncStatus};
@@ -246,13 +246,13 @@ fn set(store: &Store, command: ProxmoxCommand, origin: &Origin) -> CliResult {
     };
     let target = Target {
         client_id: client_id.clone(),
-        product: parse(Product::parse(&product))?,
+        product: parse(target::product(&product))?,
         api_url: parse(target::api_url(&api_url))?,
         token_id: parse(target::token_id(&token_id))?,
         token_secret: token_secret(token_secret_file.as_deref())?,
         trust,
         realm: parse(target::realm(&realm))?,
-        leavers: parse(Leavers::parse(&leavers))?,
+        leavers: parse(target::leavers(&leavers))?,
         manage_realm,
     };
     store.read(|conn| directory_clients::find(conn, &client_id))?;

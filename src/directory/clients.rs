@@ -245,6 +245,15 @@ pub(super) fn rewrite(
     Ok(client)
 }
 
+/// A client with allowed groups admits only their members; one without admits everyone.
+pub fn admits(client: &Client, user_groups: &[String]) -> bool {
+    client.allowed_groups.is_empty()
+        || client
+            .allowed_groups
+            .iter()
+            .any(|allowed| user_groups.contains(allowed))
+}
+
 pub fn find(conn: &Connection, client_id: &str) -> DirectoryResult<Client> {
     clients::by_id(conn, client_id)?
         .ok_or_else(|| DirectoryError::NoSuchClient(client_id.to_string()))

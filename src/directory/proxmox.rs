@@ -9,7 +9,7 @@ use super::clients::{self as directory_clients, NewSecret};
 use super::{DirectoryError, DirectoryResult, groups as directory_groups};
 use crate::clock::UnixTime;
 use crate::config::{DeclaredClient, DeclaredPermission, DeclaredProxmox};
-use crate::proxmox::target::{self, Leavers, Product, Rule, Target, Trust};
+use crate::proxmox::target::{self, Rule, Target, Trust};
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::Client;
 use crate::store::proxmox::{self as stored, StoredTarget};
@@ -293,14 +293,14 @@ fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResu
     };
     Ok(Target {
         client_id: client_id.to_string(),
-        product: Product::parse(&declared.product).map_err(invalid)?,
+        product: target::product(&declared.product).map_err(invalid)?,
         api_url: target::api_url(&declared.api_url).map_err(invalid)?,
         token_id: target::token_id(&declared.token_id).map_err(invalid)?,
         token_secret,
         trust,
         realm: target::realm(declared.realm.as_deref().unwrap_or(DEFAULT_REALM))
             .map_err(invalid)?,
-        leavers: Leavers::parse(declared.leavers.as_deref().unwrap_or("disable"))
+        leavers: target::leavers(declared.leavers.as_deref().unwrap_or("disable"))
             .map_err(invalid)?,
         manage_realm: declared.manage_realm,
     })

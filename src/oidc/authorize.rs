@@ -8,6 +8,7 @@ use super::redirect;
 use super::scope::{self, Scopes};
 use crate::clock::UnixTime;
 use crate::config::Issuer;
+use crate::directory::clients::admits;
 use crate::secrets;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::{self, Client};
@@ -425,7 +426,7 @@ impl Deciding<'_> {
     /// A client with allowed groups admits only their members.
     fn check_groups(&self, user: &User) -> Result<(), AuthorizeError> {
         let client = &self.request.client;
-        if is_allowed(client, &users::group_names(self.conn, &user.id)?) {
+        if admits(client, &users::group_names(self.conn, &user.id)?) {
             return Ok(());
         }
         self.record(
@@ -560,13 +561,4 @@ fn needs_consent(
             Some(granted) => !request.scopes.is_subset_of(&Scopes::from_request(&granted)),
         },
     )
-}
-
-/// A client with allowed groups admits only their members; one without admits everyone.
-pub fn is_allowed(client: &Client, user_groups: &[String]) -> bool {
-    client.allowed_groups.is_empty()
-        || client
-            .allowed_groups
-            .iter()
-            .any(|allowed| user_groups.contains(allowed))
 }

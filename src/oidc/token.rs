@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::authorize::{is_allowed, is_pkce_value};
+use super::authorize::is_pkce_value;
 use super::claims::{self, IdTokenContext};
 use super::client_auth::{self, ClientAuth};
 use super::error::{ErrorCode, OAuthError};
@@ -12,6 +12,7 @@ use super::redirect;
 use super::scope::{self, Scopes};
 use crate::clock::UnixTime;
 use crate::config::Issuer;
+use crate::directory::clients::admits;
 use crate::keys::Signer;
 use crate::secrets;
 use crate::store::Store;
@@ -277,7 +278,7 @@ fn issue(
         }
     };
     let groups = users::group_names(tx, &user.id)?;
-    if !is_allowed(client, &groups) {
+    if !admits(client, &groups) {
         // The answer goes to the client: it says why, without naming the person.
         return refused(OAuthError::access_denied(
             "the user is not in a group allowed to use this client",

@@ -1,123 +1,27 @@
 //! A client's Proxmox target and permission rules, as the CLI, the admin page and the config
 //! file give them: parsed once here, so that the rest of the module takes only valid values.
+//! The types themselves are records of the store's.
 
-use std::fmt;
-
-/// Which Proxmox product a target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Product {
-    /// Proxmox Backup Server: ACL entries on users; no groups.
-    Pbs,
-    /// Proxmox VE: `<group>-<realm>` groups holding the users, and ACL entries on the groups.
-    Pve,
-}
-
-impl Product {
-    pub fn parse(text: &str) -> Result<Product, TargetError> {
-        match text {
-            "pbs" => Ok(Product::Pbs),
-            "pve" => Ok(Product::Pve),
-            other => Err(TargetError(format!(
-                "invalid product {other:?}: use pbs (Proxmox Backup Server) or pve (Proxmox VE)"
-            ))),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Product::Pbs => "pbs",
-            Product::Pve => "pve",
-        }
-    }
-}
-
-/// How the server's TLS certificate is trusted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Trust {
-    /// The SHA-256 fingerprint of the server's certificate, as Proxmox shows it:
-    /// 32 upper-case hex bytes joined by `:`.
-    Fingerprint(String),
-    /// A CA certificate (PEM) that signed the server's certificate.
-    CaPem(String),
-    /// The system's CA certificates.
-    SystemRoots,
-}
-
-/// What happens to `@realm` users no rule covers any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leavers {
-    Disable,
-    Delete,
-}
-
-impl Leavers {
-    pub fn parse(text: &str) -> Result<Leavers, TargetError> {
-        match text {
-            "disable" => Ok(Leavers::Disable),
-            "delete" => Ok(Leavers::Delete),
-            other => Err(TargetError(format!(
-                "invalid leavers {other:?}: use disable or delete"
-            ))),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Leavers::Disable => "disable",
-            Leavers::Delete => "delete",
-        }
-    }
-}
-
-/// A client's Proxmox target.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Target {
-    pub client_id: String,
-    pub product: Product,
-    /// `https://host:port`, without a trailing slash; the API is under `/api2/json`.
-    pub api_url: String,
-    /// `USER@REALM!TOKENID`.
-    pub token_id: String,
-    pub token_secret: String,
-    pub trust: Trust,
-    /// The realm people sign in through (default `latchkey`).
-    pub realm: String,
-    pub leavers: Leavers,
-    /// Latchkey creates and updates the OpenID realm itself.
-    pub manage_realm: bool,
-}
-
-impl fmt::Debug for Target {
-    /// Never prints the token secret.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target")
-            .field("client_id", &self.client_id)
-            .field("product", &self.product)
-            .field("api_url", &self.api_url)
-            .field("token_id", &self.token_id)
-            .field("token_secret", &"…")
-            .field("trust", &self.trust)
-            .field("realm", &self.realm)
-            .field("leavers", &self.leavers)
-            .field("manage_realm", &self.manage_realm)
-            .finish()
-    }
-}
-
-/// A permission rule: members of a Latchkey group get `role` at `path`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Rule {
-    pub group: String,
-    pub role: String,
-    /// An ACL path such as `/` or `/datastore/main`.
-    pub path: String,
-    pub propagate: bool,
-}
+pub use crate::store::proxmox::{Leavers, Product, Rule, Target, Trust};
 
 /// A value that is not a valid part of a target or rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct TargetError(pub String);
+
+pub fn product(input: &str) -> Result<Product, TargetError> {
+    Product::from_name(input).ok_or_else(|| {
+        invalid(
+            "product",
+            input,
+            "use pbs (Proxmox Backup Server) or pve (Proxmox VE)",
+        )
+    })
+}
+
+pub fn leavers(input: &str) -> Result<Leavers, TargetError> {
+    Leavers::from_name(input).ok_or_else(|| invalid("leavers", input, "use disable or delete"))
+}
 
 fn invalid(what: &str, input: &str, why: &str) -> TargetError {
     TargetError(format!("invalid {what} {input:?}: {why}"))

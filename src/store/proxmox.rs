@@ -8,7 +8,114 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{StoreError, StoreResult};
 use crate::clock::UnixTime;
-use crate::proxmox::target::{self, Leavers, Product, Rule, Target, Trust};
+use std::fmt;
+
+/// Which Proxmox product a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// Proxmox Backup Server: ACL entries on users; no groups.
+    Pbs,
+    /// Proxmox VE: `<group>-<realm>` groups holding the users, and ACL entries on the groups.
+    Pve,
+}
+
+impl Product {
+    pub fn from_name(name: &str) -> Option<Product> {
+        match name {
+            "pbs" => Some(Product::Pbs),
+            "pve" => Some(Product::Pve),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Product::Pbs => "pbs",
+            Product::Pve => "pve",
+        }
+    }
+}
+
+/// How the server's TLS certificate is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The SHA-256 fingerprint of the server's certificate, as Proxmox shows it:
+    /// 32 upper-case hex bytes joined by `:`.
+    Fingerprint(String),
+    /// A CA certificate (PEM) that signed the server's certificate.
+    CaPem(String),
+    /// The system's CA certificates.
+    SystemRoots,
+}
+
+/// What happens to `@realm` users no rule covers any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leavers {
+    Disable,
+    Delete,
+}
+
+impl Leavers {
+    pub fn from_name(name: &str) -> Option<Leavers> {
+        match name {
+            "disable" => Some(Leavers::Disable),
+            "delete" => Some(Leavers::Delete),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leavers::Disable => "disable",
+            Leavers::Delete => "delete",
+        }
+    }
+}
+
+/// A client's Proxmox target.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Target {
+    pub client_id: String,
+    pub product: Product,
+    /// `https://host:port`, without a trailing slash; the API is under `/api2/json`.
+    pub api_url: String,
+    /// `USER@REALM!TOKENID`.
+    pub token_id: String,
+    pub token_secret: String,
+    pub trust: Trust,
+    /// The realm people sign in through (default `latchkey`).
+    pub realm: String,
+    pub leavers: Leavers,
+    /// Latchkey creates and updates the OpenID realm itself.
+    pub manage_realm: bool,
+}
+
+impl fmt::Debug for Target {
+    /// Never prints the token secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("client_id", &self.client_id)
+            .field("product", &self.product)
+            .field("api_url", &self.api_url)
+            .field("token_id", &self.token_id)
+            .field("token_secret", &"…")
+            .field("trust", &self.trust)
+            .field("realm", &self.realm)
+            .field("leavers", &self.leavers)
+            .field("manage_realm", &self.manage_realm)
+            .finish()
+    }
+}
+
+/// A permission rule: members of a Latchkey group get `role` at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rule {
+    pub group: String,
+    pub role: String,
+    /// An ACL path such as `/` or `/datastore/main`.
+    pub path: String,
+    pub propagate: bool,
+}
 
 /// A target as stored, with whether the config file declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +172,12 @@ fn parse_target(row: TargetRow) -> StoreResult<StoredTarget> {
         ("system", _) => Trust::SystemRoots,
         (other, _) => return Err(corrupt(format!("trust {other:?} without its value"))),
     };
-    let bad = |e: target::TargetError| corrupt(e.0);
     Ok(StoredTarget {
         target: Target {
-            product: Product::parse(&row.product).map_err(bad)?,
-            leavers: Leavers::parse(&row.leavers).map_err(bad)?,
+            product: Product::from_name(&row.product)
+                .ok_or_else(|| corrupt(format!("product {:?}", row.product)))?,
+            leavers: Leavers::from_name(&row.leavers)
+                .ok_or_else(|| corrupt(format!("leavers {:?}", row.leavers)))?,
             client_id: row.client_id,
             api_url: row.api_url,
             token_id: row.token_id,

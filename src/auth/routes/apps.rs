@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{see_other, signed_in};
-use crate::oidc::authorize::is_allowed;
+use crate::directory::clients::admits;
 use crate::state::{State, blocking};
 use crate::store::{StoreError, clients, users};
 use crate::web::error::PageError;
@@ -26,7 +26,7 @@ async fn landing_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
                 Ok::<_, StoreError>(
                     clients::list(conn)?
                         .into_iter()
-                        .filter(|client| is_allowed(client, &groups))
+                        .filter(|client| admits(client, &groups))
                         .filter_map(|client| {
                             client.launch_url.map(|url| AppLink {
                                 name: client.name,

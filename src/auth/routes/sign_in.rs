@@ -12,13 +12,13 @@ use super::{
 };
 use crate::auth::{login_link, session};
 use crate::clock;
-use crate::oidc::routes::{after_sign_in, has_pending, parked_client_name};
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
 use crate::store::sessions;
 use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, LoginPage};
+use crate::web::parked::{self, after_sign_in};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(login_page))
@@ -32,7 +32,7 @@ async fn login_page(req: HttpRequest, state: State) -> Result<HttpResponse, Page
     let current = signed_in(&req, &state).await?;
     let page = LoginPage {
         signed_in_as: current.map(|(_, user)| user.username),
-        pending: has_pending(&req, &state.settings.issuer),
+        pending: parked::is_waiting(&req, &state.settings.issuer),
         passkeys: state.passkeys.is_some(),
     };
     pages::render(&page, [])
@@ -108,7 +108,7 @@ async fn login_link_page(
     let page = LoginLinkPage {
         token,
         username: user.username,
-        continue_to: parked_client_name(&req, &state).await?,
+        continue_to: waiting_client(&req, &state).await?,
         signed_in_as: current.map(|(_, user)| user.username),
         csrf_token,
     };
@@ -226,4 +226,18 @@ async fn finish(
         cookie,
         after_sign_in(&req, &state.settings.issuer),
     ))
+}
+
+/// The name of the app waiting for this browser's sign-in, if any.
+async fn waiting_client(req: &HttpRequest, state: &State) -> Result<Option<String>, PageError> {
+    let Some(parked_id) = parked::id(req, &state.settings.issuer) else {
+        return Ok(None);
+    };
+    blocking(state, move |state| {
+        state
+            .store
+            .read(|conn| parked::client_name(conn, &parked_id, clock::now()))
+            .map_err(PageError::from)
+    })
+    .await
 }

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use super::{csp_allowing_form_to, form_params, query_params};
 use crate::auth::session;
 use crate::clock::{self, UnixTime};
-use crate::config::Issuer;
 use crate::limits::Address;
 use crate::oidc::authorize::{self, ConsentAnswer, Outcome, Progress};
 use crate::oidc::error::AuthorizeError;
@@ -16,20 +15,9 @@ use crate::oidc::scope;
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
 use crate::store::pending;
-use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::pages::{self, ConsentPage, NotAllowedPage};
-
-/// The cookie that remembers which parked authorization request this browser is signing
-/// in (or consenting) for: `__Host-` prefixed on https, like the session cookie, so that no
-/// other host can plant one.
-fn pending_cookie_name(issuer: &Issuer) -> &'static str {
-    if issuer.is_https() {
-        "__Host-latchkey_authorization"
-    } else {
-        "latchkey_authorization"
-    }
-}
+use crate::web::{csrf, parked};
 
 pub(super) async fn authorize_get(
     req: HttpRequest,
@@ -180,7 +168,7 @@ async fn decide(
     let pending_cookie = |parked| {
         session::strict_cookie(
             issuer,
-            pending_cookie_name(issuer),
+            parked::cookie_name(issuer),
             parked,
             crate::oidc::PENDING_TTL_SECS,
         )
@@ -189,7 +177,7 @@ async fn decide(
         Next::Redirect(url) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, url))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .cookie(session::removal(issuer, pending_cookie_name(issuer)))
+            .cookie(session::removal(issuer, parked::cookie_name(issuer)))
             .finish(),
         Next::SignIn { parked } => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("{}/login", issuer.path())))
@@ -220,8 +208,7 @@ async fn take_parked(req: &HttpRequest, state: &State) -> Result<(Params, UnixTi
              application and sign in again.",
         )
     };
-    let parked_id =
-        AppState::cookie(req, pending_cookie_name(&state.settings.issuer)).ok_or_else(expired)?;
+    let parked_id = parked::id(req, &state.settings.issuer).ok_or_else(expired)?;
     let (params_json, parked_at) = blocking(state, move |state| {
         state
             .store
@@ -275,45 +262,4 @@ pub(super) async fn consent(
         answer,
     };
     decide(req, state, params, progress).await
-}
-
-/// Whether this browser has an authorization request waiting for a sign-in.
-pub fn has_pending(req: &HttpRequest, issuer: &Issuer) -> bool {
-    req.cookie(pending_cookie_name(issuer)).is_some()
-}
-
-/// Where to go after a sign-in: the waiting authorization request, or the landing page.
-pub fn after_sign_in(req: &HttpRequest, issuer: &Issuer) -> String {
-    let mount = issuer.path();
-    if has_pending(req, issuer) {
-        format!("{mount}/authorize/resume")
-    } else {
-        format!("{mount}/account")
-    }
-}
-
-/// The name of the app this browser's parked authorization request is for, read without
-/// taking the request (a page may show it before the person decides anything).
-pub async fn parked_client_name(
-    req: &HttpRequest,
-    state: &State,
-) -> Result<Option<String>, PageError> {
-    let Some(parked_id) = AppState::cookie(req, pending_cookie_name(&state.settings.issuer)) else {
-        return Ok(None);
-    };
-    blocking(state, move |state| {
-        state.store.read(|conn| {
-            let Some(json) = pending::peek(conn, &secrets::token_hash(&parked_id), clock::now())?
-            else {
-                return Ok(None);
-            };
-            let params: Params =
-                serde_json::from_str(&json).map_err(|e| PageError::internal(&e))?;
-            let Some(client_id) = params.get("client_id") else {
-                return Ok(None);
-            };
-            Ok::<_, PageError>(crate::store::clients::by_id(conn, client_id)?.map(|c| c.name))
-        })
-    })
-    .await
 }

@@ -10,8 +10,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::params::Params;
 
-pub use authorize::{after_sign_in, has_pending, parked_client_name};
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/.well-known/openid-configuration",
@@ -21,7 +19,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/authorize", web::get().to(authorize::authorize_get))
     .route("/authorize", web::post().to(authorize::authorize_post))
     .route(
-        "/authorize/resume",
+        crate::web::parked::RESUME_ROUTE,
         web::get().to(authorize::authorize_resume),
     )
     .route("/authorize/consent", web::post().to(authorize::consent))
