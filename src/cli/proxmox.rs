@@ -162,7 +162,7 @@ pub fn run(store: &Store, settings: &Settings, command: ProxmoxCommand) -> CliRe
             let added = store.write(|tx| rules::allow(tx, &client_id, &rule, &origin, now))?;
             let what = rules::describe_rule(&rule);
             match added {
-                true => println!("Allowed {what} on {client_id}; the server follows shortly."),
+                true => println!("{client_id} now allows {what}; the server follows shortly."),
                 false => println!("{client_id} already allows {what}."),
             }
             Ok(())
