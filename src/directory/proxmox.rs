@@ -163,21 +163,7 @@ pub fn allow(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
-    editable_client(conn, client_id)?;
-    find(conn, client_id)?;
-    let group = directory_groups::get(conn, &rule.group)?;
-    let changed = stored::put_rule(conn, client_id, group.id, rule)?;
-    if changed {
-        audit::record(
-            conn,
-            &Event::new("proxmox.rule_added")
-                .client(client_id)
-                .detail(describe_rule(rule)),
-            origin,
-            now,
-        )?;
-    }
-    Ok(changed)
+    change_rule(conn, client_id, rule, RuleChange::Add, origin, now)
 }
 
 /// Removes a rule; false when there was none.
@@ -188,21 +174,48 @@ pub fn deny(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
+    change_rule(conn, client_id, rule, RuleChange::Remove, origin, now)
+}
+
+#[derive(Clone, Copy)]
+enum RuleChange {
+    Add,
+    Remove,
+}
+
+/// Adds or removes a rule of an editable client's target; audit-logged when it changed.
+fn change_rule(
+    conn: &Connection,
+    client_id: &str,
+    rule: &Rule,
+    change: RuleChange,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<bool> {
     editable_client(conn, client_id)?;
     find(conn, client_id)?;
     let group = directory_groups::get(conn, &rule.group)?;
-    let removed = stored::remove_rule(conn, client_id, group.id, &rule.role, &rule.path)?;
-    if removed {
+    let (changed, kind) = match change {
+        RuleChange::Add => (
+            stored::put_rule(conn, client_id, group.id, rule)?,
+            "proxmox.rule_added",
+        ),
+        RuleChange::Remove => (
+            stored::remove_rule(conn, client_id, group.id, &rule.role, &rule.path)?,
+            "proxmox.rule_removed",
+        ),
+    };
+    if changed {
         audit::record(
             conn,
-            &Event::new("proxmox.rule_removed")
+            &Event::new(kind)
                 .client(client_id)
                 .detail(describe_rule(rule)),
             origin,
             now,
         )?;
     }
-    Ok(removed)
+    Ok(changed)
 }
 
 pub fn describe_rule(rule: &Rule) -> String {
