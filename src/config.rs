@@ -31,6 +31,13 @@ pub enum ConfigError {
     Duration(&'static str, String),
     #[error("invalid limits.{0} = {1}: use a number of attempts a minute from 1 to 100000")]
     Limit(&'static str, u32),
+    // tls (issue 9)
+    #[error("{0} is set without {1}: https needs both the certificate chain and its key")]
+    TlsHalf(&'static str, &'static str),
+    #[error("invalid http_redirect_listen {0:?}: expected HOST:PORT such as 0.0.0.0:80")]
+    RedirectListen(String),
+    #[error("http_redirect_listen redirects to the issuer, so the issuer must be https, not {0}")]
+    RedirectToHttp(String),
 }
 
 /// "90s", "15m", "2h", "1d" or plain seconds.
@@ -218,6 +225,13 @@ pub struct FileConfig {
     pub groups: Vec<toml::Spanned<DeclaredGroup>>,
     #[serde(default)]
     pub clients: Vec<toml::Spanned<DeclaredClient>>,
+    // tls (issue 9)
+    /// PEM certificate chain: with `tls_key`, `serve` speaks https itself.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Where plain http is answered with a redirect to the https issuer, such as "0.0.0.0:80".
+    pub http_redirect_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -328,6 +342,53 @@ pub struct Overrides {
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub issuer: Option<String>,
+    // tls (issue 9)
+    pub tls: TlsOverrides,
+}
+
+/// The TLS settings flags and environment variables gave (or the file, below them).
+#[derive(Debug, Default, Clone)]
+pub struct TlsOverrides {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub http_redirect_listen: Option<String>,
+}
+
+/// The PEM files `serve` speaks https with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Both files or neither; a redirect listener only towards an https issuer.
+fn tls_settings(
+    overrides: TlsOverrides,
+    file: TlsOverrides,
+    issuer: &Issuer,
+) -> Result<(Option<TlsFiles>, Option<String>), ConfigError> {
+    let tls = match (overrides.cert.or(file.cert), overrides.key.or(file.key)) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => return Err(ConfigError::TlsHalf("tls_cert", "tls_key")),
+        (None, Some(_)) => return Err(ConfigError::TlsHalf("tls_key", "tls_cert")),
+    };
+    let redirect = overrides.http_redirect_listen.or(file.http_redirect_listen);
+    if let Some(address) = &redirect {
+        if !is_listen_address(address) {
+            return Err(ConfigError::RedirectListen(address.clone()));
+        }
+        if !issuer.is_https() {
+            return Err(ConfigError::RedirectToHttp(issuer.to_string()));
+        }
+    }
+    Ok((tls, redirect))
+}
+
+/// An IP address and port, or a host name and port.
+fn is_listen_address(text: &str) -> bool {
+    text.parse::<std::net::SocketAddr>().is_ok() || text.contains(':')
 }
 
 /// Settings after every source has been merged and validated.
@@ -349,6 +410,11 @@ pub struct Settings {
     pub config_path: Option<PathBuf>,
     pub groups: Vec<Declared<DeclaredGroup>>,
     pub clients: Vec<Declared<DeclaredClient>>,
+    // tls (issue 9)
+    /// The certificate and key `serve` speaks https with; none: plain http, as behind a proxy.
+    pub tls: Option<TlsFiles>,
+    /// Where plain http is answered with a redirect to the (https) issuer.
+    pub http_redirect_listen: Option<String>,
 }
 
 impl Settings {
@@ -365,12 +431,21 @@ impl Settings {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        if listen.parse::<std::net::SocketAddr>().is_err() && !listen.contains(':') {
+        if !is_listen_address(&listen) {
             return Err(ConfigError::Listen(listen));
         }
         let explicit_issuer = overrides.issuer.or(file.issuer);
         let issuer_explicit = explicit_issuer.is_some();
         let issuer = Issuer::parse(explicit_issuer.as_deref().unwrap_or(DEFAULT_ISSUER))?;
+        let (tls, http_redirect_listen) = tls_settings(
+            overrides.tls,
+            TlsOverrides {
+                cert: file.tls_cert,
+                key: file.tls_key,
+                http_redirect_listen: file.http_redirect_listen,
+            },
+            &issuer,
+        )?;
         let trusted_proxies = file
             .trusted_proxies
             .iter()
@@ -415,6 +490,8 @@ impl Settings {
             config_path: overrides.config,
             groups: declared(&text, file.groups),
             clients: declared(&text, file.clients),
+            tls,
+            http_redirect_listen,
         })
     }
 }

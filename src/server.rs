@@ -114,8 +114,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// `oidc::routes`).
 const MAX_BODY: usize = 64 * 1024;
 
-/// Starts serving on `listener`. The returned server stops gracefully on SIGINT/SIGTERM.
+/// Starts serving plain http on `listener` (see `run_with_tls`).
 pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
+    run_with_tls(listener, state, None)
+}
+
+/// Starts serving on `listener`, https when given a TLS configuration. The returned server
+/// stops gracefully on SIGINT/SIGTERM.
+pub fn run_with_tls(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let https = state.settings.issuer.is_https();
     let mount = state.settings.issuer.path().to_string();
     pages_web::pages::set_base(&mount);
@@ -166,11 +176,12 @@ pub fn run(listener: TcpListener, state: AppState) -> std::io::Result<Server> {
             )
             .service(web::scope(&mount).configure(routes))
             .default_service(web::to(not_found))
-    })
-    .listen(listener)?
-    .shutdown_timeout(10)
-    .run();
-    Ok(server)
+    });
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.shutdown_timeout(10).run())
 }
 
 /// The request line for the log, without one-time link tokens (login and setup links): a

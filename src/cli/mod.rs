@@ -44,6 +44,8 @@ pub enum Command {
         /// The public URL clients reach this server at.
         #[arg(long, env = "LATCHKEY_ISSUER", value_name = "URL")]
         issuer: Option<String>,
+        #[command(flatten)]
+        tls: serve::TlsArgs,
     },
     /// Manage people.
     #[command(subcommand)]
@@ -85,6 +87,8 @@ pub enum CliError {
     Keys(#[from] KeyError),
     #[error(transparent)]
     Prepare(#[from] crate::server::PrepareError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]
@@ -105,15 +109,25 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> CliResult {
-    let (listen, issuer) = match &cli.command {
-        Command::Serve { listen, issuer } => (listen.clone(), issuer.clone()),
-        _ => (None, std::env::var("LATCHKEY_ISSUER").ok()),
+    let (listen, issuer, tls) = match &cli.command {
+        Command::Serve {
+            listen,
+            issuer,
+            tls,
+            ..
+        } => (listen.clone(), issuer.clone(), tls.clone().into()),
+        _ => (
+            None,
+            std::env::var("LATCHKEY_ISSUER").ok(),
+            serve::TlsArgs::from_env(),
+        ),
     };
     let settings = Settings::resolve(Overrides {
         data_dir: cli.data_dir,
         config: cli.config,
         listen,
         issuer,
+        tls,
     })?;
     match cli.command {
         Command::Serve { .. } => serve::run(settings),

@@ -1,17 +1,61 @@
 //! `latchkey serve`
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 
 use super::{CliError, CliResult};
 use crate::auth::setup;
 use crate::clock;
-use crate::config::Settings;
+use crate::config::{Issuer, Settings, TlsOverrides};
 use crate::server;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::tls::{self, Certificates};
+
+/// Serving https directly.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain: with --tls-key, serve https (reloaded on SIGHUP and on change).
+    #[arg(long, env = "LATCHKEY_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "LATCHKEY_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Address where plain http is redirected to the https issuer, such as 0.0.0.0:80.
+    #[arg(long, env = "LATCHKEY_HTTP_REDIRECT_LISTEN", value_name = "ADDR")]
+    http_redirect_listen: Option<String>,
+}
+
+impl TlsArgs {
+    /// The same settings from the environment alone, for commands other than `serve`.
+    pub fn from_env() -> TlsOverrides {
+        let var = |name| std::env::var_os(name).filter(|value| !value.is_empty());
+        TlsOverrides {
+            cert: var("LATCHKEY_TLS_CERT").map(PathBuf::from),
+            key: var("LATCHKEY_TLS_KEY").map(PathBuf::from),
+            http_redirect_listen: var("LATCHKEY_HTTP_REDIRECT_LISTEN")
+                .map(|value| value.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+impl From<TlsArgs> for TlsOverrides {
+    fn from(args: TlsArgs) -> TlsOverrides {
+        TlsOverrides {
+            cert: args.tls_cert,
+            key: args.tls_key,
+            http_redirect_listen: args.http_redirect_listen,
+        }
+    }
+}
 
 pub fn run(settings: Settings) -> CliResult {
     init_logging();
+    let certificates = settings
+        .tls
+        .as_ref()
+        .map(|files| Certificates::load(files, &settings.issuer))
+        .transpose()?;
     let store = Store::open(&settings.data_dir)?;
     let prepared = server::prepare(&store, &settings)?;
     if prepared.new_signing_key {
@@ -42,19 +86,24 @@ pub fn run(settings: Settings) -> CliResult {
              secret only as a hash, so the realm keeps the client secret it has"
         );
     }
-    let listener = TcpListener::bind(&settings.listen).map_err(CliError::io(format!(
-        "cannot listen on {}",
-        settings.listen
-    )))?;
-    let address = listener
-        .local_addr()
-        .map_err(CliError::io("cannot read the listening address"))?;
+    let (listener, address) = bind(&settings.listen)?;
+    let redirect = settings
+        .http_redirect_listen
+        .as_deref()
+        .map(bind)
+        .transpose()?;
+    // From here on SIGHUP reloads the certificate: before anyone is told the server runs.
+    let system = actix_web::rt::System::new();
+    let tls = system.block_on(async { certificates.map(tls::start).transpose() })?;
     let setup_token = store.write(|tx| setup::issue_if_needed(tx, clock::now()))?;
     println!(
         "Latchkey serving {} on {address} (data in {})",
         settings.issuer,
         store.path().display()
     );
+    if let Some((_, address)) = &redirect {
+        println!("Redirecting plain http on {address} to {}", settings.issuer);
+    }
     if let Some(token) = setup_token {
         println!("No administrator yet. Open this one-time link to create one (valid 24 hours):");
         println!("  {}{}{token}", settings.issuer, setup::ROUTE);
@@ -62,11 +111,39 @@ pub fn run(settings: Settings) -> CliResult {
             "Or on the command line: latchkey user add NAME --admin && latchkey login-link NAME"
         );
     }
+    let issuer = settings.issuer.clone();
     let state = AppState::new(store, settings);
-    actix_web::rt::System::new()
-        .block_on(async move { server::run(listener, state)?.await })
-        .map_err(CliError::io("the server stopped"))?;
+    system.block_on(async move {
+        if let Some((listener, _)) = redirect {
+            redirect_plain_http(listener, &issuer)?;
+        }
+        server::run_with_tls(listener, state, tls)
+            .map_err(CliError::io("cannot start the server"))?
+            .await
+            .map_err(CliError::io("the server stopped"))
+    })?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn bind(address: &str) -> CliResult<(TcpListener, std::net::SocketAddr)> {
+    let listener =
+        TcpListener::bind(address).map_err(CliError::io(format!("cannot listen on {address}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(CliError::io("cannot read the listening address"))?;
+    Ok((listener, bound))
+}
+
+/// Runs the redirecting listener beside the server; it stops with it on SIGINT/SIGTERM.
+fn redirect_plain_http(listener: TcpListener, issuer: &Issuer) -> CliResult {
+    let server = tls::redirect_server(listener, issuer)
+        .map_err(CliError::io("cannot serve the http redirect"))?;
+    actix_web::rt::spawn(async move {
+        if let Err(error) = server.await {
+            tracing::error!("the http redirect stopped: {error}");
+        }
+    });
     Ok(())
 }
 

@@ -220,8 +220,7 @@ fn audit_events_past_their_retention_are_purged_at_start() {
     let settings = latchkey::config::Settings::resolve(latchkey::config::Overrides {
         data_dir: Some(dir.path().to_path_buf()),
         config: Some(config),
-        listen: None,
-        issuer: None,
+        ..Default::default()
     })
     .unwrap();
     latchkey::server::prepare(&store, &settings).unwrap();

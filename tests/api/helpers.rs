@@ -67,6 +67,7 @@ fn spawn_app_with(scheme: &str, host: &str, config: Option<&str>) -> TestApp {
         config,
         listen: Some(format!("127.0.0.1:{port}")),
         issuer: Some(issuer.clone()),
+        ..Overrides::default()
     })
     .expect("settings");
     let store = Store::open(&settings.data_dir).expect("store");

@@ -25,5 +25,6 @@ mod redirect_uris;
 mod retired_usernames;
 mod sessions;
 mod sweep;
+mod tls;
 mod token_errors;
 mod tokens;
