@@ -111,17 +111,24 @@ impl Served {
         ca: &Ca,
         configure: impl FnOnce(&mut Command) -> &mut Command,
     ) -> Served {
+        Served::spawn_as("https", data_dir, ca, configure)
+    }
+
+    /// `spawn` with the issuer `SCHEME://localhost:PORT`.
+    fn spawn_as(
+        scheme: &str,
+        data_dir: &Path,
+        ca: &Ca,
+        configure: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Served {
         let port = free_port();
-        let mut command = latchkey_under_umask("077");
+        let mut command = latchkey();
         command
-            .env_remove("LATCHKEY_TLS_CERT")
-            .env_remove("LATCHKEY_TLS_KEY")
-            .env_remove("LATCHKEY_HTTP_REDIRECT_LISTEN")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--issuer")
-            .arg(format!("https://localhost:{port}"))
+            .arg(format!("{scheme}://localhost:{port}"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -147,12 +154,16 @@ impl Served {
         configure: impl FnOnce(&mut Command) -> &mut Command,
     ) -> Served {
         let mut served = Served::spawn(data_dir, ca, configure);
-        served.until("answers /healthz over https", |served| {
+        served.wait_healthy();
+        served
+    }
+
+    fn wait_healthy(&mut self) {
+        self.until("answers /healthz over https", |served| {
             served
                 .https_get("/healthz")
                 .is_ok_and(|answer| answer.starts_with("HTTP/1.1 200"))
         });
-        served
     }
 
     /// Bounded polling of `done`; panics if the server exits or `done` never holds.
@@ -277,6 +288,16 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The binary, without TLS settings from the test's environment.
+fn latchkey() -> Command {
+    let mut command = latchkey_under_umask("077");
+    command
+        .env_remove("LATCHKEY_TLS_CERT")
+        .env_remove("LATCHKEY_TLS_KEY")
+        .env_remove("LATCHKEY_HTTP_REDIRECT_LISTEN");
+    command
 }
 
 /// Sends every line of `output` to `lines`, from a thread of its own.
@@ -474,12 +495,24 @@ fn a_certificate_for_other_names_gets_a_warning() {
     served.until_presented(&fixed);
 }
 
+#[test]
+fn an_http_issuer_with_tls_gets_a_warning() {
+    let ca = Ca::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let (dir, files) = data_dir_with(&leaf);
+    let mut served = Served::spawn_as("http", dir.path(), &ca, |c| {
+        c.arg("--tls-cert")
+            .arg(&files.cert)
+            .arg("--tls-key")
+            .arg(&files.key)
+    });
+    served.line_with("TLS is on but the issuer http://localhost:");
+    served.wait_healthy();
+}
+
 /// `latchkey serve ARGS` expected to fail at start: its one-line error.
 fn refused(dir: &Path, args: &[&str]) -> String {
-    let output = latchkey_under_umask("077")
-        .env_remove("LATCHKEY_TLS_CERT")
-        .env_remove("LATCHKEY_TLS_KEY")
-        .env_remove("LATCHKEY_HTTP_REDIRECT_LISTEN")
+    let output = latchkey()
         .arg("--data-dir")
         .arg(dir)
         .arg("serve")
