@@ -9,10 +9,16 @@ use crate::config::Settings;
 use crate::server;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::store::lock::DataDirLock;
 
 pub fn run(settings: Settings) -> CliResult {
     init_logging();
     let store = Store::open(&settings.data_dir)?;
+    // Held until the process ends: `restore` refuses to replace a database in use.
+    let _lock = DataDirLock::try_acquire(&settings.data_dir)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let prepared = server::prepare(&store, &settings)?;
     if prepared.new_signing_key {
         tracing::info!("created a new signing key");

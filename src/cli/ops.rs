@@ -1,0 +1,173 @@
+//! Commands for running Latchkey as a service: `healthcheck`, `completions`, `man`,
+//! `setup-link` and `restore`.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::time::Duration;
+
+use clap::CommandFactory;
+
+use super::{Cli, CliError, CliResult, maintenance};
+use crate::auth::setup;
+use crate::clock;
+use crate::config::Settings;
+use crate::store::lock::DataDirLock;
+use crate::store::{Store, meta, restore as store_restore};
+
+/// How long the health check waits to connect, and then for the answer.
+const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Exits 0 when the configured server answers `GET /healthz` with 200.
+pub fn healthcheck(settings: &Settings) -> CliResult {
+    let address = probe_address(&settings.listen)?;
+    let path = format!("{}/healthz", settings.issuer.path());
+    // Plain http to the listen address. When `serve` speaks https itself (tls_cert), this is
+    // the one place to connect with TLS instead.
+    let status = http_get_status(address, &path)
+        .map_err(CliError::io(format!("healthcheck: http://{address}{path}")))?;
+    if status != 200 {
+        return Err(CliError::Usage(format!(
+            "healthcheck: http://{address}{path} answered {status}"
+        )));
+    }
+    Ok(())
+}
+
+/// Where to reach a server listening on `listen`: an unspecified address (0.0.0.0, [::])
+/// is reached on the loopback address of its family.
+fn probe_address(listen: &str) -> CliResult<SocketAddr> {
+    let mut address = listen
+        .to_socket_addrs()
+        .map_err(CliError::io(format!(
+            "healthcheck: cannot resolve {listen}"
+        )))?
+        .next()
+        .ok_or_else(|| CliError::Usage(format!("healthcheck: {listen} has no address")))?;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    Ok(address)
+}
+
+/// An HTTP/1.0 GET; returns the status code.
+fn http_get_status(address: SocketAddr, path: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&address, HEALTHCHECK_TIMEOUT)?;
+    stream.set_read_timeout(Some(HEALTHCHECK_TIMEOUT))?;
+    stream.set_write_timeout(Some(HEALTHCHECK_TIMEOUT))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut head = [0u8; 64];
+    let mut read = 0;
+    while read < head.len() {
+        match stream.read(&mut head[read..])? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    status_of(&head[..read])
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+}
+
+/// The status code of an HTTP response's first line.
+fn status_of(head: &[u8]) -> Option<u16> {
+    let line = std::str::from_utf8(head).ok()?.lines().next()?;
+    let mut parts = line.split(' ');
+    parts.next().filter(|v| v.starts_with("HTTP/"))?;
+    parts.next()?.parse().ok()
+}
+
+/// Prints a completion script for `shell`.
+pub fn completions(shell: clap_complete::Shell) -> CliResult {
+    clap_complete::generate(
+        shell,
+        &mut Cli::command(),
+        "latchkey",
+        &mut std::io::stdout(),
+    );
+    Ok(())
+}
+
+/// Prints the manual page, in roff.
+pub fn man() -> CliResult {
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut std::io::stdout())
+        .map_err(CliError::io("cannot print the manual page"))
+}
+
+/// Prints a new one-time setup link while no administrator exists.
+pub fn setup_link(store: &Store, settings: &Settings) -> CliResult {
+    let now = clock::now();
+    let (token, served) = store.write(|tx| {
+        let token = setup::issue_if_needed(tx, now)?;
+        Ok::<_, CliError>((token, meta::get(tx, meta::SERVED_ISSUER)?))
+    })?;
+    let token = token.ok_or_else(|| {
+        CliError::Usage(
+            "an administrator exists already; use `latchkey login-link NAME` to sign one in".into(),
+        )
+    })?;
+    let issuer = maintenance::link_issuer(settings, served)?;
+    println!(
+        "No administrator yet. Open this one-time link to create one (works once, until {}):",
+        clock::display(now + setup::LINK_TTL_SECS)
+    );
+    println!("{}{}{token}", issuer.as_str(), setup::ROUTE);
+    Ok(())
+}
+
+/// Replaces the database by a checked backup, unless a server uses it.
+pub fn restore(settings: &Settings, file: &Path) -> CliResult {
+    let data_dir = &settings.data_dir;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(CliError::io(format!(
+            "cannot create {}",
+            data_dir.display()
+        )))?;
+    let _lock = DataDirLock::try_acquire(data_dir)?;
+    let restored = store_restore::restore(data_dir, file, clock::now())?;
+    println!(
+        "Restored {} (schema version {}).",
+        file.display(),
+        restored.version
+    );
+    if let Some(kept) = restored.kept {
+        println!("The previous database is kept as {}.", kept.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(status_of(b"HTTP/1.0 503 Service"), Some(503));
+        assert_eq!(status_of(b"SSH-2.0-OpenSSH"), None);
+        assert_eq!(status_of(b""), None);
+    }
+
+    #[test]
+    fn unspecified_listen_addresses_are_probed_on_loopback() {
+        assert_eq!(
+            probe_address("0.0.0.0:8080").unwrap(),
+            "127.0.0.1:8080".parse().unwrap()
+        );
+        assert_eq!(
+            probe_address("[::]:8080").unwrap(),
+            "[::1]:8080".parse().unwrap()
+        );
+        assert_eq!(
+            probe_address("192.0.2.1:80").unwrap(),
+            "192.0.2.1:80".parse().unwrap()
+        );
+    }
+}
