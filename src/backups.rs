@@ -105,18 +105,17 @@ fn step(store: &Store, settings: &BackupSettings, now: UnixTime) -> Result<UnixT
         .create(dir)
         .map_err(fail)?;
     let mut names = list(dir).map_err(fail)?;
-    let mut plan = plan(&names, settings, now);
-    if plan.next_due <= now {
+    if plan(&names, settings, now).next_due <= now {
         let name = file_name(now);
         store.backup(&dir.join(&name))?;
         tracing::info!("backup written to {}", dir.join(&name).display());
         names.push(name);
-        plan = self::plan(&names, settings, now);
     }
-    for name in &plan.expired {
+    let after = plan(&names, settings, now);
+    for name in &after.expired {
         std::fs::remove_file(dir.join(name)).map_err(fail)?;
     }
-    Ok(plan.next_due)
+    Ok(after.next_due)
 }
 
 fn list(dir: &Path) -> std::io::Result<Vec<String>> {

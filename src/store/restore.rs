@@ -70,9 +70,11 @@ fn check(backup: &Path) -> Result<(Connection, i64), RestoreError> {
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .map_err(|e| not_a_backup(e.to_string()))?;
     if verdict != "ok" {
+        // SQLite's report spans lines; the error stays one.
+        let detail: Vec<&str> = verdict.lines().map(str::trim).collect();
         return Err(RestoreError::Damaged {
             path: backup.to_path_buf(),
-            detail: verdict,
+            detail: detail.join(" "),
         });
     }
     let version = migrations::version(&conn).map_err(|e| not_a_backup(e.to_string()))?;
