@@ -82,20 +82,25 @@ fn status_of(head: &[u8]) -> Option<u16> {
 
 /// Prints a completion script for `shell`.
 pub fn completions(shell: clap_complete::Shell) -> CliResult {
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "latchkey",
-        &mut std::io::stdout(),
-    );
-    Ok(())
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "latchkey", &mut script);
+    print_bytes(&script, "the completion script")
 }
 
 /// Prints the manual page, in roff.
 pub fn man() -> CliResult {
+    let mut page = Vec::new();
     clap_mangen::Man::new(Cli::command())
-        .render(&mut std::io::stdout())
-        .map_err(CliError::io("cannot print the manual page"))
+        .render(&mut page)
+        .map_err(CliError::io("cannot render the manual page"))?;
+    print_bytes(&page, "the manual page")
+}
+
+/// Writes generated text to stdout; a closed pipe is one line, never a panic.
+fn print_bytes(bytes: &[u8], what: &str) -> CliResult {
+    std::io::stdout()
+        .write_all(bytes)
+        .map_err(CliError::io(format!("cannot print {what}")))
 }
 
 /// Prints a new one-time setup link while no administrator exists.

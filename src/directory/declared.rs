@@ -137,7 +137,8 @@ fn declare_client(
         (None, true) => (None, false),
         (None, false) => {
             return Err(DirectoryError::Invalid(format!(
-                "client {:?} needs a secret (from `latchkey hash-secret`), or public = true",
+                "client {:?} needs a secret or secret_file (plain, or from `latchkey \
+                 hash-secret`), or public = true",
                 client.client_id
             )));
         }
