@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -127,14 +126,6 @@ pub fn setup_link(store: &Store, settings: &Settings) -> CliResult {
 /// Replaces the database by a checked backup, unless a server uses it.
 pub fn restore(settings: &Settings, file: &Path) -> CliResult {
     let data_dir = &settings.data_dir;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(data_dir)
-        .map_err(CliError::io(format!(
-            "cannot create {}",
-            data_dir.display()
-        )))?;
     let _lock = DataDirLock::try_acquire(data_dir)?;
     let restored = store_restore::restore(data_dir, file, clock::now())?;
     println!(

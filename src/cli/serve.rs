@@ -13,9 +13,9 @@ use crate::store::lock::DataDirLock;
 
 pub fn run(settings: Settings) -> CliResult {
     init_logging();
-    let store = Store::open(&settings.data_dir)?;
     // Held until the process ends: `restore` refuses to replace a database in use.
     let _lock = DataDirLock::try_acquire(&settings.data_dir)?;
+    let store = Store::open(&settings.data_dir)?;
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 pub const LOCK_FILE: &str = "latchkey.lock";
@@ -26,13 +26,18 @@ pub struct DataDirLock {
 }
 
 impl DataDirLock {
-    /// Takes the lock without waiting.
+    /// Takes the lock without waiting, creating the data directory (0700) if needed.
     pub fn try_acquire(data_dir: &Path) -> Result<DataDirLock, LockError> {
         let path = data_dir.join(LOCK_FILE);
         let io = |source| LockError::Io {
             path: path.clone(),
             source,
         };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(io)?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
