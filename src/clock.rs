@@ -21,3 +21,12 @@ pub fn display(at: UnixTime) -> String {
         .and_then(|t| t.format(format).ok())
         .unwrap_or_else(|| at.to_string())
 }
+
+/// Renders a timestamp for file names: `20261123T140509Z`.
+pub fn file_stamp(at: UnixTime) -> String {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| at.to_string())
+}

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod sources;
+
 pub const DEFAULT_DATA_DIR: &str = "data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ISSUER: &str = "http://localhost:8080";
@@ -38,6 +40,19 @@ pub enum ConfigError {
     RedirectListen(String),
     #[error("http_redirect_listen redirects to the issuer, so the issuer must be https, not {0}")]
     RedirectToHttp(String),
+    // cmds (issue 9): settings from files, scheduled backups.
+    #[error("cannot read {setting} {path}: {source}")]
+    SecretFile {
+        setting: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: give one of them, not both")]
+    TwoSources(String),
+    #[error("invalid backup_keep {0:?}: use a number of backups from 1 to 10000")]
+    BackupKeep(String),
+    #[error("{0} needs backup_dir")]
+    BackupWithoutDir(&'static str),
 }
 
 /// "90s", "15m", "2h", "1d" or plain seconds.
@@ -232,6 +247,13 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// Where plain http is answered with a redirect to the https issuer, such as "0.0.0.0:80".
     pub http_redirect_listen: Option<String>,
+    // cmds (issue 9): scheduled backups.
+    /// Where scheduled backups are written; none without it.
+    pub backup_dir: Option<PathBuf>,
+    /// How often, such as "1d".
+    pub backup_every: Option<String>,
+    /// How many backups are kept.
+    pub backup_keep: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,7 +267,10 @@ pub struct DeclaredGroup {
 pub struct DeclaredClient {
     pub client_id: String,
     pub name: Option<String>,
+    /// After `Settings::resolve`, also the content of `secret_file` when that is given.
     pub secret: Option<String>,
+    /// A file holding the secret (plain or an argon2 PHC string).
+    pub secret_file: Option<PathBuf>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
     #[serde(default)]
@@ -275,6 +300,7 @@ pub struct DeclaredProxmox {
     pub product: String,
     pub api_url: String,
     pub token_id: String,
+    /// After `Settings::resolve`, also the content of `token_secret_file` when that is given.
     pub token_secret: Option<String>,
     pub token_secret_file: Option<PathBuf>,
     /// SHA-256, as Proxmox shows it; else `ca_file`; else the system's CA certificates.
@@ -415,6 +441,11 @@ pub struct Settings {
     pub tls: Option<TlsFiles>,
     /// Where plain http is answered with a redirect to the (https) issuer.
     pub http_redirect_listen: Option<String>,
+    // cmds (issue 9): scheduled backups; warnings about secret files.
+    /// Scheduled backups, when `backup_dir` is set.
+    pub backups: Option<BackupSettings>,
+    /// Said once at start: secret files readable by other users.
+    pub warnings: Vec<String>,
 }
 
 impl Settings {
@@ -473,6 +504,13 @@ impl Settings {
             file.audit_retention,
             DEFAULT_AUDIT_RETENTION_SECS,
         )?;
+        let mut warnings = Vec::new();
+        let clients = secrets_from_files(file.clients, &mut warnings)?;
+        let backups = BackupSettings::resolve(
+            (file.backup_dir, file.backup_every, file.backup_keep),
+            &sources::process_env,
+            &mut warnings,
+        )?;
         Ok(Settings {
             data_dir,
             listen,
@@ -489,11 +527,102 @@ impl Settings {
             limits: file.limits.validated()?,
             config_path: overrides.config,
             groups: declared(&text, file.groups),
-            clients: declared(&text, file.clients),
             tls,
             http_redirect_listen,
+            clients: declared(&text, clients),
+            backups,
+            warnings,
         })
     }
+}
+
+// cmds (issue 9): secrets from files, scheduled backups.
+
+pub const DEFAULT_BACKUP_EVERY_SECS: i64 = 86_400;
+pub const DEFAULT_BACKUP_KEEP: usize = 7;
+
+/// Scheduled backups: a copy into `dir` every `every_secs`, the newest `keep` kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupSettings {
+    pub dir: PathBuf,
+    pub every_secs: i64,
+    pub keep: usize,
+}
+
+impl BackupSettings {
+    /// From `LATCHKEY_BACKUP_*` (or their `_FILE` forms), else the file's keys.
+    fn resolve(
+        (dir, every, keep): (Option<PathBuf>, Option<String>, Option<u32>),
+        lookup: &impl Fn(&str) -> Option<String>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<BackupSettings>, ConfigError> {
+        let mut env = |key| sources::from_env(key, lookup, warnings);
+        let dir = env("backup_dir")?.map(PathBuf::from).or(dir);
+        let every = env("backup_every")?.or(every);
+        let keep = env("backup_keep")?.or(keep.map(|k| k.to_string()));
+        let Some(dir) = dir else {
+            return match (every, keep) {
+                (None, None) => Ok(None),
+                (Some(_), _) => Err(ConfigError::BackupWithoutDir("backup_every")),
+                (None, Some(_)) => Err(ConfigError::BackupWithoutDir("backup_keep")),
+            };
+        };
+        let every_secs = match every {
+            None => DEFAULT_BACKUP_EVERY_SECS,
+            Some(text) => {
+                parse_duration(&text).ok_or(ConfigError::Duration("backup_every", text))?
+            }
+        };
+        let keep = match keep {
+            None => DEFAULT_BACKUP_KEEP,
+            Some(text) => text
+                .trim()
+                .parse()
+                .ok()
+                .filter(|k| (1..=10_000).contains(k))
+                .ok_or(ConfigError::BackupKeep(text))?,
+        };
+        Ok(Some(BackupSettings {
+            dir,
+            every_secs,
+            keep,
+        }))
+    }
+}
+
+/// Reads every `secret_file` and `token_secret_file` the clients name into `secret` and
+/// `token_secret`; each client gives a secret at most one way.
+fn secrets_from_files(
+    mut clients: Vec<toml::Spanned<DeclaredClient>>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<toml::Spanned<DeclaredClient>>, ConfigError> {
+    for spanned in &mut clients {
+        let client = spanned.get_mut();
+        let owner = |key| format!("client {:?} {key}", client.client_id);
+        let (secret, secret_file) = (owner("secret"), owner("secret_file"));
+        let (token, token_file) = (owner("token_secret"), owner("token_secret_file"));
+        client.secret = sources::inline_or_file(
+            sources::Names {
+                inline: &secret,
+                file: &secret_file,
+            },
+            client.secret.take(),
+            client.secret_file.as_deref(),
+            warnings,
+        )?;
+        if let Some(proxmox) = &mut client.proxmox {
+            proxmox.token_secret = sources::inline_or_file(
+                sources::Names {
+                    inline: &token,
+                    file: &token_file,
+                },
+                proxmox.token_secret.take(),
+                proxmox.token_secret_file.as_deref(),
+                warnings,
+            )?;
+        }
+    }
+    Ok(clients)
 }
 
 #[cfg(test)]

@@ -131,6 +131,10 @@ pub fn run_with_tls(
     pages_web::pages::set_base(&mount);
     let state = web::Data::new(state);
     actix_web::rt::spawn(purge_periodically(state.clone()));
+    actix_web::rt::spawn(crate::backups::schedule(
+        state.store.clone(),
+        state.settings.backups.clone(),
+    ));
     actix_web::rt::spawn(crate::proxmox::queue::work(
         state.store.clone(),
         state.settings.issuer.as_str().to_string(),

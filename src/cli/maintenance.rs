@@ -23,11 +23,7 @@ pub fn login_link(store: &Store, settings: &Settings, username: &str, ttl: &str)
         let served = meta::get(tx, meta::SERVED_ISSUER)?;
         Ok::<_, CliError>((user, token, served))
     })?;
-    // Links must match what `serve` publishes; without an explicit issuer, use that one.
-    let issuer = match served {
-        Some(served) if !settings.issuer_explicit => Issuer::parse(&served)?,
-        _ => settings.issuer.clone(),
-    };
+    let issuer = link_issuer(settings, served)?;
     println!(
         "Login link for {} (works once, until {}):",
         user.username,
@@ -35,6 +31,15 @@ pub fn login_link(store: &Store, settings: &Settings, username: &str, ttl: &str)
     );
     println!("{}{}{token}", issuer.as_str(), login_link::ROUTE);
     Ok(())
+}
+
+/// The issuer links are printed under. Links must match what `serve` publishes
+/// (`served`); without an explicit issuer, use that one.
+pub(super) fn link_issuer(settings: &Settings, served: Option<String>) -> CliResult<Issuer> {
+    Ok(match served {
+        Some(served) if !settings.issuer_explicit => Issuer::parse(&served)?,
+        _ => settings.issuer.clone(),
+    })
 }
 
 pub fn backup(store: &Store, file: &Path) -> CliResult {

@@ -4,6 +4,7 @@ mod clients;
 mod groups;
 mod keys;
 mod maintenance;
+mod ops;
 mod proxmox;
 mod serve;
 mod users;
@@ -73,6 +74,23 @@ pub enum Command {
     Backup { file: PathBuf },
     /// Read a secret on stdin and print its argon2id PHC string.
     HashSecret,
+    /// Exit 0 when the configured server answers /healthz (for Docker and systemd).
+    Healthcheck {
+        /// The address `serve` listens on, such as 127.0.0.1:8080.
+        #[arg(long, env = "LATCHKEY_LISTEN", value_name = "ADDR")]
+        listen: Option<String>,
+        /// The public URL `serve` publishes (its path prefixes /healthz).
+        #[arg(long, env = "LATCHKEY_ISSUER", value_name = "URL")]
+        issuer: Option<String>,
+    },
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), generated from these definitions.
+    Man,
+    /// Print a new one-time setup link while no administrator exists.
+    SetupLink,
+    /// Replace the database by a backup file; refused while `serve` runs.
+    Restore { file: PathBuf },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +107,10 @@ pub enum CliError {
     Prepare(#[from] crate::server::PrepareError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Lock(#[from] crate::store::lock::LockError),
+    #[error(transparent)]
+    Restore(#[from] crate::store::restore::RestoreError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]
@@ -116,6 +138,11 @@ pub fn run(cli: Cli) -> CliResult {
             tls,
             ..
         } => (listen.clone(), issuer.clone(), tls.clone().into()),
+        Command::Healthcheck { listen, issuer } => {
+            (listen.clone(), issuer.clone(), serve::TlsArgs::from_env())
+        }
+        Command::Completions { shell } => return ops::completions(*shell),
+        Command::Man => return ops::man(),
         _ => (
             None,
             std::env::var("LATCHKEY_ISSUER").ok(),
@@ -132,6 +159,8 @@ pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Serve { .. } => serve::run(settings),
         Command::HashSecret => maintenance::hash_secret(),
+        Command::Healthcheck { .. } => ops::healthcheck(&settings),
+        Command::Restore { file } => ops::restore(&settings, &file),
         command => {
             let store = Store::open(&settings.data_dir)?;
             match command {
@@ -144,7 +173,13 @@ pub fn run(cli: Cli) -> CliResult {
                 Command::Keys(command) => keys::run(&store, command),
                 Command::Proxmox(command) => proxmox::run(&store, &settings, command),
                 Command::Backup { file } => maintenance::backup(&store, &file),
-                Command::Serve { .. } | Command::HashSecret => Ok(()),
+                Command::SetupLink => ops::setup_link(&store, &settings),
+                Command::Serve { .. }
+                | Command::HashSecret
+                | Command::Healthcheck { .. }
+                | Command::Completions { .. }
+                | Command::Man
+                | Command::Restore { .. } => Ok(()),
             }
         }
     }

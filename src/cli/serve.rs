@@ -49,14 +49,21 @@ impl From<TlsArgs> for TlsOverrides {
     }
 }
 
+use crate::store::lock::DataDirLock;
+
 pub fn run(settings: Settings) -> CliResult {
     init_logging();
+    // Held until the process ends: `restore` refuses to replace a database in use.
+    let _lock = DataDirLock::try_acquire(&settings.data_dir)?;
     let certificates = settings
         .tls
         .as_ref()
         .map(|files| Certificates::load(files, &settings.issuer))
         .transpose()?;
     let store = Store::open(&settings.data_dir)?;
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let prepared = server::prepare(&store, &settings)?;
     if prepared.new_signing_key {
         tracing::info!("created a new signing key");

@@ -60,7 +60,7 @@ pub fn apply(
     for declared in &settings.clients {
         let plain =
             declare_client(conn, declared, &origin, now).map_err(|e| fail(declared.line, &e))?;
-        if plain {
+        if plain && declared.item.secret_file.is_none() {
             applied.plain_secrets.push(declared.item.client_id.clone());
         }
         let client = &declared.item;
@@ -137,7 +137,8 @@ fn declare_client(
         (None, true) => (None, false),
         (None, false) => {
             return Err(DirectoryError::Invalid(format!(
-                "client {:?} needs a secret (from `latchkey hash-secret`), or public = true",
+                "client {:?} needs a secret or secret_file (plain, or from `latchkey \
+                 hash-secret`), or public = true",
                 client.client_id
             )));
         }

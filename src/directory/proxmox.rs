@@ -283,12 +283,12 @@ fn read_file(path: &std::path::Path, what: &str) -> DirectoryResult<String> {
 }
 
 fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResult<Target> {
-    let token_secret = match (&declared.token_secret, &declared.token_secret_file) {
-        (Some(secret), None) => secret.trim().to_string(),
-        (None, Some(file)) => read_file(file, "token_secret_file")?.trim().to_string(),
-        _ => {
+    // The settings have read `token_secret_file` into `token_secret` (and refused both).
+    let token_secret = match &declared.token_secret {
+        Some(secret) => secret.trim().to_string(),
+        None => {
             return Err(DirectoryError::Invalid(
-                "[clients.proxmox] needs exactly one of token_secret and token_secret_file".into(),
+                "[clients.proxmox] needs token_secret or token_secret_file".into(),
             ));
         }
     };

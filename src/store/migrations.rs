@@ -17,12 +17,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_proxmox.sql"),
 ];
 
-fn version(conn: &Connection) -> rusqlite::Result<i64> {
+pub(super) fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }
 
+/// The newest schema version this binary knows.
+pub(super) fn supported() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 pub(super) fn apply(conn: &mut Connection, path: &Path) -> StoreResult<()> {
-    let supported = MIGRATIONS.len() as i64;
+    let supported = supported();
     let too_new = |found| StoreError::TooNew {
         path: path.to_path_buf(),
         found,

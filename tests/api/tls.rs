@@ -344,6 +344,50 @@ async fn serves_https_and_the_sign_in_page() {
 }
 
 #[test]
+fn the_healthcheck_speaks_https_to_a_server_that_does() {
+    let ca = Ca::new();
+    let leaf = ca.leaf(&["localhost"]);
+    let (dir, files) = data_dir_with(&leaf);
+    let served = Served::start(dir.path(), &ca, |c| {
+        c.arg("--tls-cert")
+            .arg(&files.cert)
+            .arg("--tls-key")
+            .arg(&files.key)
+    });
+    let check = |cert: &Path| {
+        latchkey()
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "healthcheck",
+                "--listen",
+                &format!("127.0.0.1:{}", served.port),
+            ])
+            .arg("--issuer")
+            .arg(format!("https://localhost:{}", served.port))
+            .env("LATCHKEY_TLS_CERT", cert)
+            .env("LATCHKEY_TLS_KEY", &files.key)
+            .output()
+            .unwrap()
+    };
+    let out = check(&files.cert);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Another certificate than the one served: the healthcheck trusts only its own.
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, &ca.leaf(&["localhost"]).cert_pem).unwrap();
+    let out = check(&other);
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim().lines().count(),
+        1
+    );
+}
+
+#[test]
 fn a_renewed_certificate_is_served_after_sighup() {
     let ca = Ca::new();
     let first = ca.leaf(&["localhost"]);
