@@ -31,6 +31,15 @@ pub enum ConfigError {
     Duration(&'static str, String),
     #[error("invalid limits.{0} = {1}: use a number of attempts a minute from 1 to 100000")]
     Limit(&'static str, u32),
+    // Logs and metrics (issue 9, obs).
+    #[error("invalid log_format {0:?}: use text or json")]
+    LogFormat(String),
+    #[error(
+        "invalid log_level {0:?}: use a level such as info or debug, or directives such as latchkey=debug,warn"
+    )]
+    LogLevel(String),
+    #[error("invalid metrics_listen {0:?}: expected IP:PORT such as 127.0.0.1:9464")]
+    MetricsListen(String),
 }
 
 /// "90s", "15m", "2h", "1d" or plain seconds.
@@ -218,6 +227,13 @@ pub struct FileConfig {
     pub groups: Vec<toml::Spanned<DeclaredGroup>>,
     #[serde(default)]
     pub clients: Vec<toml::Spanned<DeclaredClient>>,
+    // Logs and metrics (issue 9, obs).
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Such as "info", or "latchkey=debug,warn"; `RUST_LOG` wins.
+    pub log_level: Option<String>,
+    /// Where Prometheus scrapes `/metrics`, such as "127.0.0.1:9464"; off when absent.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -349,6 +365,8 @@ pub struct Settings {
     pub config_path: Option<PathBuf>,
     pub groups: Vec<Declared<DeclaredGroup>>,
     pub clients: Vec<Declared<DeclaredClient>>,
+    // Logs and metrics (issue 9, obs).
+    pub observe: crate::observe::ObserveSettings,
 }
 
 impl Settings {
@@ -415,6 +433,11 @@ impl Settings {
             config_path: overrides.config,
             groups: declared(&text, file.groups),
             clients: declared(&text, file.clients),
+            observe: crate::observe::ObserveSettings::resolve(
+                file.log_format,
+                file.log_level,
+                file.metrics_listen,
+            )?,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod directory;
 pub mod keys;
 pub mod limits;
+pub mod observe;
 pub mod oidc;
 pub mod proxmox;
 pub mod secrets;

@@ -11,7 +11,7 @@ use crate::state::AppState;
 use crate::store::Store;
 
 pub fn run(settings: Settings) -> CliResult {
-    init_logging();
+    crate::observe::logging::init(&settings.observe);
     let store = Store::open(&settings.data_dir)?;
     let prepared = server::prepare(&store, &settings)?;
     if prepared.new_signing_key {
@@ -68,13 +68,4 @@ pub fn run(settings: Settings) -> CliResult {
         .map_err(CliError::io("the server stopped"))?;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
 }
