@@ -237,7 +237,9 @@ async fn sign_in_and_use_tokens(app: &TestApp, secrets: &mut Vec<String>) {
     let logout = browser.get(logout.unwrap().as_str()).send().await.unwrap();
     assert!(logout.status().is_success(), "{}", logout.status());
     let in_query = format!("/userinfo?access_token={access}");
-    reqwest::get(app.url(&in_query)).await.unwrap();
+    let answered = reqwest::get(app.url(&in_query)).await.unwrap();
+    let request_id = answered.headers()["x-request-id"].to_str().unwrap();
+    secrets.push(format!("request id {request_id}"));
     assert_eq!(
         exchange(app, &client_secret, &code, &pkce.verifier).await.0,
         400
@@ -278,6 +280,20 @@ async fn no_secret_reaches_the_log_at_any_level() {
         "trace-level JSON lines were captured"
     );
     assert!(log.contains("\"user\":\"alice\""), "lines name the user");
+    assert!(
+        log.contains("\"client\":\"proxmox\""),
+        "lines name the client"
+    );
+    let request_id = secrets
+        .iter()
+        .find_map(|s| s.strip_prefix("request id "))
+        .unwrap()
+        .to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("\"id\":\"{request_id}\"")) && l.contains("/userinfo")),
+        "the access line carries the id the response returned"
+    );
     secrets.retain(|s| s.len() >= 8);
     assert!(secrets.len() >= 15, "{} secrets collected", secrets.len());
     for secret in &secrets {
