@@ -24,6 +24,22 @@ pub enum SignInMethod {
     Setup,
 }
 
+impl SignInMethod {
+    const ALL: [SignInMethod; 3] = [
+        SignInMethod::Passkey,
+        SignInMethod::Link,
+        SignInMethod::Setup,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            SignInMethod::Passkey => "passkey",
+            SignInMethod::Link => "link",
+            SignInMethod::Setup => "setup",
+        }
+    }
+}
+
 /// A passkey ceremony: signing in, the first administrator's setup, or adding a passkey.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ceremony {
@@ -31,6 +47,21 @@ pub enum Ceremony {
     Setup,
     Register,
 }
+
+impl Ceremony {
+    const ALL: [Ceremony; 3] = [Ceremony::SignIn, Ceremony::Setup, Ceremony::Register];
+
+    fn label(self) -> &'static str {
+        match self {
+            Ceremony::SignIn => "sign_in",
+            Ceremony::Setup => "setup",
+            Ceremony::Register => "register",
+        }
+    }
+}
+
+const SIGN_IN_RESULTS: [&str; 2] = ["success", "failure"];
+const CEREMONY_STAGES: [&str; 3] = ["started", "finished", "failed"];
 
 /// The client label of a client that is not (or not yet) known to be registered.
 pub const UNKNOWN_CLIENT: &str = "unknown";
@@ -155,19 +186,39 @@ impl Metrics {
             "Time a database write waited for the writer's turn",
             self.write_wait.clone(),
         );
+        self.zeroed()
+    }
+
+    /// Every sign-in and ceremony series exists from the start, at zero, so that the first
+    /// of each is seen as an increase.
+    fn zeroed(self) -> Metrics {
+        for method in SignInMethod::ALL {
+            for result in SIGN_IN_RESULTS {
+                let labels = SignInLabels {
+                    method: method.label(),
+                    result,
+                };
+                drop(self.sign_ins.get_or_create(&labels));
+            }
+        }
+        for ceremony in Ceremony::ALL {
+            for stage in CEREMONY_STAGES {
+                let labels = CeremonyLabels {
+                    ceremony: ceremony.label(),
+                    stage,
+                };
+                drop(self.ceremonies.get_or_create(&labels));
+            }
+        }
         self
     }
 
     pub fn sign_in(&self, method: SignInMethod, succeeded: bool) {
-        let method = match method {
-            SignInMethod::Passkey => "passkey",
-            SignInMethod::Link => "link",
-            SignInMethod::Setup => "setup",
+        let labels = SignInLabels {
+            method: method.label(),
+            result: SIGN_IN_RESULTS[usize::from(!succeeded)],
         };
-        let result = if succeeded { "success" } else { "failure" };
-        self.sign_ins
-            .get_or_create(&SignInLabels { method, result })
-            .inc();
+        self.sign_ins.get_or_create(&labels).inc();
     }
 
     /// `client` must be the id of a registered client, or `UNKNOWN_CLIENT`.
@@ -192,22 +243,19 @@ impl Metrics {
     }
 
     pub fn ceremony_started(&self, ceremony: Ceremony) {
-        self.ceremony(ceremony, "started");
+        self.ceremony(ceremony, CEREMONY_STAGES[0]);
     }
 
     pub fn ceremony_ended(&self, ceremony: Ceremony, succeeded: bool) {
-        self.ceremony(ceremony, if succeeded { "finished" } else { "failed" });
+        self.ceremony(ceremony, CEREMONY_STAGES[if succeeded { 1 } else { 2 }]);
     }
 
     fn ceremony(&self, ceremony: Ceremony, stage: &'static str) {
-        let ceremony = match ceremony {
-            Ceremony::SignIn => "sign_in",
-            Ceremony::Setup => "setup",
-            Ceremony::Register => "register",
+        let labels = CeremonyLabels {
+            ceremony: ceremony.label(),
+            stage,
         };
-        self.ceremonies
-            .get_or_create(&CeremonyLabels { ceremony, stage })
-            .inc();
+        self.ceremonies.get_or_create(&labels).inc();
     }
 
     /// A request answered: `route` is the matched route pattern, never the raw path.

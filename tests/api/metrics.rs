@@ -83,6 +83,15 @@ async fn the_scrape_counts_sign_ins_authorizations_and_tokens() {
     assert_eq!(value(&before, "latchkey_users", &[]), 1.0);
     assert_eq!(value(&before, "latchkey_clients", &[]), 1.0);
     assert_eq!(value(&before, "latchkey_active_sessions", &[]), 0.0);
+    assert_eq!(
+        value(
+            &before,
+            "latchkey_sign_ins_total",
+            &[("method", "passkey"), ("result", "failure")]
+        ),
+        0.0,
+        "sign-in series exist before the first"
+    );
 
     let browser = app.signed_in_browser("alice").await;
     proxmox_sign_in(&app, &browser, "proxmox", &secret, &["openid"])
