@@ -20,6 +20,8 @@ struct Logged {
     child: Child,
     app: TestApp,
     log: std::path::PathBuf,
+    /// Where `/metrics` answers.
+    metrics: String,
 }
 
 impl Drop for Logged {
@@ -34,6 +36,7 @@ async fn serve_logging_everything() -> Logged {
     let log = data_dir.path().join("serve.log");
     let port = free_port();
     let issuer = format!("http://localhost:{port}");
+    let metrics = format!("127.0.0.1:{}", free_port());
     let output = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("--data-dir")
@@ -47,6 +50,7 @@ async fn serve_logging_everything() -> Logged {
         .arg(&issuer)
         .env("RUST_LOG", "trace")
         .env("LATCHKEY_LOG_FORMAT", "json")
+        .env("LATCHKEY_METRICS_LISTEN", &metrics)
         .env_remove("LATCHKEY_CONFIG")
         .env_remove("LATCHKEY_LOG_LEVEL")
         .stdout(output.try_clone().unwrap())
@@ -61,6 +65,7 @@ async fn serve_logging_everything() -> Logged {
             data_dir,
         },
         log,
+        metrics,
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let http = logged.app.client_builder().build().unwrap();
@@ -252,6 +257,36 @@ async fn sign_in_and_use_tokens(app: &TestApp, secrets: &mut Vec<String>) {
     }
 }
 
+/// The passkey ceremonies and sign-ins of the flow, as the metrics count them.
+async fn the_flow_was_counted(metrics: &str) {
+    let samples = crate::metrics::scrape(metrics).await;
+    let count = |name, labels: &[(&str, &str)]| crate::metrics::value(&samples, name, labels);
+    for (ceremony, stage) in [
+        ("setup", "started"),
+        ("setup", "finished"),
+        ("sign_in", "finished"),
+    ] {
+        assert_eq!(
+            count(
+                "latchkey_passkey_ceremonies_total",
+                &[("ceremony", ceremony), ("stage", stage)]
+            ),
+            1.0,
+            "{ceremony} {stage}"
+        );
+    }
+    for method in ["setup", "passkey", "link"] {
+        assert_eq!(
+            count(
+                "latchkey_sign_ins_total",
+                &[("method", method), ("result", "success")]
+            ),
+            1.0,
+            "{method}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn no_secret_reaches_the_log_at_any_level() {
     let mut served = serve_logging_everything().await;
@@ -269,6 +304,7 @@ async fn no_secret_reaches_the_log_at_any_level() {
     let mut key = set_up(app, &setup_token, &mut secrets).await;
     passkey_sign_in(app, &mut key, &mut secrets).await;
     sign_in_and_use_tokens(app, &mut secrets).await;
+    the_flow_was_counted(&served.metrics).await;
     served.child.kill().unwrap();
     served.child.wait().unwrap();
 

@@ -8,14 +8,14 @@ use crate::process::free_port;
 
 /// One sample of a scrape: its metric name, labels and value.
 #[derive(Debug)]
-struct Sample {
+pub struct Sample {
     name: String,
     labels: BTreeMap<String, String>,
     value: f64,
 }
 
 /// Parses the Prometheus text format (version 0.0.4): comments, then `name{labels} value`.
-fn parse(scrape: &str) -> Vec<Sample> {
+pub fn parse(scrape: &str) -> Vec<Sample> {
     scrape
         .lines()
         .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
@@ -43,7 +43,7 @@ fn parse(scrape: &str) -> Vec<Sample> {
 }
 
 /// The value of the one sample named `name` that has `labels` (among others).
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     let found: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.name == name)
@@ -57,7 +57,7 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     found[0].value
 }
 
-async fn scrape(address: &str) -> Vec<Sample> {
+pub async fn scrape(address: &str) -> Vec<Sample> {
     let response = reqwest::get(format!("http://{address}/metrics"))
         .await
         .unwrap();
