@@ -53,6 +53,15 @@ pub enum ConfigError {
     BackupKeep(String),
     #[error("{0} needs backup_dir")]
     BackupWithoutDir(&'static str),
+    // Logs and metrics (issue 9, obs).
+    #[error("invalid log_format {0:?}: use text or json")]
+    LogFormat(String),
+    #[error(
+        "invalid log_level {0:?}: use a level such as info or debug, or directives such as latchkey=debug,warn"
+    )]
+    LogLevel(String),
+    #[error("invalid metrics_listen {0:?}: expected IP:PORT such as 127.0.0.1:9464")]
+    MetricsListen(String),
 }
 
 /// "90s", "15m", "2h", "1d" or plain seconds.
@@ -254,6 +263,13 @@ pub struct FileConfig {
     pub backup_every: Option<String>,
     /// How many backups are kept.
     pub backup_keep: Option<u32>,
+    // Logs and metrics (issue 9, obs).
+    /// `text` or `json`.
+    pub log_format: Option<String>,
+    /// Such as "info", or "latchkey=debug,warn"; `RUST_LOG` wins.
+    pub log_level: Option<String>,
+    /// Where Prometheus scrapes `/metrics`, such as "127.0.0.1:9464"; off when absent.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -446,6 +462,8 @@ pub struct Settings {
     pub backups: Option<BackupSettings>,
     /// Said once at start: secret files readable by other users.
     pub warnings: Vec<String>,
+    // Logs and metrics (issue 9, obs).
+    pub observe: crate::observe::ObserveSettings,
 }
 
 impl Settings {
@@ -532,6 +550,11 @@ impl Settings {
             clients: declared(&text, clients),
             backups,
             warnings,
+            observe: crate::observe::ObserveSettings::resolve(
+                file.log_format,
+                file.log_level,
+                file.metrics_listen,
+            )?,
         })
     }
 }

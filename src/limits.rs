@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::clock::UnixTime;
 
@@ -48,6 +49,8 @@ pub struct RateLimiter {
     limit: u32,
     window_secs: i64,
     hits: Mutex<HashMap<String, Window>>,
+    /// Attempts refused since the start, for the metrics.
+    refused: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +67,7 @@ impl RateLimiter {
             limit,
             window_secs,
             hits: Mutex::new(HashMap::new()),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -76,6 +80,11 @@ impl RateLimiter {
     /// a budget of its own.
     pub fn check_for(&self, address: &Address, subject: &str, now: UnixTime) -> Result<(), Retry> {
         self.check_key(&format!("{} {subject}", address.as_str()), now)
+    }
+
+    /// How many attempts were refused since the start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     fn check_key(&self, key: &str, now: UnixTime) -> Result<(), Retry> {
@@ -97,6 +106,7 @@ impl RateLimiter {
         if window.count <= self.limit {
             Ok(())
         } else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
             Err(Retry {
                 after_secs: (window.start + self.window_secs - now).max(1),
             })
@@ -143,6 +153,7 @@ mod tests {
         );
         assert!(limiter.check(&at("10.0.0.2"), 2).is_ok());
         assert!(limiter.check(&at("10.0.0.1"), 60).is_ok());
+        assert_eq!(limiter.refused(), 1);
     }
 
     #[test]

@@ -130,6 +130,7 @@ pub fn run_with_tls(
     let mount = state.settings.issuer.path().to_string();
     pages_web::pages::set_base(&mount);
     let state = web::Data::new(state);
+    crate::observe::scrape::spawn(&state)?;
     actix_web::rt::spawn(purge_periodically(state.clone()));
     actix_web::rt::spawn(crate::backups::schedule(
         state.store.clone(),
@@ -172,12 +173,7 @@ pub fn run_with_tls(
                 web::PathConfig::default().error_handler(|_, _| PageError::not_found().into()),
             )
             .wrap(headers::security_headers(https))
-            .wrap(
-                middleware::Logger::new(r#"%{client}xi "%{request}xi" %s %b %Dms "%{agent}xi""#)
-                    .custom_request_replace("client", loggable_client)
-                    .custom_request_replace("request", loggable_request)
-                    .custom_request_replace("agent", loggable_agent),
-            )
+            .wrap(middleware::from_fn(crate::observe::requests::observe))
             .service(web::scope(&mount).configure(routes))
             .default_service(web::to(not_found))
     });
@@ -188,85 +184,6 @@ pub fn run_with_tls(
     Ok(server.shutdown_timeout(10).run())
 }
 
-/// The request line for the log, without one-time link tokens (login and setup links): a
-/// link that failed to open must not be usable by whoever reads the log.
-fn loggable_request(req: &actix_web::dev::ServiceRequest) -> String {
-    let line = format!(
-        "{} {}",
-        req.method(),
-        redacted(req.path(), &req.uri().to_string())
-    );
-    cut(&line, MAX_LOGGED_CHARS)
-}
-
-/// The client's address as the audit log sees it: `X-Forwarded-For` is believed only from
-/// trusted proxies, so nobody writes what they like into the log through it.
-fn loggable_client(req: &actix_web::dev::ServiceRequest) -> String {
-    let trusted = req
-        .app_data::<State>()
-        .map(|state| state.settings.trusted_proxies.as_slice())
-        .unwrap_or_default();
-    crate::web::origin::of(req.request(), trusted)
-        .origin
-        .ip
-        .unwrap_or_else(|| "-".to_string())
-}
-
-fn loggable_agent(req: &actix_web::dev::ServiceRequest) -> String {
-    let agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_default();
-    cut(&agent, MAX_LOGGED_CHARS)
-}
-
-/// The longest value a log line repeats from a request: whatever is sent, a line stays short.
-const MAX_LOGGED_CHARS: usize = 512;
-
-/// `text` cut to `max` characters, marked with an ellipsis when cut.
-fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some((at, _)) => format!("{}…", &text[..at]),
-    }
-}
-
-/// `uri` as the log shows it: cut after the route of a one-time link.
-fn redacted(path: &str, uri: &str) -> String {
-    [crate::auth::login_link::ROUTE, crate::auth::setup::ROUTE]
-        .iter()
-        .find_map(|route| {
-            path.find(route)
-                .map(|at| format!("{}…", &path[..at + route.len()]))
-        })
-        .unwrap_or_else(|| uri.to_string())
-}
-
 async fn not_found() -> Result<HttpResponse, PageError> {
     Err(PageError::not_found())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn link_tokens_never_reach_the_log() {
-        assert_eq!(
-            redacted("/login/link/SECRET", "/login/link/SECRET"),
-            "/login/link/…"
-        );
-        assert_eq!(
-            redacted("/id/setup/SECRET", "/id/setup/SECRET?x"),
-            "/id/setup/…"
-        );
-        assert_eq!(redacted("/token", "/token?a=1"), "/token?a=1");
-    }
-
-    #[test]
-    fn logged_values_are_cut() {
-        assert_eq!(super::cut("abc", 5), "abc");
-        assert_eq!(super::cut(&"é".repeat(600), 512).chars().count(), 513);
-    }
 }

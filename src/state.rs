@@ -7,6 +7,7 @@ use crate::auth::passkeys::Passkeys;
 use crate::config::{LimitSettings, Settings};
 use crate::keys::Signer;
 use crate::limits::RateLimiter;
+use crate::observe::metrics::Metrics;
 use crate::oidc::client_auth::{ClientAuth, SecretCache};
 use crate::oidc::discovery;
 use crate::store::Store;
@@ -21,6 +22,7 @@ pub struct AppState {
     /// `None` when the issuer cannot be a WebAuthn relying party (an IP address).
     pub passkeys: Option<Passkeys>,
     pub limits: Limits,
+    pub metrics: Metrics,
     /// Failures anyone can cause, counted rather than written again (see `audit::Repeats`).
     pub failures: Repeats,
     discovery: String,
@@ -55,12 +57,15 @@ impl AppState {
         let passkeys = Passkeys::new(&settings.issuer)
             .inspect_err(|e| tracing::warn!("passkeys are off: {e}"))
             .ok();
+        let metrics = Metrics::new();
+        let store = store.observe_waits(metrics.write_waits());
         AppState {
             discovery: discovery::rendered(&settings.issuer),
             signer: Signer::default(),
             secrets: SecretCache::new(settings.limits.client_secret_checks),
             passkeys,
             limits: Limits::new(&settings.limits),
+            metrics,
             failures: Repeats::default(),
             warned_untrusted_proxy: Default::default(),
             store,
@@ -118,5 +123,7 @@ where
     E: From<actix_web::error::BlockingError> + Send + 'static,
 {
     let state = state.clone();
-    web::block(move || work(&state)).await?
+    // The work's log lines belong to the request's span.
+    let span = tracing::Span::current();
+    web::block(move || span.in_scope(|| work(&state))).await?
 }

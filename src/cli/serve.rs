@@ -52,7 +52,7 @@ impl From<TlsArgs> for TlsOverrides {
 use crate::store::lock::DataDirLock;
 
 pub fn run(settings: Settings) -> CliResult {
-    init_logging();
+    crate::observe::logging::init(&settings.observe);
     // Held until the process ends: `restore` refuses to replace a database in use.
     let _lock = DataDirLock::try_acquire(&settings.data_dir)?;
     let certificates = settings
@@ -152,13 +152,4 @@ fn redirect_plain_http(listener: TcpListener, issuer: &Issuer) -> CliResult {
         }
     });
     Ok(())
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .try_init();
 }

@@ -51,6 +51,11 @@ impl SecretCache {
         }
     }
 
+    /// How many secret checks the per-address limit refused since the start.
+    pub fn refused(&self) -> u64 {
+        self.hashings.refused()
+    }
+
     fn key(client: &Client, secret: &str, stored: &str) -> [u8; 32] {
         let mut hasher = Sha256::new();
         for part in [client.client_id.as_str(), secret, stored] {
@@ -210,7 +215,10 @@ pub fn authenticate(
         None => Failure::Refused("unknown client"),
         Some(client) => {
             match check_secret(auth, &client, credentials.secret.as_deref(), origin, now) {
-                Ok(()) => return Ok(client),
+                Ok(()) => {
+                    crate::observe::note_client(&client.client_id);
+                    return Ok(client);
+                }
                 Err(failure) => failure,
             }
         }

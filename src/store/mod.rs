@@ -17,13 +17,14 @@ pub mod proxmox;
 pub mod restore;
 pub mod sessions;
 pub mod signing_keys;
+pub mod stats;
 pub mod users;
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -107,7 +108,12 @@ pub struct Store {
     /// queueing in-process avoids its busy handler, which sleeps in steps of up to 100 ms.
     /// Other processes (the CLI) still meet the busy timeout.
     writer: Arc<Mutex<()>>,
+    /// Told how long each writer waited for its turn (for the metrics).
+    waits: Option<WaitObserver>,
 }
+
+/// Receives how long a writer of this process waited for its turn.
+pub type WaitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 impl Store {
     /// Opens (creating if needed) `DIR/latchkey.db` and brings its schema up to date.
@@ -140,9 +146,18 @@ impl Store {
             pool,
             path,
             writer: Arc::new(Mutex::new(())),
+            waits: None,
         };
         migrations::apply(&mut *store.pool.get()?, &store.path)?;
         Ok(store)
+    }
+
+    /// This store, telling `observer` how long each write waits for the writer's turn.
+    pub fn observe_waits(self, observer: impl Fn(Duration) + Send + Sync + 'static) -> Store {
+        Store {
+            waits: Some(Arc::new(observer)),
+            ..self
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -165,7 +180,11 @@ impl Store {
         E: From<StoreError>,
     {
         let mut conn = self.pool.get().map_err(StoreError::from)?;
+        let asked = Instant::now();
         let _turn = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(observer) = &self.waits {
+            observer(asked.elapsed());
+        }
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(StoreError::from)?;

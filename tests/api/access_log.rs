@@ -51,6 +51,10 @@ async fn log_lines_stay_short_and_keep_no_link_tokens() {
         log.contains("/healthz"),
         "the requests were logged: {log:.2000}"
     );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes when writing to a file"
+    );
     for line in log.lines() {
         assert!(line.len() < 2_000, "a line of {} bytes", line.len());
     }

@@ -11,6 +11,7 @@ use super::{ceremony_allowed, ceremony_started, passkeys, see_other, signed_in};
 use crate::auth::session;
 use crate::clock;
 use crate::directory::users as directory_users;
+use crate::observe::metrics::Ceremony;
 use crate::state::{State, blocking};
 use crate::store::audit::{self, Event, Origin};
 use crate::store::sessions::{self, Session};
@@ -246,6 +247,7 @@ async fn start_registration(req: HttpRequest, state: State) -> Result<HttpRespon
         })
     })
     .await?;
+    state.metrics.ceremony_started(Ceremony::Register);
     Ok(ceremony_started(&ceremony, &options["publicKey"]))
 }
 
@@ -274,7 +276,12 @@ async fn finish_registration(
             )
         })
     })
-    .await??;
+    .await
+    .and_then(|finished| finished);
+    state
+        .metrics
+        .ceremony_ended(Ceremony::Register, saved.is_ok());
+    let saved = saved?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "id": saved.id, "name": saved.name })))
 }
 

@@ -40,13 +40,17 @@ pub(crate) async fn signed_in(
     let Some(cookie) = AppState::cookie(req, session::cookie_name(&state.settings.issuer)) else {
         return Ok(None);
     };
-    blocking(state, move |state| {
+    let current = blocking(state, move |state| {
         state
             .store
             .read(|conn| session::current(conn, &cookie, &state.settings.sessions, clock::now()))
             .map_err(PageError::from)
     })
-    .await
+    .await?;
+    if let Some((_, user)) = &current {
+        crate::observe::note_user(&user.username);
+    }
+    Ok(current)
 }
 
 /// JSON endpoints answer only our own pages: the browser's `Origin` must be the issuer's.

@@ -9,6 +9,7 @@ use super::sign_in::FinishRequest;
 use super::{ceremony_allowed, ceremony_started, passkeys, signed_in_json, within_limit};
 use crate::auth::{session, setup};
 use crate::clock;
+use crate::observe::metrics::{Ceremony, SignInMethod};
 use crate::state::{State, blocking};
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, SetupPage};
@@ -71,6 +72,7 @@ async fn start(
         })
     })
     .await?;
+    state.metrics.ceremony_started(Ceremony::Setup);
     Ok(ceremony_started(&ceremony, &options["publicKey"]))
 }
 
@@ -96,6 +98,7 @@ async fn finish(
                     Err(error) => return Ok(Err(ApiError::from(error))),
                 };
             let user = setup::complete(tx, &setup_state, &passkey, &credential, &origin, now)?;
+            crate::observe::note_user(&user.username);
             Ok::<_, ApiError>(Ok(session::start(
                 tx,
                 &state.settings.issuer,
@@ -107,7 +110,13 @@ async fn finish(
             )?))
         })
     })
-    .await??;
+    .await
+    .and_then(|finished| finished);
+    state
+        .metrics
+        .ceremony_ended(Ceremony::Setup, cookie.is_ok());
+    state.metrics.sign_in(SignInMethod::Setup, cookie.is_ok());
+    let cookie = cookie?;
     Ok(signed_in_json(
         cookie,
         format!("{}/account", state.settings.issuer.path()),

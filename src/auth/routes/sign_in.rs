@@ -12,6 +12,8 @@ use super::{
 };
 use crate::auth::{login_link, session};
 use crate::clock;
+use crate::observe::metrics::{Ceremony, SignInMethod};
+use crate::observe::note_user;
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
 use crate::store::sessions;
@@ -140,12 +142,14 @@ async fn open_login_link(
                 Ok(user) => user,
                 Err(failure) => return Ok(Err(failure)),
             };
+            note_user(&user.username);
             let cookie = replace_session(tx, state, previous, &user, &["otp"], &origin, now)?;
             Ok::<_, PageError>(Ok(cookie))
         })
     })
-    .await?
-    .map_err(link_not_valid)?;
+    .await?;
+    state.metrics.sign_in(SignInMethod::Link, cookie.is_ok());
+    let cookie = cookie.map_err(link_not_valid)?;
     let mut response = see_other(after_sign_in(&req, &state.settings.issuer));
     response
         .add_cookie(&cookie)
@@ -180,6 +184,7 @@ async fn start(
         })
     })
     .await?;
+    state.metrics.ceremony_started(Ceremony::SignIn);
     Ok(ceremony_started(&ceremony, &options.public_key))
 }
 
@@ -214,14 +219,23 @@ async fn finish(
                 &origin,
                 now,
             ) {
-                Ok((user, amr)) => Ok(Ok(replace_session(
-                    tx, state, previous, &user, &amr, &origin, now,
-                )?)),
+                Ok((user, amr)) => {
+                    note_user(&user.username);
+                    Ok(Ok(replace_session(
+                        tx, state, previous, &user, &amr, &origin, now,
+                    )?))
+                }
                 Err(error) => Ok::<_, ApiError>(Err(ApiError::from(error))),
             }
         })
     })
-    .await??;
+    .await
+    .and_then(|finished| finished);
+    state
+        .metrics
+        .ceremony_ended(Ceremony::SignIn, cookie.is_ok());
+    state.metrics.sign_in(SignInMethod::Passkey, cookie.is_ok());
+    let cookie = cookie?;
     Ok(signed_in_json(
         cookie,
         after_sign_in(&req, &state.settings.issuer),

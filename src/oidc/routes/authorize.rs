@@ -108,11 +108,13 @@ async fn decide(
     let address = Address::of(origin.ip.as_deref());
     let session_cookie = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
+    let client_id = params.get("client_id").map(str::to_string);
     let decided = blocking(&state, move |state| {
         let now = clock::now();
         let issuer = &state.settings.issuer;
         state.store.write(|tx| {
             let request = authorize::validate(tx, issuer, &params)?;
+            crate::observe::note_client(&request.client.client_id);
             let signed_in = match &session_cookie {
                 Some(cookie) => session::current(tx, cookie, &state.settings.sessions, now)?,
                 None => None,
@@ -160,6 +162,7 @@ async fn decide(
         })
     })
     .await;
+    count(&state, client_id.as_deref(), &decided);
     let next = match decided {
         Ok(next) => next,
         Err(error) => return explain_refusal(&req, error),
@@ -197,6 +200,23 @@ async fn decide(
             response
         }
     })
+}
+
+/// Counts a decided request: by client once the client is known to be registered (the
+/// request was validated, or its error goes back to the client's registered redirect URI).
+fn count(state: &AppState, client_id: Option<&str>, decided: &Result<Next, AuthorizeError>) {
+    let (known, result) = match decided {
+        Ok(Next::Redirect(_)) => (true, "code"),
+        Ok(Next::SignIn { .. }) => (true, "sign_in"),
+        Ok(Next::Consent { .. }) => (true, "consent"),
+        Err(AuthorizeError::NotAllowed { .. }) => (true, "not_allowed"),
+        Err(AuthorizeError::Redirect { error, .. }) => (true, error.code.as_str()),
+        Err(AuthorizeError::Page(_)) => (false, "refused"),
+    };
+    let client = client_id
+        .filter(|_| known)
+        .unwrap_or(crate::observe::metrics::UNKNOWN_CLIENT);
+    state.metrics.authorization(client, result);
 }
 
 /// Takes this browser's parked request: its parameters and when it was parked.

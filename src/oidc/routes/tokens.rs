@@ -18,6 +18,7 @@ pub(super) async fn token_endpoint(
     let params = form_params(&req, &body).map_err(OAuthError::invalid_request)?;
     let authorization = header_str(&req, header::AUTHORIZATION).map(str::to_string);
     let origin = state.origin(&req);
+    let grant_type = params.get("grant_type").map(str::to_string);
     let response = blocking(&state, move |state| {
         let context = TokenContext {
             store: &state.store,
@@ -33,8 +34,13 @@ pub(super) async fn token_endpoint(
             clock::now(),
         )
     })
-    .await?;
-    Ok(no_store_json(&response))
+    .await;
+    let result = match &response {
+        Ok(_) => "issued",
+        Err(error) => error.code.as_str(),
+    };
+    state.metrics.token(grant_type.as_deref(), result);
+    Ok(no_store_json(&response?))
 }
 
 /// The bearer token of a userinfo request: from the `Authorization` header, or from a form
