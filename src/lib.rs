@@ -12,6 +12,7 @@ pub mod config;
 pub mod directory;
 pub mod keys;
 pub mod limits;
+pub mod notify;
 pub mod oidc;
 pub mod proxmox;
 pub mod secrets;

@@ -1,11 +1,14 @@
 //! `latchkey serve`
 
 use std::net::TcpListener;
+use std::pin::Pin;
+use std::task::Poll;
 
 use super::{CliError, CliResult};
 use crate::auth::setup;
 use crate::clock;
 use crate::config::Settings;
+use crate::notify;
 use crate::server;
 use crate::state::AppState;
 use crate::store::Store;
@@ -64,10 +67,28 @@ pub fn run(settings: Settings) -> CliResult {
     }
     let state = AppState::new(store, settings);
     actix_web::rt::System::new()
-        .block_on(async move { server::run(listener, state)?.await })
+        .block_on(async move {
+            let mut server = server::run(listener, state)?;
+            if let Some(stopped) = first_poll(&mut server).await {
+                return stopped;
+            }
+            notify::tell(notify::Status::Ready);
+            server.await
+        })
         .map_err(CliError::io("the server stopped"))?;
+    notify::tell(notify::Status::Stopping);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Polls `server` once: an actix server binds its workers and installs its SIGTERM handler on
+/// its first poll. Returns its result if it finished already.
+async fn first_poll<F: Future + Unpin>(server: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match Pin::new(&mut *server).poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 fn init_logging() {

@@ -13,6 +13,7 @@ mod crash;
 mod files;
 mod grant_ownership;
 mod helpers;
+mod notify;
 mod passkeys;
 mod process;
 mod properties;
