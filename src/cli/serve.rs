@@ -2,11 +2,14 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::Poll;
 
 use super::{CliError, CliResult};
 use crate::auth::setup;
 use crate::clock;
 use crate::config::{Issuer, Settings, TlsOverrides};
+use crate::notify;
 use crate::server;
 use crate::state::AppState;
 use crate::store::Store;
@@ -124,11 +127,15 @@ pub fn run(settings: Settings) -> CliResult {
         if let Some((listener, _)) = redirect {
             redirect_plain_http(listener, &issuer)?;
         }
-        server::run_with_tls(listener, state, tls)
-            .map_err(CliError::io("cannot start the server"))?
-            .await
-            .map_err(CliError::io("the server stopped"))
+        let mut server = server::run_with_tls(listener, state, tls)
+            .map_err(CliError::io("cannot start the server"))?;
+        if let Some(stopped) = first_poll(&mut server).await {
+            return stopped.map_err(CliError::io("the server stopped"));
+        }
+        notify::tell(notify::Status::Ready);
+        server.await.map_err(CliError::io("the server stopped"))
     })?;
+    notify::tell(notify::Status::Stopping);
     tracing::info!("stopped");
     Ok(())
 }
@@ -152,4 +159,14 @@ fn redirect_plain_http(listener: TcpListener, issuer: &Issuer) -> CliResult {
         }
     });
     Ok(())
+}
+
+/// Polls `server` once: an actix server binds its workers and installs its SIGTERM handler on
+/// its first poll. Returns its result if it finished already.
+async fn first_poll<F: Future + Unpin>(server: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match Pin::new(&mut *server).poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }

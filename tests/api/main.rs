@@ -15,6 +15,7 @@ mod grant_ownership;
 mod helpers;
 mod log_secrets;
 mod metrics;
+mod notify;
 mod ops;
 mod passkeys;
 mod process;

@@ -85,7 +85,7 @@ impl Drop for Served {
 }
 
 /// True when `GET /healthz` answers 200.
-fn healthz(port: u16) -> bool {
+pub fn healthz(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
