@@ -265,6 +265,19 @@ pub fn start(certificates: Arc<Certificates>) -> Result<rustls::ServerConfig, Tl
     Ok(config)
 }
 
+/// Without TLS there is nothing to reload, but a SIGHUP (`systemctl kill -s HUP`, a habit from
+/// other daemons) must not end the server: it is caught and said so.
+pub fn ignore_hangups() -> Result<(), TlsError> {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).map_err(TlsError::Signal)?;
+    actix_web::rt::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: nothing to reload (no tls_cert)");
+        }
+    });
+    Ok(())
+}
+
 /// Reloads off the runtime's thread: reading files blocks.
 async fn reload(certificates: Arc<Certificates>, trigger: Trigger) {
     if web::block(move || certificates.reload(trigger))

@@ -104,7 +104,12 @@ pub fn run(settings: Settings) -> CliResult {
         .transpose()?;
     // From here on SIGHUP reloads the certificate: before anyone is told the server runs.
     let system = actix_web::rt::System::new();
-    let tls = system.block_on(async { certificates.map(tls::start).transpose() })?;
+    let tls = system.block_on(async {
+        match certificates {
+            Some(certificates) => tls::start(certificates).map(Some),
+            None => tls::ignore_hangups().map(|()| None),
+        }
+    })?;
     let setup_token = store.write(|tx| setup::issue_if_needed(tx, clock::now()))?;
     println!(
         "Latchkey serving {} on {address} (data in {})",

@@ -88,6 +88,15 @@ impl Files {
         }
     }
 
+    /// `serve --tls-cert … --tls-key …`.
+    fn as_flags<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command
+            .arg("--tls-cert")
+            .arg(&self.cert)
+            .arg("--tls-key")
+            .arg(&self.key)
+    }
+
     fn write(&self, leaf: &Leaf) {
         std::fs::write(&self.key, &leaf.key_pem).expect("write key");
         std::fs::write(&self.cert, &leaf.cert_pem).expect("write certificate");
@@ -325,12 +334,7 @@ async fn serves_https_and_the_sign_in_page() {
     let ca = Ca::new();
     let leaf = ca.leaf(&["localhost"]);
     let (dir, files) = data_dir_with(&leaf);
-    let served = Served::start(dir.path(), &ca, |c| {
-        c.arg("--tls-cert")
-            .arg(&files.cert)
-            .arg("--tls-key")
-            .arg(&files.key)
-    });
+    let served = Served::start(dir.path(), &ca, |c| files.as_flags(c));
     assert_eq!(served.presented().expect("handshake"), leaf.der);
     let browser = served.browser();
     let health = browser.get(served.url("/healthz")).send().await.unwrap();
@@ -348,12 +352,7 @@ fn the_healthcheck_speaks_https_to_a_server_that_does() {
     let ca = Ca::new();
     let leaf = ca.leaf(&["localhost"]);
     let (dir, files) = data_dir_with(&leaf);
-    let served = Served::start(dir.path(), &ca, |c| {
-        c.arg("--tls-cert")
-            .arg(&files.cert)
-            .arg("--tls-key")
-            .arg(&files.key)
-    });
+    let served = Served::start(dir.path(), &ca, |c| files.as_flags(c));
     let check = |cert: &Path| {
         latchkey()
             .arg("--data-dir")
@@ -440,12 +439,7 @@ fn a_broken_renewal_keeps_the_previous_certificate() {
     let ca = Ca::new();
     let first = ca.leaf(&["localhost"]);
     let (dir, files) = data_dir_with(&first);
-    let mut served = Served::start(dir.path(), &ca, |c| {
-        c.arg("--tls-cert")
-            .arg(&files.cert)
-            .arg("--tls-key")
-            .arg(&files.key)
-    });
+    let mut served = Served::start(dir.path(), &ca, |c| files.as_flags(c));
     // A key that belongs to another certificate, as when a renewal was written halfway.
     let other = ca.leaf(&["localhost"]);
     std::fs::write(&files.key, &other.key_pem).unwrap();
@@ -610,4 +604,17 @@ fn unusable_tls_settings_are_one_line_errors() {
         ],
     );
     assert!(error.contains("the issuer must be https"), "{error}");
+}
+
+#[test]
+fn without_tls_a_sighup_does_not_end_the_server() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut served = Served::spawn_as("http", dir.path(), &ca, |c| c);
+    served.until("answers /healthz", |served| {
+        crate::process::healthz(served.port)
+    });
+    served.hangup();
+    served.line_with("nothing to reload");
+    assert!(crate::process::healthz(served.port), "still serving");
 }
