@@ -1,7 +1,7 @@
 //! Settings: command-line flags, `LATCHKEY_*` environment variables (both through clap),
 //! an optional TOML file, and defaults, in that order of precedence.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -80,6 +80,73 @@ pub fn parse_duration(text: &str) -> Option<i64> {
         _ => return None,
     };
     number.checked_mul(seconds).filter(|s| *s > 0)
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per event, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    fn parse(text: &str) -> Result<LogFormat, ConfigError> {
+        match text.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ConfigError::LogFormat(text.to_string())),
+        }
+    }
+}
+
+/// The log and metrics settings (`log_format`, `log_level`, `metrics_listen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObserveSettings {
+    pub log_format: LogFormat,
+    /// A filter such as `info` or `latchkey=debug,warn`; `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// Where `/metrics` is served; no metrics listener when absent.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
+impl ObserveSettings {
+    /// The settings from `LATCHKEY_LOG_FORMAT`, `LATCHKEY_LOG_LEVEL` and
+    /// `LATCHKEY_METRICS_LISTEN`, else from the config file's values, else the defaults.
+    pub fn resolve(
+        log_format: Option<String>,
+        log_level: Option<String>,
+        metrics_listen: Option<String>,
+    ) -> Result<ObserveSettings, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let log_format = env("LATCHKEY_LOG_FORMAT")
+            .or(log_format)
+            .map(|text| LogFormat::parse(&text))
+            .transpose()?
+            .unwrap_or_default();
+        let log_level = env("LATCHKEY_LOG_LEVEL")
+            .or(log_level)
+            .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string());
+        tracing_subscriber::EnvFilter::try_new(&log_level)
+            .map_err(|_| ConfigError::LogLevel(log_level.clone()))?;
+        let metrics_listen = env("LATCHKEY_METRICS_LISTEN")
+            .or(metrics_listen)
+            .map(|text| {
+                text.trim()
+                    .parse()
+                    .map_err(|_| ConfigError::MetricsListen(text.clone()))
+            })
+            .transpose()?;
+        Ok(ObserveSettings {
+            log_format,
+            log_level,
+            metrics_listen,
+        })
+    }
 }
 
 /// How long sign-ins last.
@@ -463,7 +530,7 @@ pub struct Settings {
     /// Said once at start: secret files readable by other users.
     pub warnings: Vec<String>,
     // Logs and metrics (issue 9, obs).
-    pub observe: crate::observe::ObserveSettings,
+    pub observe: ObserveSettings,
 }
 
 impl Settings {
@@ -550,7 +617,7 @@ impl Settings {
             clients: declared(&text, clients),
             backups,
             warnings,
-            observe: crate::observe::ObserveSettings::resolve(
+            observe: ObserveSettings::resolve(
                 file.log_format,
                 file.log_level,
                 file.metrics_listen,

@@ -6,8 +6,8 @@ use std::net::TcpListener;
 use actix_web::http::header;
 use actix_web::{App, HttpResponse, HttpServer, web};
 
-use super::metrics::{CONTENT_TYPE, Live};
 use crate::clock;
+use crate::observe::metrics::{CONTENT_TYPE, Live};
 use crate::state::{AppState, State, blocking};
 use crate::store::stats;
 use crate::web::error::PageError;

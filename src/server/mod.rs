@@ -1,5 +1,8 @@
 //! The HTTP application: start-up, middleware and routes.
 
+mod requests;
+mod scrape;
+
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
@@ -130,7 +133,7 @@ pub fn run_with_tls(
     let mount = state.settings.issuer.path().to_string();
     pages_web::pages::set_base(&mount);
     let state = web::Data::new(state);
-    crate::observe::scrape::spawn(&state)?;
+    scrape::spawn(&state)?;
     actix_web::rt::spawn(purge_periodically(state.clone()));
     actix_web::rt::spawn(crate::backups::schedule(
         state.store.clone(),
@@ -173,7 +176,7 @@ pub fn run_with_tls(
                 web::PathConfig::default().error_handler(|_, _| PageError::not_found().into()),
             )
             .wrap(headers::security_headers(https))
-            .wrap(middleware::from_fn(crate::observe::requests::observe))
+            .wrap(middleware::from_fn(requests::observe))
             .service(web::scope(&mount).configure(routes))
             .default_service(web::to(not_found))
     });
