@@ -1,11 +1,18 @@
 //! Full sign-in flows against the release binary: authorize with a signed-in session →
-//! token (client_secret_basic, PKCE) → userinfo. Reports flows/s and latency percentiles at
-//! 1, 8 and 32 concurrent clients, and the server's memory idle and under load.
+//! token (client_secret_basic, PKCE) → userinfo. Reports flows/s, latency percentiles and the
+//! server's CPU per flow (from `/proc/<pid>/stat`) at 1, 8 and 32 concurrent clients; then
+//! userinfo alone and a refresh grant alone at 8 clients; the server's memory idle and under
+//! load; and the time from launching `serve` on the used database to its first `/healthz` 200.
 //!
-//! Run with `cargo bench --bench flows`. Every loop is bounded by a count and a time limit;
-//! all traffic goes to 127.0.0.1.
+//! Run with `cargo bench --bench flows` (an empty database). With `LATCHKEY_BENCH_SEED=1` it
+//! first fills the database with 100,000 people, 10,000 clients, 1,000,000 live access tokens
+//! and 1,000,000 audit rows, and runs the same table on it. Every loop is bounded by a count and
+//! a time limit; all traffic goes to 127.0.0.1.
 
+use std::future::Future;
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,58 +22,86 @@ use reqwest::cookie::Jar;
 use sha2::{Digest, Sha256};
 
 const REDIRECT: &str = "https://pve.example.com:8006";
+const SCOPE: &str = "openid email profile groups";
 const LEVELS: &[usize] = &[1, 8, 32];
 const FLOWS_PER_LEVEL: usize = 3000;
 const TIME_PER_LEVEL: Duration = Duration::from_secs(15);
+/// userinfo alone and a refresh grant alone run at this many clients.
+const SINGLE_STEP_CLIENTS: usize = 8;
+const USERINFO_REQUESTS: usize = 40_000;
+const REFRESH_REQUESTS: usize = 8000;
+const TIME_PER_SINGLE_STEP: Duration = Duration::from_secs(10);
+
+const SEED_PEOPLE: usize = 100_000;
+const SEED_CLIENTS: usize = 10_000;
+const SEED_TOKENS: usize = 1_000_000;
+const SEED_AUDIT_ROWS: usize = 1_000_000;
 
 struct Server {
-    child: Child,
+    child: Option<Child>,
+    port: u16,
     issuer: String,
     data_dir: tempfile::TempDir,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
 impl Server {
-    fn start() -> Server {
-        let data_dir = tempfile::tempdir().unwrap();
+    /// A data directory and a free port; `serve` is not running yet.
+    fn new() -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let issuer = format!("http://127.0.0.1:{port}");
+        Server {
+            child: None,
+            port,
+            issuer: format!("http://127.0.0.1:{port}"),
+            data_dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Launches `serve` and returns the time from launch to its first `/healthz` 200.
+    fn start(&mut self) -> Duration {
+        let launched = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(self.data_dir.path())
             .args([
                 "serve",
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                &format!("127.0.0.1:{}", self.port),
                 "--issuer",
-                &issuer,
+                &self.issuer,
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start latchkey serve");
-        let server = Server {
-            child,
-            issuer,
-            data_dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        self.child = Some(child);
+        let deadline = launched + Duration::from_secs(10);
+        while !healthz_ok(self.port) {
             assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(1));
         }
-        server
+        launched.elapsed()
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("serve is running").id()
     }
 
     fn cli(&self, args: &[&str]) -> String {
@@ -87,8 +122,8 @@ impl Server {
 
     /// Resident memory of the server process, in MiB.
     fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find(|l| l.starts_with("VmRSS:"))
@@ -96,10 +131,148 @@ impl Server {
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     }
+
+    /// CPU the server process has used so far (user + system), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        // The command name (field 2) may hold spaces; fields after it are plain. utime and
+        // stime are fields 14 and 15, that is the 12th and 13th after the name.
+        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        ticks as f64 / per_second as f64
+    }
 }
 
+/// One `GET /healthz` over a fresh connection: did it answer 200?
+fn healthz_ok(port: u16) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request =
+        format!("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
+}
+
+/// Fills the data directory's database (already migrated) in one transaction: people, clients,
+/// one grant per person, live access tokens spread over those grants, and audit rows.
+fn seed(data_dir: &Path) {
+    let started = Instant::now();
+    let mut db = rusqlite::Connection::open(data_dir.join("latchkey.db")).unwrap();
+    db.execute_batch("PRAGMA synchronous=OFF; PRAGMA cache_size=-262144;")
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let tx = db.transaction().unwrap();
+    {
+        let mut user = tx
+            .prepare(
+                "INSERT INTO users (id, username, display_name, email, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            )
+            .unwrap();
+        for i in 0..SEED_PEOPLE {
+            let name = format!("seed{i}");
+            user.execute(rusqlite::params![
+                format!("seed-user-{i}"),
+                name,
+                format!("Seed Person {i}"),
+                format!("{name}@example.com"),
+                now
+            ])
+            .unwrap();
+        }
+        let mut client = tx
+            .prepare(
+                "INSERT INTO clients (client_id, name, public, redirect_uris, created_at, updated_at)
+                 VALUES (?1, ?2, 1, ?3, ?4, ?4)",
+            )
+            .unwrap();
+        for i in 0..SEED_CLIENTS {
+            client
+                .execute(rusqlite::params![
+                    format!("seed-client-{i}"),
+                    format!("Seed app {i}"),
+                    format!(r#"["https://app{i}.example.com/callback"]"#),
+                    now
+                ])
+                .unwrap();
+        }
+        let mut grant = tx
+            .prepare(
+                "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, created_at)
+                 VALUES (?1, ?2, ?3, 'openid email', ?4, '[\"hwk\"]', ?4)",
+            )
+            .unwrap();
+        for i in 0..SEED_PEOPLE {
+            grant
+                .execute(rusqlite::params![
+                    format!("seed-grant-{i}"),
+                    format!("seed-client-{}", i % SEED_CLIENTS),
+                    format!("seed-user-{i}"),
+                    now
+                ])
+                .unwrap();
+        }
+        let mut token = tx
+            .prepare(
+                "INSERT INTO access_tokens (token_hash, grant_id, scope, created_at, expires_at)
+                 VALUES (?1, ?2, 'openid email', ?3, ?4)",
+            )
+            .unwrap();
+        for i in 0..SEED_TOKENS {
+            let hash: String = Sha256::digest(i.to_le_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            token
+                .execute(rusqlite::params![
+                    hash,
+                    format!("seed-grant-{}", i % SEED_PEOPLE),
+                    now,
+                    now + 30 * 86_400
+                ])
+                .unwrap();
+        }
+        let mut audit = tx
+            .prepare(
+                "INSERT INTO audit_events (at, event, user_id, username, client_id, ip)
+                 VALUES (?1, 'token.issued', ?2, ?3, ?4, '192.0.2.7')",
+            )
+            .unwrap();
+        for i in 0..SEED_AUDIT_ROWS {
+            let person = i % SEED_PEOPLE;
+            audit
+                .execute(rusqlite::params![
+                    now - (SEED_AUDIT_ROWS - i) as i64,
+                    format!("seed-user-{person}"),
+                    format!("seed{person}"),
+                    format!("seed-client-{}", person % SEED_CLIENTS)
+                ])
+                .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    println!(
+        "seeded {SEED_PEOPLE} people, {SEED_CLIENTS} clients, {SEED_TOKENS} live access tokens \
+         and {SEED_AUDIT_ROWS} audit rows in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
+    jar: Arc<Jar>,
     issuer: String,
     secret: String,
 }
@@ -112,7 +285,8 @@ struct Timing {
 }
 
 impl Client {
-    async fn flow(&self) -> Timing {
+    /// Authorize (signed in) and exchange the code: the token endpoint's JSON answer.
+    async fn tokens(&self, scope: &str) -> (serde_json::Value, u128, u128) {
         let verifier = format!("{:0>64}", rand_hex());
         let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(verifier.as_bytes()));
@@ -124,7 +298,7 @@ impl Client {
                 ("response_type", "code"),
                 ("client_id", "proxmox"),
                 ("redirect_uri", REDIRECT),
-                ("scope", "openid email profile groups"),
+                ("scope", scope),
                 ("state", r#"{"csrf_token":"bench","realm":"latchkey"}"#),
                 ("nonce", "bench-nonce"),
                 ("code_challenge", &challenge),
@@ -149,29 +323,31 @@ impl Client {
         let t_authorize = start.elapsed().as_micros();
 
         let start = Instant::now();
-        let token: serde_json::Value = self
-            .http
-            .post(format!("{}/token", self.issuer))
-            .basic_auth("proxmox", Some(&self.secret))
-            .form(&[
+        let token = self
+            .token_request(&[
                 ("grant_type", "authorization_code"),
                 ("code", &code),
                 ("redirect_uri", REDIRECT),
                 ("code_verifier", &verifier),
             ])
+            .await;
+        (token, t_authorize, start.elapsed().as_micros())
+    }
+
+    async fn token_request(&self, form: &[(&str, &str)]) -> serde_json::Value {
+        let response = self
+            .http
+            .post(format!("{}/token", self.issuer))
+            .basic_auth("proxmox", Some(&self.secret))
+            .form(form)
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
-        let access = token["access_token"]
-            .as_str()
-            .expect("access token")
-            .to_string();
-        let t_token = start.elapsed().as_micros();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
 
-        let start = Instant::now();
+    async fn userinfo(&self, access: &str) {
         let info = self
             .http
             .get(format!("{}/userinfo", self.issuer))
@@ -181,11 +357,29 @@ impl Client {
             .unwrap();
         assert_eq!(info.status(), 200);
         let _ = info.bytes().await.unwrap();
+    }
+
+    async fn flow(&self) -> Timing {
+        let (token, authorize, t_token) = self.tokens(SCOPE).await;
+        let start = Instant::now();
+        self.userinfo(token["access_token"].as_str().expect("access token"))
+            .await;
         Timing {
-            authorize: t_authorize,
+            authorize,
             token: t_token,
             userinfo: start.elapsed().as_micros(),
         }
+    }
+
+    /// Spends `refresh` and returns the next refresh token.
+    async fn refresh(&self, refresh: &str) -> String {
+        let token = self
+            .token_request(&[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+            .await;
+        token["refresh_token"]
+            .as_str()
+            .expect("a refresh grant returns the next refresh token")
+            .to_string()
     }
 }
 
@@ -206,11 +400,7 @@ fn percentile(sorted: &[u128], p: f64) -> f64 {
 /// returns the cookie jar holding the session, for every client to share.
 async fn signed_in_jar(server: &Server, user: &str) -> Arc<Jar> {
     let jar = Arc::new(Jar::default());
-    let http = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = http_client(&jar);
     let link = server.cli(&["login-link", user]);
     let link = link.lines().last().unwrap();
     // The link's page names whom it signs in; only its button (a POST with the page's CSRF
@@ -232,23 +422,219 @@ async fn signed_in_jar(server: &Server, user: &str) -> Arc<Jar> {
     jar
 }
 
-/// A client with its own connection pool, signed in through the shared `jar`.
-fn client(server: &Server, secret: &str, jar: &Arc<Jar>) -> Client {
-    let http = reqwest::Client::builder()
+/// An HTTP client with its own connection pool that does not follow redirects.
+fn http_client(jar: &Arc<Jar>) -> reqwest::Client {
+    reqwest::Client::builder()
         .cookie_provider(jar.clone())
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A client with its own connection pool, signed in through the shared `jar`.
+fn client(server: &Server, secret: &str, jar: &Arc<Jar>) -> Client {
     Client {
-        http,
+        http: http_client(jar),
+        jar: jar.clone(),
         issuer: server.issuer.clone(),
         secret: secret.to_string(),
     }
 }
 
+/// What one bounded run measured: each step's wall time (µs) with its sample, the run's wall
+/// time, and the server CPU it cost.
+struct Run<T> {
+    samples: Vec<(u128, T)>,
+    elapsed: f64,
+    cpu_seconds: f64,
+}
+
+impl<T> Run<T> {
+    fn rate(&self) -> f64 {
+        self.samples.len() as f64 / self.elapsed
+    }
+
+    /// Server CPU per step, in ms.
+    fn cpu_ms_each(&self) -> f64 {
+        self.cpu_seconds * 1000.0 / self.samples.len().max(1) as f64
+    }
+
+    fn sorted_totals(&self) -> Vec<u128> {
+        let mut totals: Vec<u128> = self.samples.iter().map(|(t, _)| *t).collect();
+        totals.sort_unstable();
+        totals
+    }
+}
+
+/// Runs `step` over every state concurrently (one task each), each task at most `count /
+/// states` times and until `limit` has passed. `step` takes its task's state and hands it back
+/// (a refresh token chain moves along) with a sample.
+async fn drive<S, T, F, Fut>(
+    server: &Server,
+    states: Vec<S>,
+    count: usize,
+    limit: Duration,
+    step: F,
+) -> Run<T>
+where
+    S: Send + 'static,
+    T: Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = (S, T)> + Send,
+{
+    let cpu_before = server.cpu_seconds();
+    let started = Instant::now();
+    let deadline = started + limit;
+    let per_task = count.div_ceil(states.len());
+    let tasks: Vec<_> = states
+        .into_iter()
+        .map(|state| {
+            let step = step.clone();
+            tokio::spawn(async move {
+                let mut state = state;
+                let mut samples = Vec::new();
+                for _ in 0..per_task {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    let start = Instant::now();
+                    let (next, sample) = step(state).await;
+                    state = next;
+                    samples.push((start.elapsed().as_micros(), sample));
+                }
+                samples
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Run {
+        samples,
+        elapsed,
+        cpu_seconds: server.cpu_seconds() - cpu_before,
+    }
+}
+
+fn print_single_step<T>(what: &str, run: &Run<T>) {
+    let totals = run.sorted_totals();
+    println!(
+        "{what:<22} {:>3} clients {:>7} requests {:>7.0}/s  p50 {:.2} ms  p99 {:.2} ms  \
+         server CPU {:.3} ms/request",
+        SINGLE_STEP_CLIENTS,
+        totals.len(),
+        run.rate(),
+        percentile(&totals, 0.50),
+        percentile(&totals, 0.99),
+        run.cpu_ms_each(),
+    );
+}
+
+/// The full-flow levels, one table line each; returns the highest RSS seen after a level.
+async fn full_flows(server: &Server, proxmox: &Client) -> f64 {
+    println!(
+        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>11} | {:>9} {:>9} {:>9} (p50 ms)",
+        "concurrency",
+        "flows",
+        "flows/s",
+        "p50 ms",
+        "p99 ms",
+        "CPU/flow ms",
+        "authorize",
+        "token",
+        "userinfo"
+    );
+    let mut peak: f64 = 0.0;
+    for &level in LEVELS {
+        let clients = (0..level).map(|_| fresh(proxmox)).collect();
+        let run = drive(
+            server,
+            clients,
+            FLOWS_PER_LEVEL,
+            TIME_PER_LEVEL,
+            |client: Client| async move {
+                let timing = client.flow().await;
+                (client, timing)
+            },
+        )
+        .await;
+        peak = peak.max(server.rss_mib());
+        let total = run.sorted_totals();
+        let step = |pick: fn(&Timing) -> u128| {
+            let mut list: Vec<u128> = run.samples.iter().map(|(_, t)| pick(t)).collect();
+            list.sort_unstable();
+            percentile(&list, 0.50)
+        };
+        println!(
+            "{:>11} {:>7} {:>9.0} {:>9.2} {:>9.2} {:>11.3} | {:>9.2} {:>9.2} {:>9.2}",
+            level,
+            total.len(),
+            run.rate(),
+            percentile(&total, 0.50),
+            percentile(&total, 0.99),
+            run.cpu_ms_each(),
+            step(|t| t.authorize),
+            step(|t| t.token),
+            step(|t| t.userinfo),
+        );
+    }
+    peak
+}
+
+/// The same client with its own connection pool (same session, same secret).
+fn fresh(template: &Client) -> Client {
+    Client {
+        http: http_client(&template.jar),
+        ..template.clone()
+    }
+}
+
+async fn single_steps(server: &Server, proxmox: &Client) -> f64 {
+    let mut with_access = Vec::new();
+    let mut with_refresh = Vec::new();
+    for _ in 0..SINGLE_STEP_CLIENTS {
+        let client = proxmox.clone();
+        let (token, _, _) = client.tokens(&format!("{SCOPE} offline_access")).await;
+        let access = token["access_token"].as_str().unwrap().to_string();
+        let refresh = token["refresh_token"].as_str().unwrap().to_string();
+        with_access.push((fresh(&client), Arc::new(access)));
+        with_refresh.push((fresh(&client), refresh));
+    }
+    let run = drive(
+        server,
+        with_access,
+        USERINFO_REQUESTS,
+        TIME_PER_SINGLE_STEP,
+        |(client, access): (Client, Arc<String>)| async move {
+            client.userinfo(&access).await;
+            ((client, access), ())
+        },
+    )
+    .await;
+    print_single_step("userinfo alone", &run);
+    let mut peak = server.rss_mib();
+    let run = drive(
+        server,
+        with_refresh,
+        REFRESH_REQUESTS,
+        TIME_PER_SINGLE_STEP,
+        |(client, refresh): (Client, String)| async move {
+            let next = client.refresh(&refresh).await;
+            ((client, next), ())
+        },
+    )
+    .await;
+    print_single_step("refresh grant alone", &run);
+    peak = peak.max(server.rss_mib());
+    peak
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = Server::start();
+    let seeded = std::env::var("LATCHKEY_BENCH_SEED").is_ok_and(|v| v == "1");
+    let mut server = Server::new();
     server.cli(&[
         "user",
         "add",
@@ -274,67 +660,32 @@ async fn main() {
         .as_str()
         .unwrap()
         .to_string();
+    if seeded {
+        seed(server.data_dir.path());
+    }
+    server.start();
     let jar = signed_in_jar(&server, "alice").await;
+    let proxmox = client(&server, &secret, &jar);
     // One warm-up flow pays argon2 once; the server then caches the verified secret.
-    client(&server, &secret, &jar).flow().await;
+    proxmox.flow().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = server.rss_mib();
-    println!("latchkey full-flow benchmark (release build, 127.0.0.1, 2 cores)");
-    println!("server memory idle: {idle:.1} MiB RSS");
     println!(
-        "{:>11} {:>7} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} (p50 ms)",
-        "concurrency", "flows", "flows/s", "p50 ms", "p99 ms", "authorize", "token", "userinfo"
+        "latchkey benchmark (release build, 127.0.0.1, 2 cores), database: {}",
+        if seeded {
+            "seeded"
+        } else {
+            "empty (one person, one client)"
+        }
     );
-    let mut peak: f64 = idle;
-    for &level in LEVELS {
-        let mut clients = Vec::new();
-        for _ in 0..level {
-            clients.push(client(&server, &secret, &jar));
-        }
-        let started = Instant::now();
-        let deadline = started + TIME_PER_LEVEL;
-        let per_client = FLOWS_PER_LEVEL.div_ceil(level);
-        let tasks: Vec<_> = clients
-            .into_iter()
-            .map(|client| {
-                tokio::spawn(async move {
-                    let mut timings = Vec::new();
-                    for _ in 0..per_client {
-                        if Instant::now() >= deadline {
-                            break;
-                        }
-                        let start = Instant::now();
-                        let timing = client.flow().await;
-                        timings.push((start.elapsed().as_micros(), timing));
-                    }
-                    timings
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.unwrap());
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        peak = peak.max(server.rss_mib());
-        let mut total: Vec<u128> = all.iter().map(|(t, _)| *t).collect();
-        let mut authorize: Vec<u128> = all.iter().map(|(_, t)| t.authorize).collect();
-        let mut token: Vec<u128> = all.iter().map(|(_, t)| t.token).collect();
-        let mut userinfo: Vec<u128> = all.iter().map(|(_, t)| t.userinfo).collect();
-        for list in [&mut total, &mut authorize, &mut token, &mut userinfo] {
-            list.sort_unstable();
-        }
-        println!(
-            "{:>11} {:>7} {:>9.0} {:>9.2} {:>9.2} | {:>9.2} {:>9.2} {:>9.2}",
-            level,
-            total.len(),
-            total.len() as f64 / elapsed,
-            percentile(&total, 0.50),
-            percentile(&total, 0.99),
-            percentile(&authorize, 0.50),
-            percentile(&token, 0.50),
-            percentile(&userinfo, 0.50),
-        );
-    }
-    println!("server memory after load: {peak:.1} MiB RSS (highest after any level)");
+    println!("server memory idle: {idle:.1} MiB RSS");
+    let peak = full_flows(&server, &proxmox).await.max(idle);
+    let peak = single_steps(&server, &proxmox).await.max(peak);
+    println!("server memory after load: {peak:.1} MiB RSS (highest after any run)");
+    server.stop();
+    let start = server.start();
+    println!(
+        "start: launch to first /healthz 200 on this database: {:.1} ms",
+        start.as_secs_f64() * 1000.0
+    );
 }
