@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_retired_usernames.sql"),
     include_str!("../../migrations/0006_audit_repeats.sql"),
     include_str!("../../migrations/0007_proxmox.sql"),
+    include_str!("../../migrations/0008_expiry_indexes.sql"),
 ];
 
 pub(super) fn version(conn: &Connection) -> rusqlite::Result<i64> {
