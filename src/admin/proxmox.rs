@@ -133,10 +133,7 @@ fn token_secret(typed: &str, kept: Option<&str>) -> Result<String, TargetError> 
             "paste the API token's secret (needed again when the API URL or token id changes)"
                 .into(),
         )),
-        (secret, _) if secret.chars().any(|c| c.is_whitespace() || c.is_control()) => Err(
-            TargetError("the token secret must be one line without spaces".into()),
-        ),
-        (secret, _) => Ok(secret.to_string()),
+        (secret, _) => target::token_secret(secret),
     }
 }
 

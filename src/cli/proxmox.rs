@@ -130,13 +130,7 @@ fn token_secret(file: Option<&Path>) -> CliResult<String> {
             input
         }
     };
-    let secret = text.trim().to_string();
-    if secret.is_empty() || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(CliError::Usage(
-            "the token secret must be one line without spaces".into(),
-        ));
-    }
-    Ok(secret)
+    parse(target::token_secret(&text))
 }
 
 pub fn run(store: &Store, settings: &Settings, command: ProxmoxCommand) -> CliResult {

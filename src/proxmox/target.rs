@@ -99,6 +99,17 @@ pub fn token_id(input: &str) -> Result<String, TargetError> {
     }
 }
 
+/// An API token's secret as pasted or read from a file: one line without spaces.
+pub fn token_secret(input: &str) -> Result<String, TargetError> {
+    let secret = input.trim();
+    if secret.is_empty() || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(TargetError(
+            "the token secret must be one line without spaces".into(),
+        ));
+    }
+    Ok(secret.to_string())
+}
+
 /// A SHA-256 certificate fingerprint, with or without colons, in any case; kept as Proxmox
 /// shows it (`AB:CD:…`, 32 bytes).
 pub fn fingerprint(input: &str) -> Result<String, TargetError> {

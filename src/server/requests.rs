@@ -12,6 +12,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::state::State;
+use crate::store::audit::cut;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -123,14 +124,6 @@ impl Access {
             agent = self.agent.as_str(),
             "access"
         );
-    }
-}
-
-/// `text` cut to `max` characters, marked with an ellipsis when cut.
-fn cut(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        None => text.to_string(),
-        Some((at, _)) => format!("{}…", &text[..at]),
     }
 }
 

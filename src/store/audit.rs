@@ -95,12 +95,18 @@ impl<'a> Event<'a> {
     }
 }
 
-/// `text` cut to `MAX_FIELD_CHARS` characters, marked with an ellipsis when cut.
-fn capped(text: Option<&str>) -> Option<String> {
-    text.map(|text| match text.char_indices().nth(MAX_FIELD_CHARS) {
+/// `text` cut to `max` characters, marked with an ellipsis when cut: what the audit log and
+/// the access log keep of a value a request sent.
+pub fn cut(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
         None => text.to_string(),
         Some((at, _)) => format!("{}…", &text[..at]),
-    })
+    }
+}
+
+/// `text` cut to `MAX_FIELD_CHARS` characters.
+fn capped(text: Option<&str>) -> Option<String> {
+    text.map(|text| cut(text, MAX_FIELD_CHARS))
 }
 
 /// Writes one event, every value capped to `MAX_FIELD_CHARS`.
