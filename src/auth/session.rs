@@ -108,10 +108,8 @@ pub fn current(
         return Ok(None);
     }
     if now - session.last_seen_at >= TOUCH_INTERVAL_SECS {
-        conn.execute(
-            "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
-            rusqlite::params![session.id_hash, now],
-        )?;
+        conn.prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
+            .execute(rusqlite::params![session.id_hash, now])?;
     }
     Ok(Some((session, user)))
 }

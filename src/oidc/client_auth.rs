@@ -73,8 +73,7 @@ impl SecretCache {
         origin: &Origin,
         now: UnixTime,
     ) -> Verdict {
-        let key = Self::key(client, secret, stored);
-        if self.lock().contains(&key) {
+        if self.verified_before(client, secret, stored) {
             return Verdict::Valid;
         }
         let address = Address::of(origin.ip.as_deref());
@@ -92,8 +91,12 @@ impl SecretCache {
         if verified.len() >= CACHE_LIMIT {
             verified.clear();
         }
-        verified.insert(key);
+        verified.insert(Self::key(client, secret, stored));
         Verdict::Valid
+    }
+
+    fn verified_before(&self, client: &Client, secret: &str, stored: &str) -> bool {
+        self.lock().contains(&Self::key(client, secret, stored))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
@@ -187,6 +190,33 @@ pub struct ClientAuth<'a> {
     pub store: &'a Store,
     pub secrets: &'a SecretCache,
     pub failures: &'a Repeats,
+}
+
+/// Whether authenticating this request would run argon2: a confidential client presenting
+/// a secret this process has not verified before. Only then does the check need a thread of
+/// its own; otherwise it costs a lookup and a SHA-256.
+pub fn needs_hashing(
+    auth: &ClientAuth,
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<bool, OAuthError> {
+    let Ok(Credentials {
+        client_id,
+        secret: Some(secret),
+    }) = credentials(authorization, params)
+    else {
+        return Ok(false);
+    };
+    let client = auth
+        .store
+        .read(|conn| clients::by_id(conn, client_id.as_str()))?;
+    Ok(match client {
+        Some(client) if !client.public => client
+            .secret_hash
+            .as_deref()
+            .is_some_and(|stored| !auth.secrets.verified_before(&client, &secret, stored)),
+        _ => false,
+    })
 }
 
 /// Authenticates the calling client. Failures are audit-logged (repeats counted, not

@@ -2,10 +2,10 @@
 
 use rusqlite::Connection;
 use serde::Serialize;
+use serde_json::Value;
 
 use super::authorize::is_pkce_value;
 use super::claims::{self, IdTokenContext};
-use super::client_auth::{self, ClientAuth};
 use super::error::{ErrorCode, OAuthError};
 use super::params::Params;
 use super::redirect;
@@ -13,9 +13,8 @@ use super::scope::{self, Scopes};
 use crate::clock::UnixTime;
 use crate::config::Issuer;
 use crate::directory::clients::admits;
-use crate::keys::Signer;
+use crate::keys::KeyError;
 use crate::secrets;
-use crate::store::Store;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::Client;
 use crate::store::grants::{self, CodeUse, Grant, RefreshUse, TokenKind};
@@ -33,52 +32,85 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
 }
 
-/// What the token endpoint needs from the running server.
-pub struct TokenContext<'a> {
-    pub store: &'a Store,
-    pub issuer: &'a Issuer,
-    pub signer: &'a Signer,
-    pub clients: ClientAuth<'a>,
+/// The grant types the token endpoint accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
 }
 
-/// Handles one token request: authenticates the client, then redeems the grant.
-pub fn exchange(
-    context: &TokenContext,
+impl GrantType {
+    /// The request's `grant_type`, checked before the client is authenticated.
+    pub fn of(params: &Params) -> Result<GrantType, OAuthError> {
+        match params.get("grant_type") {
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+            Some("authorization_code") => Ok(GrantType::AuthorizationCode),
+            Some("refresh_token") => Ok(GrantType::RefreshToken),
+            Some(_) => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "grant_type must be authorization_code or refresh_token",
+            )),
+        }
+    }
+}
+
+/// Redeems the grant of an authenticated client's token request, inside the write
+/// transaction. The ID token's claims come back unsigned: the signature is made after the
+/// commit, so that the writer never waits for RSA.
+pub fn redeem(
+    tx: &Connection,
+    issuer: &Issuer,
+    client: &Client,
+    grant_type: GrantType,
     params: &Params,
-    authorization: Option<&str>,
     origin: &Origin,
     now: UnixTime,
-) -> Result<TokenResponse, OAuthError> {
-    let grant_type = params
-        .get("grant_type")
-        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    if !matches!(grant_type, "authorization_code" | "refresh_token") {
-        return Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            "grant_type must be authorization_code or refresh_token",
-        ));
+) -> Decided {
+    match grant_type {
+        GrantType::AuthorizationCode => redeem_code(issuer, tx, client, params, origin, now),
+        GrantType::RefreshToken => refresh(issuer, tx, client, params, origin, now),
     }
-    // Authenticate before the write transaction: argon2 is slow on purpose.
-    let client = client_auth::authenticate(&context.clients, authorization, params, origin, now)?;
-    let outcome = context.store.write(|tx| match grant_type {
-        "authorization_code" => redeem_code(context, tx, &client, params, origin, now),
-        _ => refresh(context, tx, &client, params, origin, now),
-    })?;
-    match outcome {
-        Outcome::Issued(response) => Ok(response),
-        Outcome::Refused(error) => Err(error),
+}
+
+/// Tokens issued and committed, their ID token not yet signed.
+pub struct Issued {
+    response: TokenResponse,
+    id_claims: Option<Value>,
+}
+
+impl Issued {
+    /// The answer to the client, its ID token signed by `sign`.
+    pub fn signed(
+        self,
+        sign: impl FnOnce(&Value) -> Result<String, KeyError>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let id_token = self.id_claims.as_ref().map(sign).transpose()?;
+        Ok(TokenResponse {
+            id_token,
+            ..self.response
+        })
     }
 }
 
 /// How a token request's transaction ends. `Ok(Issued)` and `Ok(Refused)` both commit what
 /// was written (a spent code or refresh token, a revocation, an audit event); `Err` rolls
 /// everything back. Each refusal below says which one it is.
-enum Outcome {
-    Issued(TokenResponse),
+pub enum Outcome {
+    Issued(Issued),
     Refused(OAuthError),
 }
 
-type Decided = Result<Outcome, OAuthError>;
+impl Outcome {
+    /// The tokens, or the refusal that was committed.
+    pub fn issued(self) -> Result<Issued, OAuthError> {
+        match self {
+            Outcome::Issued(issued) => Ok(issued),
+            Outcome::Refused(error) => Err(error),
+        }
+    }
+}
+
+pub type Decided = Result<Outcome, OAuthError>;
 
 /// A refusal that commits what the transaction wrote so far.
 fn refused(error: OAuthError) -> Decided {
@@ -86,7 +118,7 @@ fn refused(error: OAuthError) -> Decided {
 }
 
 fn redeem_code(
-    context: &TokenContext,
+    issuer: &Issuer,
     tx: &Connection,
     client: &Client,
     params: &Params,
@@ -133,7 +165,7 @@ fn redeem_code(
     };
     let scopes = Scopes::from_request(&grant.scope);
     issue(
-        context,
+        issuer,
         tx,
         client,
         &grant,
@@ -179,7 +211,7 @@ fn code_refusal(code: &grants::Code, params: &Params, now: UnixTime) -> Option<O
 }
 
 fn refresh(
-    context: &TokenContext,
+    issuer: &Issuer,
     tx: &Connection,
     client: &Client,
     params: &Params,
@@ -230,7 +262,7 @@ fn refresh(
             ));
         }
     };
-    issue(context, tx, client, &live.grant, &scopes, None, origin, now)
+    issue(issuer, tx, client, &live.grant, &scopes, None, origin, now)
 }
 
 /// Answers a replayed code or refresh token of this client: the grant it belongs to is
@@ -260,7 +292,7 @@ fn revoke_replayed(
 /// checking that the person may still use the client.
 #[allow(clippy::too_many_arguments)]
 fn issue(
-    context: &TokenContext,
+    issuer: &Issuer,
     tx: &Connection,
     client: &Client,
     grant: &Grant,
@@ -316,10 +348,10 @@ fn issue(
     } else {
         None
     };
-    let id_token = if scopes.contains(scope::OPENID) {
-        let claims = claims::id_token(
+    let id_claims = scopes.contains(scope::OPENID).then(|| {
+        claims::id_token(
             &IdTokenContext {
-                issuer: context.issuer.as_str(),
+                issuer: issuer.as_str(),
                 client_id: &client.client_id,
                 auth_time: grant.auth_time,
                 amr: &grant.amr,
@@ -329,11 +361,8 @@ fn issue(
                 ttl_secs: super::ID_TOKEN_TTL_SECS,
             },
             claims::user_claims(&user, &groups, scopes),
-        );
-        Some(context.signer.sign_jwt(tx, &claims)?)
-    } else {
-        None
-    };
+        )
+    });
     audit::record(
         tx,
         &Event::new("token.issued")
@@ -343,12 +372,15 @@ fn issue(
         origin,
         now,
     )?;
-    Ok(Outcome::Issued(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: access_ttl,
-        scope,
-        id_token,
-        refresh_token,
+    Ok(Outcome::Issued(Issued {
+        response: TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: access_ttl,
+            scope,
+            id_token: None,
+            refresh_token,
+        },
+        id_claims,
     }))
 }

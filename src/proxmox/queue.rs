@@ -212,7 +212,7 @@ pub async fn work(store: Store, issuer: String, repair_every: Duration) {
     let mut poll = actix_web::rt::time::interval(QUEUE_POLL);
     let mut last_repair = std::time::Instant::now();
     let pending = store.clone();
-    if let Err(e) = blocking(move || Ok(pending.write(|tx| stored::retry_pending_now(tx))?)).await {
+    if let Err(e) = blocking(move || Ok(pending.write(stored::retry_pending_now)?)).await {
         tracing::warn!("proxmox: cannot read the sync queue: {e}");
     }
     loop {
@@ -220,7 +220,7 @@ pub async fn work(store: Store, issuer: String, repair_every: Duration) {
         if last_repair.elapsed() >= repair_every {
             last_repair = std::time::Instant::now();
             let all = store.clone();
-            if let Err(e) = blocking(move || Ok(all.write(|tx| stored::request_all(tx))?)).await {
+            if let Err(e) = blocking(move || Ok(all.write(stored::request_all)?)).await {
                 tracing::warn!("proxmox: cannot ask for the periodic sync: {e}");
             }
         }

@@ -300,5 +300,7 @@ pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> S
 
 /// Deletes events older than `cutoff`; returns how many.
 pub fn purge_before(conn: &Connection, cutoff: UnixTime) -> StoreResult<usize> {
-    Ok(conn.execute("DELETE FROM audit_events WHERE at < ?1", [cutoff])?)
+    Ok(conn
+        .prepare_cached("DELETE FROM audit_events WHERE at < ?1")?
+        .execute([cutoff])?)
 }

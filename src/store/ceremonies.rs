@@ -31,11 +31,18 @@ pub fn insert(
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO webauthn_ceremonies (id_hash, kind, user_id, state, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![id_hash, kind.as_str(), user_id, state, now, expires_at],
-    )?;
+    )?
+    .execute(params![
+        id_hash,
+        kind.as_str(),
+        user_id,
+        state,
+        now,
+        expires_at
+    ])?;
     Ok(())
 }
 
@@ -46,10 +53,8 @@ pub fn take(
     kind: Kind,
     now: UnixTime,
 ) -> StoreResult<Option<(Option<String>, String)>> {
-    conn.execute(
-        "DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1",
-        [now],
-    )?;
+    conn.prepare_cached("DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1")?
+        .execute([now])?;
     Ok(conn
         .query_row(
             "DELETE FROM webauthn_ceremonies WHERE id_hash = ?1 AND kind = ?2 \

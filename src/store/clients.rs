@@ -99,48 +99,50 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
 
 /// Inserts a client; its allowed groups must already exist (ids given).
 pub fn insert(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO clients (client_id, name, secret_hash, public, redirect_uris, \
          post_logout_redirect_uris, declared, created_at, updated_at) \
          VALUES (?1, '', NULL, 0, '[]', '[]', ?2, ?3, ?3)",
-        params![client.client_id, client.declared, client.created_at],
-    )?;
+    )?
+    .execute(params![
+        client.client_id,
+        client.declared,
+        client.created_at
+    ])?;
     update(conn, client, allowed_group_ids)
 }
 
 /// Writes every setting of an existing client (not its id, creation time or `declared`),
 /// and replaces its allowed groups.
 pub fn update(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE clients SET name = ?2, secret_hash = ?3, public = ?4, redirect_uris = ?5, \
          post_logout_redirect_uris = ?6, updated_at = ?7, require_pkce = ?8, ask_consent = ?9, \
          launch_url = ?10, access_token_ttl = ?11, refresh_token_ttl = ?12, declared = ?13 \
          WHERE client_id = ?1",
-        params![
-            client.client_id,
-            client.name,
-            client.secret_hash,
-            client.public,
-            to_json(&client.redirect_uris),
-            to_json(&client.post_logout_redirect_uris),
-            client.updated_at,
-            client.require_pkce,
-            client.ask_consent,
-            client.launch_url,
-            client.access_token_ttl,
-            client.refresh_token_ttl,
-            client.declared
-        ],
-    )?;
-    conn.execute(
-        "DELETE FROM client_allowed_groups WHERE client_id = ?1",
-        [&client.client_id],
-    )?;
+    )?
+    .execute(params![
+        client.client_id,
+        client.name,
+        client.secret_hash,
+        client.public,
+        to_json(&client.redirect_uris),
+        to_json(&client.post_logout_redirect_uris),
+        client.updated_at,
+        client.require_pkce,
+        client.ask_consent,
+        client.launch_url,
+        client.access_token_ttl,
+        client.refresh_token_ttl,
+        client.declared
+    ])?;
+    conn.prepare_cached("DELETE FROM client_allowed_groups WHERE client_id = ?1")?
+        .execute([&client.client_id])?;
     for group_id in allowed_group_ids {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT OR IGNORE INTO client_allowed_groups (client_id, group_id) VALUES (?1, ?2)",
-            params![client.client_id, group_id],
-        )?;
+        )?
+        .execute(params![client.client_id, group_id])?;
     }
     Ok(())
 }
@@ -151,14 +153,15 @@ pub fn set_secret_hash(
     secret_hash: &str,
     now: UnixTime,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE clients SET secret_hash = ?2, updated_at = ?3 WHERE client_id = ?1",
-        params![client_id, secret_hash, now],
-    )?;
+    )?
+    .execute(params![client_id, secret_hash, now])?;
     Ok(())
 }
 
 pub fn delete(conn: &Connection, client_id: &str) -> StoreResult<()> {
-    conn.execute("DELETE FROM clients WHERE client_id = ?1", [client_id])?;
+    conn.prepare_cached("DELETE FROM clients WHERE client_id = ?1")?
+        .execute([client_id])?;
     Ok(())
 }

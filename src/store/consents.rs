@@ -23,12 +23,12 @@ pub fn grant(
     scope: &str,
     now: UnixTime,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO consents (user_id, client_id, scope, granted_at) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (user_id, client_id) DO UPDATE SET scope = excluded.scope, \
          granted_at = excluded.granted_at",
-        params![user_id, client_id, scope, now],
-    )?;
+    )?
+    .execute(params![user_id, client_id, scope, now])?;
     Ok(())
 }
 
@@ -51,8 +51,8 @@ pub fn for_user(
 
 /// Forgets a consent; false when there was none.
 pub fn revoke(conn: &Connection, user_id: &str, client_id: &str) -> StoreResult<bool> {
-    Ok(conn.execute(
-        "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
-        params![user_id, client_id],
-    )? == 1)
+    Ok(conn
+        .prepare_cached("DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2")?
+        .execute(params![user_id, client_id])?
+        == 1)
 }

@@ -46,19 +46,19 @@ fn finish_grant((mut grant, amr): (Grant, String)) -> StoreResult<Grant> {
 }
 
 pub fn insert_grant(conn: &Connection, grant: &Grant) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            grant.id,
-            grant.client_id,
-            grant.user_id,
-            grant.scope,
-            grant.auth_time,
-            to_json(&grant.amr),
-            grant.created_at
-        ],
-    )?;
+    )?
+    .execute(params![
+        grant.id,
+        grant.client_id,
+        grant.user_id,
+        grant.scope,
+        grant.auth_time,
+        to_json(&grant.amr),
+        grant.created_at
+    ])?;
     Ok(())
 }
 
@@ -74,10 +74,8 @@ pub fn grant_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Grant>> {
 
 /// Revokes a grant and so every token descended from it.
 pub fn revoke_grant(conn: &Connection, id: &str, now: UnixTime) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-        params![id, now],
-    )?;
+    conn.prepare_cached("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
+        .execute(params![id, now])?;
     Ok(())
 }
 
@@ -89,11 +87,12 @@ pub fn revoke_grants_of(
     client_id: Option<&str>,
     now: UnixTime,
 ) -> StoreResult<usize> {
-    Ok(conn.execute(
-        "UPDATE grants SET revoked_at = ?3 WHERE user_id = ?1 \
+    Ok(conn
+        .prepare_cached(
+            "UPDATE grants SET revoked_at = ?3 WHERE user_id = ?1 \
          AND (?2 IS NULL OR client_id = ?2) AND revoked_at IS NULL",
-        params![user_id, client_id, now],
-    )?)
+        )?
+        .execute(params![user_id, client_id, now])?)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,21 +108,21 @@ pub struct Code {
 }
 
 pub fn insert_code(conn: &Connection, code: &Code) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO authorization_codes (code_hash, grant_id, redirect_uri, nonce, \
          code_challenge, session_hash, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            code.code_hash,
-            code.grant_id,
-            code.redirect_uri,
-            code.nonce,
-            code.code_challenge,
-            code.session_hash,
-            code.created_at,
-            code.expires_at
-        ],
-    )?;
+    )?
+    .execute(params![
+        code.code_hash,
+        code.grant_id,
+        code.redirect_uri,
+        code.nonce,
+        code.code_challenge,
+        code.session_hash,
+        code.created_at,
+        code.expires_at
+    ])?;
     Ok(())
 }
 
@@ -279,10 +278,8 @@ pub fn live_refresh_token(
 }
 
 pub fn delete_access_token(conn: &Connection, token_hash: &str) -> StoreResult<()> {
-    conn.execute(
-        "DELETE FROM access_tokens WHERE token_hash = ?1",
-        [token_hash],
-    )?;
+    conn.prepare_cached("DELETE FROM access_tokens WHERE token_hash = ?1")?
+        .execute([token_hash])?;
     Ok(())
 }
 
@@ -304,10 +301,8 @@ pub fn spend_refresh_token(
     now: UnixTime,
 ) -> StoreResult<RefreshUse> {
     if let Some(live) = live_refresh_token(conn, token_hash, now)? {
-        conn.execute(
-            "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1",
-            params![token_hash, now],
-        )?;
+        conn.prepare_cached("UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1")?
+            .execute(params![token_hash, now])?;
         return Ok(RefreshUse::Fresh(live));
     }
     let known: Option<(String, Option<UnixTime>)> = conn

@@ -15,10 +15,8 @@ pub struct Group {
 }
 
 pub fn insert(conn: &Connection, name: &str, declared: bool, now: UnixTime) -> StoreResult<i64> {
-    conn.execute(
-        "INSERT INTO groups (name, declared, created_at) VALUES (?1, ?2, ?3)",
-        params![name, declared, now],
-    )?;
+    conn.prepare_cached("INSERT INTO groups (name, declared, created_at) VALUES (?1, ?2, ?3)")?
+        .execute(params![name, declared, now])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -56,25 +54,24 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<Group>> {
 }
 
 pub fn delete(conn: &Connection, id: i64) -> StoreResult<()> {
-    conn.execute("DELETE FROM groups WHERE id = ?1", [id])?;
+    conn.prepare_cached("DELETE FROM groups WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
 /// Adds a member; false when they already were one.
 pub fn add_member(conn: &Connection, group_id: i64, user_id: &str) -> StoreResult<bool> {
-    let added = conn.execute(
-        "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
-        params![group_id, user_id],
-    )?;
+    let added = conn
+        .prepare_cached("INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)")?
+        .execute(params![group_id, user_id])?;
     Ok(added == 1)
 }
 
 /// Removes a member; false when they were not one.
 pub fn remove_member(conn: &Connection, group_id: i64, user_id: &str) -> StoreResult<bool> {
-    let removed = conn.execute(
-        "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
-        params![group_id, user_id],
-    )?;
+    let removed = conn
+        .prepare_cached("DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2")?
+        .execute(params![group_id, user_id])?;
     Ok(removed == 1)
 }
 
@@ -106,9 +103,7 @@ pub fn by_name(conn: &Connection, name: &str) -> StoreResult<Option<Group>> {
 }
 
 pub fn rename(conn: &Connection, id: i64, name: &str) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE groups SET name = ?2 WHERE id = ?1",
-        params![id, name],
-    )?;
+    conn.prepare_cached("UPDATE groups SET name = ?2 WHERE id = ?1")?
+        .execute(params![id, name])?;
     Ok(())
 }

@@ -28,11 +28,17 @@ pub fn insert(
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO login_links (token_hash, purpose, user_id, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![token_hash, purpose.as_str(), user_id, now, expires_at],
-    )?;
+    )?
+    .execute(params![
+        token_hash,
+        purpose.as_str(),
+        user_id,
+        now,
+        expires_at
+    ])?;
     Ok(())
 }
 
@@ -95,8 +101,9 @@ pub fn peek(
 
 /// Spends every outstanding link of `purpose`; returns how many.
 pub fn spend_all(conn: &Connection, purpose: Purpose, now: UnixTime) -> StoreResult<usize> {
-    Ok(conn.execute(
-        "UPDATE login_links SET used_at = ?2 WHERE purpose = ?1 AND used_at IS NULL",
-        params![purpose.as_str(), now],
-    )?)
+    Ok(conn
+        .prepare_cached(
+            "UPDATE login_links SET used_at = ?2 WHERE purpose = ?1 AND used_at IS NULL",
+        )?
+        .execute(params![purpose.as_str(), now])?)
 }

@@ -16,10 +16,10 @@ pub fn get(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
 }
 
 pub fn set(conn: &Connection, key: &str, value: &str) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )?;
+    )?
+    .execute(params![key, value])?;
     Ok(())
 }

@@ -34,18 +34,18 @@ fn from_row(row: &Row) -> rusqlite::Result<StoredPasskey> {
 }
 
 pub fn insert(conn: &Connection, passkey: &StoredPasskey) -> StoreResult<i64> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO passkeys (user_id, credential_id, name, aaguid, passkey, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            passkey.user_id,
-            passkey.credential_id,
-            passkey.name,
-            passkey.aaguid,
-            passkey.passkey,
-            passkey.created_at
-        ],
-    )?;
+    )?
+    .execute(params![
+        passkey.user_id,
+        passkey.credential_id,
+        passkey.name,
+        passkey.aaguid,
+        passkey.passkey,
+        passkey.created_at
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
@@ -79,19 +79,19 @@ pub fn record_use(
     passkey: Option<&str>,
     now: UnixTime,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE passkeys SET last_used_at = ?2, passkey = COALESCE(?3, passkey) WHERE id = ?1",
-        params![id, now, passkey],
-    )?;
+    )?
+    .execute(params![id, now, passkey])?;
     Ok(())
 }
 
 /// Renames one of `user_id`'s passkeys; false when they have no such passkey.
 pub fn rename(conn: &Connection, user_id: &str, id: i64, name: &str) -> StoreResult<bool> {
-    Ok(conn.execute(
-        "UPDATE passkeys SET name = ?3 WHERE id = ?1 AND user_id = ?2",
-        params![id, user_id, name],
-    )? == 1)
+    Ok(conn
+        .prepare_cached("UPDATE passkeys SET name = ?3 WHERE id = ?1 AND user_id = ?2")?
+        .execute(params![id, user_id, name])?
+        == 1)
 }
 
 /// Deletes one of `user_id`'s passkeys, returning it.

@@ -12,11 +12,11 @@ pub fn insert(
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO pending_authorizations (id_hash, params, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4)",
-        params![id_hash, params_json, now, expires_at],
-    )?;
+    )?
+    .execute(params![id_hash, params_json, now, expires_at])?;
     Ok(())
 }
 

@@ -206,28 +206,28 @@ pub fn put_target(
     now: UnixTime,
 ) -> StoreResult<()> {
     let (trust, trust_value) = trust_columns(&target.trust);
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO proxmox_targets (client_id, product, api_url, token_id, token_secret, \
          trust, trust_value, realm, leavers, manage_realm, declared, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
          ON CONFLICT (client_id) DO UPDATE SET product = ?2, api_url = ?3, token_id = ?4, \
          token_secret = ?5, trust = ?6, trust_value = ?7, realm = ?8, leavers = ?9, \
          manage_realm = ?10, declared = ?11, updated_at = ?12",
-        params![
-            target.client_id,
-            target.product.as_str(),
-            target.api_url,
-            target.token_id,
-            target.token_secret,
-            trust,
-            trust_value,
-            target.realm,
-            target.leavers.as_str(),
-            target.manage_realm,
-            declared,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        target.client_id,
+        target.product.as_str(),
+        target.api_url,
+        target.token_id,
+        target.token_secret,
+        trust,
+        trust_value,
+        target.realm,
+        target.leavers.as_str(),
+        target.manage_realm,
+        declared,
+        now
+    ])?;
     Ok(())
 }
 
@@ -255,10 +255,10 @@ pub fn targets(conn: &Connection) -> StoreResult<Vec<StoredTarget>> {
 
 /// Removes a client's target, its rules and its status; false when it had none.
 pub fn remove_target(conn: &Connection, client_id: &str) -> StoreResult<bool> {
-    Ok(conn.execute(
-        "DELETE FROM proxmox_targets WHERE client_id = ?1",
-        [client_id],
-    )? > 0)
+    Ok(conn
+        .prepare_cached("DELETE FROM proxmox_targets WHERE client_id = ?1")?
+        .execute([client_id])?
+        > 0)
 }
 
 /// A target's rules, by group, path and role.
@@ -288,13 +288,20 @@ pub fn put_rule(
     group_id: i64,
     rule: &Rule,
 ) -> StoreResult<bool> {
-    let changed = conn.execute(
-        "INSERT INTO proxmox_rules (client_id, group_id, role, path, propagate) \
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO proxmox_rules (client_id, group_id, role, path, propagate) \
          VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (client_id, group_id, role, path) DO UPDATE SET propagate = ?5 \
          WHERE propagate != ?5",
-        params![client_id, group_id, rule.role, rule.path, rule.propagate],
-    )?;
+        )?
+        .execute(params![
+            client_id,
+            group_id,
+            rule.role,
+            rule.path,
+            rule.propagate
+        ])?;
     Ok(changed > 0)
 }
 
@@ -306,19 +313,19 @@ pub fn remove_rule(
     role: &str,
     path: &str,
 ) -> StoreResult<bool> {
-    Ok(conn.execute(
-        "DELETE FROM proxmox_rules WHERE client_id = ?1 AND group_id = ?2 AND role = ?3 \
+    Ok(conn
+        .prepare_cached(
+            "DELETE FROM proxmox_rules WHERE client_id = ?1 AND group_id = ?2 AND role = ?3 \
          AND path = ?4",
-        params![client_id, group_id, role, path],
-    )? > 0)
+        )?
+        .execute(params![client_id, group_id, role, path])?
+        > 0)
 }
 
 /// Removes every rule of a target (before the config file declares them again).
 pub fn clear_rules(conn: &Connection, client_id: &str) -> StoreResult<()> {
-    conn.execute(
-        "DELETE FROM proxmox_rules WHERE client_id = ?1",
-        [client_id],
-    )?;
+    conn.prepare_cached("DELETE FROM proxmox_rules WHERE client_id = ?1")?
+        .execute([client_id])?;
     Ok(())
 }
 
@@ -390,29 +397,25 @@ pub fn due(conn: &Connection, now: UnixTime) -> StoreResult<Vec<String>> {
 
 /// Asks for a sync of every target as soon as possible (the periodic repair of drift).
 pub fn request_all(conn: &Connection) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1",
-        [],
-    )?;
+    conn.prepare_cached("UPDATE proxmox_sync SET due_at = 0, generation = generation + 1")?
+        .execute([])?;
     Ok(())
 }
 
 /// Makes every pending sync due now, backoff or not: a server just started tries at once.
 pub fn retry_pending_now(conn: &Connection) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE proxmox_sync SET due_at = 0 WHERE due_at IS NOT NULL",
-        [],
-    )?;
+    conn.prepare_cached("UPDATE proxmox_sync SET due_at = 0 WHERE due_at IS NOT NULL")?
+        .execute([])?;
     Ok(())
 }
 
 /// Keeps a new client secret until it is written into the managed realm, and asks for a sync.
 pub fn set_realm_secret(conn: &Connection, client_id: &str, secret: &str) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE proxmox_sync SET realm_secret = ?2, due_at = 0, generation = generation + 1 \
          WHERE client_id = ?1",
-        params![client_id, secret],
-    )?;
+    )?
+    .execute(params![client_id, secret])?;
     Ok(())
 }
 
@@ -449,32 +452,39 @@ pub fn finish(
     now: UnixTime,
 ) -> StoreResult<()> {
     if let Some(secret) = finished.delivered_secret {
-        conn.execute(
+        conn.prepare_cached(
             "UPDATE proxmox_sync SET realm_secret = NULL WHERE client_id = ?1 \
              AND realm_secret = ?2",
-            params![client_id, secret],
-        )?;
+        )?
+        .execute(params![client_id, secret])?;
     }
     match finished.failure {
-        None => conn.execute(
-            "UPDATE proxmox_sync SET last_run_at = ?2, last_success_at = ?2, attempts = 0, \
+        None => conn
+            .prepare_cached(
+                "UPDATE proxmox_sync SET last_run_at = ?2, last_success_at = ?2, attempts = 0, \
              last_applied = ?3, due_at = CASE WHEN generation = ?4 THEN NULL ELSE due_at END \
              WHERE client_id = ?1",
-            params![client_id, now, finished.applied, finished.generation],
-        )?,
-        Some((error, retry_at)) => conn.execute(
-            "UPDATE proxmox_sync SET last_run_at = ?2, last_error = ?3, last_error_at = ?2, \
+            )?
+            .execute(params![
+                client_id,
+                now,
+                finished.applied,
+                finished.generation
+            ])?,
+        Some((error, retry_at)) => conn
+            .prepare_cached(
+                "UPDATE proxmox_sync SET last_run_at = ?2, last_error = ?3, last_error_at = ?2, \
              attempts = attempts + 1, last_applied = ?4, \
              due_at = CASE WHEN generation = ?5 THEN ?6 ELSE due_at END WHERE client_id = ?1",
-            params![
+            )?
+            .execute(params![
                 client_id,
                 now,
                 error,
                 finished.applied,
                 finished.generation,
                 retry_at
-            ],
-        )?,
+            ])?,
     };
     Ok(())
 }
@@ -482,8 +492,10 @@ pub fn finish(
 /// Asks for a sync of one target as soon as possible (the admin page's "Sync now"); false
 /// when the client has no target.
 pub fn request(conn: &Connection, client_id: &str) -> StoreResult<bool> {
-    Ok(conn.execute(
-        "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1 WHERE client_id = ?1",
-        [client_id],
-    )? > 0)
+    Ok(conn
+        .prepare_cached(
+            "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1 WHERE client_id = ?1",
+        )?
+        .execute([client_id])?
+        > 0)
 }

@@ -20,21 +20,21 @@ pub struct Session {
 }
 
 pub fn insert(conn: &Connection, session: &Session) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, last_seen_at, \
          expires_at, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            session.id_hash,
-            session.user_id,
-            session.auth_time,
-            to_json(&session.amr),
-            session.created_at,
-            session.last_seen_at,
-            session.expires_at,
-            session.ip,
-            session.user_agent
-        ],
-    )?;
+    )?
+    .execute(params![
+        session.id_hash,
+        session.user_id,
+        session.auth_time,
+        to_json(&session.amr),
+        session.created_at,
+        session.last_seen_at,
+        session.expires_at,
+        session.ip,
+        session.user_agent
+    ])?;
     Ok(())
 }
 
@@ -70,12 +70,15 @@ pub fn live(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<Opti
 }
 
 pub fn delete(conn: &Connection, id_hash: &str) -> StoreResult<()> {
-    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+    conn.prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
+        .execute([id_hash])?;
     Ok(())
 }
 
 pub fn delete_for_user(conn: &Connection, user_id: &str) -> StoreResult<usize> {
-    Ok(conn.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])?)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
+        .execute([user_id])?)
 }
 
 /// A user's live sessions, most recently seen first.
@@ -106,16 +109,15 @@ pub fn delete_by_handle(conn: &Connection, user_id: &str, handle: &str) -> Store
     if handle.len() != 16 {
         return Ok(false);
     }
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE user_id = ?1 AND substr(id_hash, 1, 16) = ?2",
-        params![user_id, handle],
-    )? > 0)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND substr(id_hash, 1, 16) = ?2")?
+        .execute(params![user_id, handle])?
+        > 0)
 }
 
 /// Ends every session of `user_id` but `keep`; returns how many.
 pub fn delete_others(conn: &Connection, user_id: &str, keep: &str) -> StoreResult<usize> {
-    Ok(conn.execute(
-        "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2",
-        params![user_id, keep],
-    )?)
+    Ok(conn
+        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2")?
+        .execute(params![user_id, keep])?)
 }

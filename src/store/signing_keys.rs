@@ -16,18 +16,18 @@ pub struct StoredKey {
 }
 
 pub fn insert(conn: &Connection, key: &StoredKey) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO signing_keys (kid, alg, private_jwk, public_jwk, created_at, retired_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            key.kid,
-            key.alg,
-            key.private_jwk,
-            key.public_jwk,
-            key.created_at,
-            key.retired_at
-        ],
-    )?;
+    )?
+    .execute(params![
+        key.kid,
+        key.alg,
+        key.private_jwk,
+        key.public_jwk,
+        key.created_at,
+        key.retired_at
+    ])?;
     Ok(())
 }
 
@@ -54,18 +54,16 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<StoredKey>> {
 
 /// Retires every key still signing; the caller inserts the new one in the same transaction.
 pub fn retire_active(conn: &Connection, now: UnixTime) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
-        [now],
-    )?;
+    conn.prepare_cached("UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL")?
+        .execute([now])?;
     Ok(())
 }
 
 /// Drops retired keys whose every token has expired.
 pub fn delete_retired_before(conn: &Connection, cutoff: UnixTime) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at <= ?1",
-        [cutoff],
-    )?;
+    )?
+    .execute([cutoff])?;
     Ok(())
 }

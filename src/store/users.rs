@@ -90,15 +90,14 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<User>> {
 }
 
 pub fn set_disabled(conn: &Connection, id: &str, disabled: bool, now: UnixTime) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, disabled, now],
-    )?;
+    conn.prepare_cached("UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, disabled, now])?;
     Ok(())
 }
 
 pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
-    conn.execute("DELETE FROM users WHERE id = ?1", [id])?;
+    conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
+        .execute([id])?;
     Ok(())
 }
 
@@ -124,19 +123,19 @@ pub fn group_names(conn: &Connection, user_id: &str) -> StoreResult<Vec<String>>
 
 /// Changes what a person may edit about themselves.
 pub fn update_profile(conn: &Connection, user: &User, now: UnixTime) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE users SET display_name = ?2, email = ?3, email_verified = ?4, given_name = ?5, \
          family_name = ?6, updated_at = ?7 WHERE id = ?1",
-        params![
-            user.id,
-            user.display_name,
-            user.email,
-            user.email_verified,
-            user.given_name,
-            user.family_name,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        user.id,
+        user.display_name,
+        user.email,
+        user.email_verified,
+        user.given_name,
+        user.family_name,
+        now
+    ])?;
     Ok(())
 }
 
@@ -160,18 +159,14 @@ pub fn search(conn: &Connection, query: &str) -> StoreResult<Vec<User>> {
 }
 
 pub fn set_username(conn: &Connection, id: &str, username: &str, now: UnixTime) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, username, now],
-    )?;
+    conn.prepare_cached("UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, username, now])?;
     Ok(())
 }
 
 pub fn set_admin(conn: &Connection, id: &str, is_admin: bool, now: UnixTime) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE users SET is_admin = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, is_admin, now],
-    )?;
+    conn.prepare_cached("UPDATE users SET is_admin = ?2, updated_at = ?3 WHERE id = ?1")?
+        .execute(params![id, is_admin, now])?;
     Ok(())
 }
 
@@ -182,12 +177,12 @@ pub fn retire_username(
     user_id: &str,
     now: UnixTime,
 ) -> StoreResult<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO retired_usernames (username, user_id, retired_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (username) DO UPDATE SET user_id = excluded.user_id, \
          retired_at = excluded.retired_at",
-        params![username, user_id, now],
-    )?;
+    )?
+    .execute(params![username, user_id, now])?;
     Ok(())
 }
 
@@ -204,9 +199,7 @@ pub fn retired_by(conn: &Connection, username: &str) -> StoreResult<Option<Strin
 
 /// `username` is someone's again.
 pub fn reuse_username(conn: &Connection, username: &str) -> StoreResult<()> {
-    conn.execute(
-        "DELETE FROM retired_usernames WHERE username = ?1",
-        [username],
-    )?;
+    conn.prepare_cached("DELETE FROM retired_usernames WHERE username = ?1")?
+        .execute([username])?;
     Ok(())
 }

@@ -10,11 +10,11 @@ use latchkey::directory::clients::{self, ClientSettings, NewClient};
 use latchkey::directory::users::{self, NewUser};
 use latchkey::keys::{self, Signer};
 use latchkey::oidc::authorize::{self, AuthRequest, Outcome, Progress};
-use latchkey::oidc::client_auth::{ClientAuth, SecretCache};
+use latchkey::oidc::client_auth::{self, ClientAuth, SecretCache};
 use latchkey::oidc::error::{ErrorCode, OAuthError};
 use latchkey::oidc::params::Params;
 use latchkey::oidc::scope::Scopes;
-use latchkey::oidc::token::{self, TokenContext, TokenResponse};
+use latchkey::oidc::token::{self, TokenResponse};
 use latchkey::oidc::{CODE_TTL_SECS, userinfo};
 use latchkey::store::Store;
 use latchkey::store::audit::{Origin, Repeats};
@@ -173,23 +173,20 @@ impl World {
         let body = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form)
             .finish();
-        let context = TokenContext {
+        let params = Params::parse(&body).unwrap();
+        let origin = Origin::default();
+        let grant_type = token::GrantType::of(&params)?;
+        let auth = ClientAuth {
             store: &self.store,
-            issuer: &self.issuer,
-            signer: &self.signer,
-            clients: ClientAuth {
-                store: &self.store,
-                secrets: &self.secrets,
-                failures: &self.failures,
-            },
+            secrets: &self.secrets,
+            failures: &self.failures,
         };
-        token::exchange(
-            &context,
-            &Params::parse(&body).unwrap(),
-            None,
-            &Origin::default(),
-            at,
-        )
+        let client = client_auth::authenticate(&auth, None, &params, &origin, at)?;
+        let issued = self
+            .store
+            .write(|tx| token::redeem(tx, &self.issuer, &client, grant_type, &params, &origin, at))?
+            .issued()?;
+        issued.signed(|claims| self.store.read(|conn| self.signer.sign_jwt(conn, claims)))
     }
 
     fn exchange(

@@ -109,10 +109,13 @@ async fn decide(
     let session_cookie = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
     let client_id = params.get("client_id").map(str::to_string);
-    let decided = blocking(&state, move |state| {
-        let now = clock::now();
-        let issuer = &state.settings.issuer;
-        state.store.write(|tx| {
+    let shared = state.clone();
+    let decided = state
+        .store
+        .write_async(move |tx| {
+            let state = &shared;
+            let now = clock::now();
+            let issuer = &state.settings.issuer;
             let request = authorize::validate(tx, issuer, &params)?;
             crate::observe::note_client(&request.client.client_id);
             let signed_in = match &session_cookie {
@@ -160,8 +163,7 @@ async fn decide(
                 _ => Next::SignIn { parked },
             })
         })
-    })
-    .await;
+        .await;
     count(&state, client_id.as_deref(), &decided);
     let next = match decided {
         Ok(next) => next,

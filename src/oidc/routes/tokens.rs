@@ -6,7 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{form_params, header_str, no_store_json};
 use crate::clock;
 use crate::oidc::error::OAuthError;
-use crate::oidc::token::{self, TokenContext};
+use crate::oidc::params::Params;
+use crate::oidc::token;
 use crate::oidc::{client_auth, introspect, revoke, userinfo};
 use crate::state::{AppState, State, blocking};
 
@@ -16,31 +17,69 @@ pub(super) async fn token_endpoint(
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body).map_err(OAuthError::invalid_request)?;
-    let authorization = header_str(&req, header::AUTHORIZATION).map(str::to_string);
-    let origin = state.origin(&req);
     let grant_type = params.get("grant_type").map(str::to_string);
-    let response = blocking(&state, move |state| {
-        let context = TokenContext {
-            store: &state.store,
-            issuer: &state.settings.issuer,
-            signer: &state.signer,
-            clients: state.client_auth(),
-        };
-        token::exchange(
-            &context,
-            &params,
-            authorization.as_deref(),
-            &origin,
-            clock::now(),
-        )
-    })
-    .await;
+    let response = exchange(&req, &state, params).await;
     let result = match &response {
         Ok(_) => "issued",
         Err(error) => error.code.as_str(),
     };
     state.metrics.token(grant_type.as_deref(), result);
     Ok(no_store_json(&response?))
+}
+
+/// Authenticates the client, redeems the grant on the writer, and signs the ID token once
+/// the tokens are committed. Only a secret never verified before leaves this worker (argon2
+/// runs on the blocking pool).
+async fn exchange(
+    req: &HttpRequest,
+    state: &State,
+    params: Params,
+) -> Result<token::TokenResponse, OAuthError> {
+    let grant_type = token::GrantType::of(&params)?;
+    let authorization = header_str(req, header::AUTHORIZATION).map(str::to_string);
+    let origin = state.origin(req);
+    let client =
+        if client_auth::needs_hashing(&state.client_auth(), authorization.as_deref(), &params)? {
+            let (params, origin) = (params.clone(), origin.clone());
+            blocking(state, move |state| {
+                let auth = state.client_auth();
+                client_auth::authenticate(
+                    &auth,
+                    authorization.as_deref(),
+                    &params,
+                    &origin,
+                    clock::now(),
+                )
+            })
+            .await?
+        } else {
+            let auth = state.client_auth();
+            client_auth::authenticate(
+                &auth,
+                authorization.as_deref(),
+                &params,
+                &origin,
+                clock::now(),
+            )?
+        };
+    let shared = state.clone();
+    let issued = state
+        .store
+        .write_async(move |tx| {
+            let issuer = &shared.settings.issuer;
+            token::redeem(
+                tx,
+                issuer,
+                &client,
+                grant_type,
+                &params,
+                &origin,
+                clock::now(),
+            )
+        })
+        .await?
+        .issued()?;
+    issued.signed(|claims| state.store.read(|conn| state.signer.sign_jwt(conn, claims)))
 }
 
 /// The bearer token of a userinfo request: from the `Authorization` header, or from a form
@@ -72,12 +111,9 @@ pub(super) async fn userinfo_endpoint(
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let token = bearer_token(&req, &body)?;
-    let claims = blocking(&state, move |state| {
-        state
-            .store
-            .read(|conn| userinfo::claims_for(conn, &token, clock::now()))
-    })
-    .await?;
+    let claims = state
+        .store
+        .read(|conn| userinfo::claims_for(conn, &token, clock::now()))?;
     Ok(no_store_json(&claims))
 }
 
