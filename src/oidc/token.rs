@@ -321,6 +321,7 @@ fn issue(
             &IdTokenContext {
                 issuer: context.issuer.as_str(),
                 client_id: &client.client_id,
+                alg: client.id_token_signed_response_alg,
                 auth_time: grant.auth_time,
                 amr: &grant.amr,
                 nonce,
@@ -330,7 +331,11 @@ fn issue(
             },
             claims::user_claims(&user, &groups, scopes),
         );
-        Some(context.signer.sign_jwt(tx, &claims)?)
+        Some(
+            context
+                .signer
+                .sign_jwt(tx, client.id_token_signed_response_alg, &claims)?,
+        )
     } else {
         None
     };
