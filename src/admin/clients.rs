@@ -109,7 +109,7 @@ impl SettingsForm {
                 posted
                     .id_token_signed_response_alg
                     .as_deref()
-                    .unwrap_or_default(),
+                    .unwrap_or(SigningAlg::default().as_str()),
             ),
         }
     }
@@ -179,12 +179,9 @@ impl PostedSettings {
             launch_url: Some(self.launch_url.clone()),
             access_token_ttl: seconds("the access token lifetime", &self.access_token_ttl)?,
             refresh_token_ttl: seconds("the refresh token lifetime", &self.refresh_token_ttl)?,
-            id_token_signed_response_alg: self
-                .id_token_signed_response_alg
-                .as_deref()
-                .map(directory_clients::id_token_alg)
-                .transpose()?
-                .unwrap_or_default(),
+            id_token_signed_response_alg: directory_clients::id_token_alg(
+                self.id_token_signed_response_alg.as_deref(),
+            )?,
         })
     }
 }

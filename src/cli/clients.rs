@@ -83,11 +83,7 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             id_token_alg,
             json,
         } => {
-            let id_token_alg = id_token_alg
-                .as_deref()
-                .map(clients::id_token_alg)
-                .transpose()?
-                .unwrap_or_default();
+            let id_token_alg = clients::id_token_alg(id_token_alg.as_deref())?;
             let new = NewClient {
                 client_id,
                 settings: ClientSettings {
@@ -134,7 +130,7 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             }
         }
         ClientCommand::Update { id, id_token_alg } => {
-            let alg = clients::id_token_alg(&id_token_alg)?;
+            let alg = clients::id_token_alg(Some(&id_token_alg))?;
             let client = store.write(|tx| {
                 let mut settings = ClientSettings::from(&clients::find(tx, &id)?);
                 settings.id_token_signed_response_alg = alg;

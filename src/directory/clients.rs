@@ -57,12 +57,15 @@ impl From<&Client> for ClientSettings {
     }
 }
 
-/// An ID token algorithm as someone wrote it: exactly the JOSE name of one Latchkey signs
-/// with (names are case-sensitive).
-pub fn id_token_alg(input: &str) -> DirectoryResult<SigningAlg> {
-    SigningAlg::from_name(input).ok_or_else(|| {
+/// An ID token algorithm as someone wrote it, if they did (absent: RS256): exactly the JOSE
+/// name of one Latchkey signs with (names are case-sensitive).
+pub fn id_token_alg(input: Option<&str>) -> DirectoryResult<SigningAlg> {
+    let Some(name) = input else {
+        return Ok(SigningAlg::default());
+    };
+    SigningAlg::from_name(name).ok_or_else(|| {
         DirectoryError::Invalid(format!(
-            "invalid ID token algorithm {input:?}: use RS256, ES256 or EdDSA"
+            "invalid ID token algorithm {name:?}: use RS256, ES256 or EdDSA"
         ))
     })
 }
