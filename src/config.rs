@@ -372,6 +372,8 @@ pub struct DeclaredClient {
     pub access_token_lifetime: Option<String>,
     /// Such as "30d".
     pub refresh_token_lifetime: Option<String>,
+    /// RS256 (the default), ES256 or EdDSA.
+    pub id_token_signed_response_alg: Option<String>,
     /// The client's Proxmox server, whose users and ACLs Latchkey keeps in step.
     pub proxmox: Option<DeclaredProxmox>,
 }

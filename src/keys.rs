@@ -1,22 +1,22 @@
-//! Signing keys: RSA-2048 for RS256, identified by their RFC 7638 thumbprint, published in
-//! the JWKS while any token they signed may still be checked.
+//! Signing keys: one active key per algorithm (RSA-2048 for RS256, P-256 for ES256, Ed25519
+//! for EdDSA), each identified by its RFC 7638 thumbprint and published in the JWKS while any
+//! token it signed may still be checked.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use josekit::jwk::Jwk;
-use josekit::jwk::alg::rsa::RsaKeyPair;
-use josekit::jws::alg::rsassa::{RsassaJwsSigner, RsassaJwsVerifier};
-use josekit::jws::{JwsHeader, RS256};
+use josekit::jwk::alg::ed::EdCurve;
+use josekit::jwk::{Jwk, KeyPair};
+use josekit::jws::{ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, RS256};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::clock::UnixTime;
 use crate::secrets::sha256_base64url;
-use crate::store::signing_keys::{self, StoredKey};
+use crate::store::signing_keys::{self, SigningAlg, StoredKey};
 use crate::store::{StoreError, StoreResult};
 
-pub const ALGORITHM: &str = "RS256";
-const KEY_BITS: u32 = 2048;
+const RSA_KEY_BITS: u32 = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -24,43 +24,74 @@ pub enum KeyError {
     Jose(#[from] josekit::JoseError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("no active signing key (run `latchkey keys rotate`)")]
-    NoActiveKey,
+    #[error("no active {0} signing key (run `latchkey keys rotate`)")]
+    NoActiveKey(SigningAlg),
     #[error("the token is not a JWT signed by one of our keys")]
     BadSignature,
 }
 
-/// RFC 7638 thumbprint of an RSA public key: the required members in lexicographic order.
+/// RFC 7638 thumbprint of a public key: the members its key type requires, in lexicographic
+/// order, without whitespace.
 fn thumbprint(public: &Jwk) -> Result<String, KeyError> {
-    let member = |name| {
-        public
-            .parameter(name)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or(KeyError::BadSignature)
+    let required: &[&str] = match public.key_type() {
+        "RSA" => &["e", "kty", "n"],
+        "EC" => &["crv", "kty", "x", "y"],
+        "OKP" => &["crv", "kty", "x"],
+        _ => return Err(KeyError::BadSignature),
     };
-    let canonical = format!(
-        r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-        member("e")?,
-        member("n")?
-    );
-    Ok(sha256_base64url(canonical.as_bytes()))
+    let members = required
+        .iter()
+        .map(|name| {
+            let value = public
+                .parameter(name)
+                .and_then(Value::as_str)
+                .ok_or(KeyError::BadSignature)?;
+            Ok(format!("{}:{}", json!(name), json!(value)))
+        })
+        .collect::<Result<Vec<_>, KeyError>>()?;
+    Ok(sha256_base64url(
+        format!("{{{}}}", members.join(",")).as_bytes(),
+    ))
 }
 
-/// Makes a new RSA key, labelled with its thumbprint as `kid`.
-pub fn generate(now: UnixTime) -> Result<StoredKey, KeyError> {
-    let pair = RsaKeyPair::generate(KEY_BITS)?;
-    let mut public = josekit::jwk::KeyPair::to_jwk_public_key(&pair);
-    let mut private = josekit::jwk::KeyPair::to_jwk_private_key(&pair);
+fn new_key_pair(alg: SigningAlg) -> Result<Box<dyn KeyPair>, KeyError> {
+    Ok(match alg {
+        SigningAlg::Rs256 => Box::new(RS256.generate_key_pair(RSA_KEY_BITS)?),
+        SigningAlg::Es256 => Box::new(ES256.generate_key_pair()?),
+        SigningAlg::EdDsa => Box::new(EdDSA.generate_key_pair(EdCurve::Ed25519)?),
+    })
+}
+
+fn signer_for(alg: SigningAlg, private: &Jwk) -> Result<Box<dyn JwsSigner>, KeyError> {
+    Ok(match alg {
+        SigningAlg::Rs256 => Box::new(RS256.signer_from_jwk(private)?),
+        SigningAlg::Es256 => Box::new(ES256.signer_from_jwk(private)?),
+        SigningAlg::EdDsa => Box::new(EdDSA.signer_from_jwk(private)?),
+    })
+}
+
+fn verifier_for(alg: SigningAlg, public: &Jwk) -> Result<Box<dyn JwsVerifier>, KeyError> {
+    Ok(match alg {
+        SigningAlg::Rs256 => Box::new(RS256.verifier_from_jwk(public)?),
+        SigningAlg::Es256 => Box::new(ES256.verifier_from_jwk(public)?),
+        SigningAlg::EdDsa => Box::new(EdDSA.verifier_from_jwk(public)?),
+    })
+}
+
+/// Makes a new key for `alg`, labelled with its thumbprint as `kid`.
+pub fn generate(alg: SigningAlg, now: UnixTime) -> Result<StoredKey, KeyError> {
+    let pair = new_key_pair(alg)?;
+    let mut public = pair.to_jwk_public_key();
+    let mut private = pair.to_jwk_private_key();
     let kid = thumbprint(&public)?;
     for jwk in [&mut public, &mut private] {
         jwk.set_key_id(&kid);
         jwk.set_key_use("sig");
-        jwk.set_algorithm(ALGORITHM);
+        jwk.set_algorithm(alg.as_str());
     }
     Ok(StoredKey {
         kid,
-        alg: ALGORITHM.to_string(),
+        alg,
         private_jwk: private.to_string(),
         public_jwk: public.to_string(),
         created_at: now,
@@ -68,24 +99,37 @@ pub fn generate(now: UnixTime) -> Result<StoredKey, KeyError> {
     })
 }
 
-/// Creates the first key when there is none; returns true when it did.
+/// Creates a key for each algorithm that has no active one (a new database, or one from
+/// before ES256 and EdDSA); returns true when it made any.
 pub fn ensure_active(conn: &Connection, now: UnixTime) -> Result<bool, KeyError> {
-    let keys = signing_keys::list(conn)?;
-    if keys.iter().any(|k| k.retired_at.is_none()) {
-        return Ok(false);
+    let mut created = false;
+    for alg in SigningAlg::ALL {
+        if signing_keys::active(conn, alg)?.is_none() {
+            signing_keys::insert(conn, &generate(alg, now)?)?;
+            created = true;
+        }
     }
-    signing_keys::insert(conn, &generate(now)?)?;
-    Ok(true)
+    Ok(created)
 }
 
-/// Replaces the active key. The retired one stays published for `keep_published` seconds,
-/// the longest a token it signed can live; older retired keys are dropped.
-pub fn rotate(conn: &Connection, now: UnixTime, keep_published: i64) -> Result<String, KeyError> {
-    let fresh = generate(now)?;
+/// Replaces the active key of every algorithm; returns the new keys' ids. The retired keys
+/// stay published for `keep_published` seconds, the longest a token they signed can live;
+/// older retired keys are dropped.
+pub fn rotate(
+    conn: &Connection,
+    now: UnixTime,
+    keep_published: i64,
+) -> Result<Vec<String>, KeyError> {
+    let fresh = SigningAlg::ALL
+        .into_iter()
+        .map(|alg| generate(alg, now))
+        .collect::<Result<Vec<_>, _>>()?;
     signing_keys::delete_retired_before(conn, now - keep_published)?;
     signing_keys::retire_active(conn, now)?;
-    signing_keys::insert(conn, &fresh)?;
-    Ok(fresh.kid)
+    for key in &fresh {
+        signing_keys::insert(conn, key)?;
+    }
+    Ok(fresh.into_iter().map(|key| key.kid).collect())
 }
 
 /// Keys still worth publishing at `now`.
@@ -95,50 +139,51 @@ pub fn published(keys: &[StoredKey], now: UnixTime, keep_published: i64) -> Vec<
         .collect()
 }
 
-/// The JWKS document for the published keys.
+/// The JWKS document for the published keys: RS256 first (a relying party that takes the
+/// first key finds the default one), each algorithm's newest key first.
 pub fn jwks(keys: &[&StoredKey]) -> StoreResult<Value> {
-    let keys = keys
+    let mut ordered = keys.to_vec();
+    ordered.sort_by_key(|k| k.alg);
+    let keys = ordered
         .iter()
         .map(|k| crate::store::from_json::<Value>("signing_keys", &k.public_jwk))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(json!({ "keys": keys }))
 }
 
-/// Signs with the newest active key, caching the parsed signer until the key changes (a
-/// rotation from the CLI while `serve` runs is picked up at the next signature).
+/// Signs with the newest active key of an algorithm, caching each parsed signer until its
+/// key changes (a rotation from the CLI while `serve` runs is picked up at the next
+/// signature).
 #[derive(Default)]
 pub struct Signer {
-    cached: Mutex<Option<Arc<RsassaJwsSigner>>>,
+    cached: Mutex<HashMap<SigningAlg, Arc<dyn JwsSigner>>>,
 }
 
 impl Signer {
-    fn current(&self, conn: &Connection) -> Result<Arc<RsassaJwsSigner>, KeyError> {
-        let (kid, private_jwk): (String, String) = conn
-            .prepare_cached(
-                "SELECT kid, private_jwk FROM signing_keys WHERE retired_at IS NULL \
-                 ORDER BY created_at DESC, rowid DESC LIMIT 1",
-            )
-            .map_err(StoreError::from)?
-            .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => KeyError::NoActiveKey,
-                other => KeyError::Store(other.into()),
-            })?;
+    fn current(&self, conn: &Connection, alg: SigningAlg) -> Result<Arc<dyn JwsSigner>, KeyError> {
+        let (kid, private_jwk) =
+            signing_keys::active(conn, alg)?.ok_or(KeyError::NoActiveKey(alg))?;
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(signer) = cached.as_ref()
-            && josekit::jws::JwsSigner::key_id(signer.as_ref()) == Some(kid.as_str())
+        if let Some(signer) = cached.get(&alg)
+            && signer.key_id() == Some(kid.as_str())
         {
             return Ok(signer.clone());
         }
-        let jwk = Jwk::from_bytes(private_jwk.as_bytes())?;
-        let signer = Arc::new(RS256.signer_from_jwk(&jwk)?);
-        *cached = Some(signer.clone());
+        let signer: Arc<dyn JwsSigner> =
+            signer_for(alg, &Jwk::from_bytes(private_jwk.as_bytes())?)?.into();
+        cached.insert(alg, signer.clone());
         Ok(signer)
     }
 
-    /// A compact JWS over `claims`, with `typ: JWT` and the key's `kid` in the header.
-    pub fn sign_jwt(&self, conn: &Connection, claims: &Value) -> Result<String, KeyError> {
-        let signer = self.current(conn)?;
+    /// A compact JWS over `claims` signed with `alg`, with `typ: JWT` and the key's `kid` in
+    /// the header.
+    pub fn sign_jwt(
+        &self,
+        conn: &Connection,
+        alg: SigningAlg,
+        claims: &Value,
+    ) -> Result<String, KeyError> {
+        let signer = self.current(conn, alg)?;
         let mut header = JwsHeader::new();
         header.set_token_type("JWT");
         let payload = serde_json::to_vec(claims).map_err(|_| KeyError::BadSignature)?;
@@ -150,8 +195,8 @@ impl Signer {
     }
 }
 
-/// Checks a JWT we signed (any published key) and returns its claims, ignoring expiry:
-/// used for `id_token_hint`, which may legitimately be expired.
+/// Checks a JWT we signed (any published key, with that key's algorithm) and returns its
+/// claims, ignoring expiry: used for `id_token_hint`, which may legitimately be expired.
 pub fn verify_ours(keys: &[&StoredKey], jwt: &str) -> Result<Value, KeyError> {
     let header = josekit::jwt::decode_header(jwt).map_err(|_| KeyError::BadSignature)?;
     let kid = header
@@ -162,10 +207,10 @@ pub fn verify_ours(keys: &[&StoredKey], jwt: &str) -> Result<Value, KeyError> {
         .iter()
         .find(|k| k.kid == kid)
         .ok_or(KeyError::BadSignature)?;
-    let jwk = Jwk::from_bytes(key.public_jwk.as_bytes())?;
-    let verifier: RsassaJwsVerifier = RS256.verifier_from_jwk(&jwk)?;
-    let (payload, _) =
-        josekit::jws::deserialize_compact(jwt, &verifier).map_err(|_| KeyError::BadSignature)?;
+    let verifier = verifier_for(key.alg, &Jwk::from_bytes(key.public_jwk.as_bytes())?)?;
+    // The verifier also insists that the header's `alg` is the key's.
+    let (payload, _) = josekit::jws::deserialize_compact(jwt, verifier.as_ref())
+        .map_err(|_| KeyError::BadSignature)?;
     serde_json::from_slice(&payload).map_err(|_| KeyError::BadSignature)
 }
 
@@ -174,27 +219,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_key_is_labelled_by_thumbprint() {
-        let key = generate(1000).unwrap();
-        let public: Value = serde_json::from_str(&key.public_jwk).unwrap();
-        assert_eq!(public["kid"], key.kid.as_str());
-        assert_eq!(public["use"], "sig");
-        assert_eq!(public["alg"], "RS256");
-        assert_eq!(public["kty"], "RSA");
-        assert!(
-            public.get("d").is_none(),
-            "the public JWK holds no private part"
+    fn generated_keys_are_labelled_by_thumbprint() {
+        for (alg, kty, crv) in [
+            (SigningAlg::Rs256, "RSA", None),
+            (SigningAlg::Es256, "EC", Some("P-256")),
+            (SigningAlg::EdDsa, "OKP", Some("Ed25519")),
+        ] {
+            let key = generate(alg, 1000).unwrap();
+            let public: Value = serde_json::from_str(&key.public_jwk).unwrap();
+            assert_eq!(key.alg, alg);
+            assert_eq!(public["kid"], key.kid.as_str());
+            assert_eq!(public["use"], "sig");
+            assert_eq!(public["alg"], alg.as_str());
+            assert_eq!(public["kty"], kty);
+            assert_eq!(public["crv"].as_str(), crv);
+            assert!(
+                public.get("d").is_none(),
+                "the public JWK holds no private part"
+            );
+            assert_eq!(key.kid.len(), 43);
+        }
+    }
+
+    #[test]
+    fn an_okp_thumbprint_is_the_one_rfc_8037_gives() {
+        let jwk = Jwk::from_bytes(
+            br#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            thumbprint(&jwk).unwrap(),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
         );
-        assert_eq!(key.kid.len(), 43);
+    }
+
+    #[test]
+    fn a_token_verifies_only_with_the_algorithm_of_its_key() {
+        let key = generate(SigningAlg::Es256, 0).unwrap();
+        let private = Jwk::from_bytes(key.private_jwk.as_bytes()).unwrap();
+        let signer = signer_for(SigningAlg::Es256, &private).unwrap();
+        let jwt =
+            josekit::jws::serialize_compact(b"{}", &JwsHeader::new(), signer.as_ref()).unwrap();
+        assert_eq!(verify_ours(&[&key], &jwt).unwrap(), json!({}));
+        let mut mislabelled = key.clone();
+        mislabelled.alg = SigningAlg::Rs256;
+        assert!(verify_ours(&[&mislabelled], &jwt).is_err());
     }
 
     #[test]
     fn retired_keys_stay_published_for_a_while() {
-        let mut old = generate(0).unwrap();
+        let mut old = generate(SigningAlg::EdDsa, 0).unwrap();
         old.retired_at = Some(100);
-        let new = generate(100).unwrap();
+        let new = generate(SigningAlg::EdDsa, 100).unwrap();
         let keys = vec![new, old];
         assert_eq!(published(&keys, 150, 100).len(), 2);
         assert_eq!(published(&keys, 200, 100).len(), 1);
+    }
+
+    #[test]
+    fn the_jwks_lists_rs256_first() {
+        let keys: Vec<StoredKey> = [SigningAlg::EdDsa, SigningAlg::Rs256, SigningAlg::Es256]
+            .into_iter()
+            .map(|alg| generate(alg, 0).unwrap())
+            .collect();
+        let jwks = jwks(&keys.iter().collect::<Vec<_>>()).unwrap();
+        let algs: Vec<&Value> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| &k["alg"])
+            .collect();
+        assert_eq!(algs, [&json!("RS256"), &json!("ES256"), &json!("EdDSA")]);
     }
 }

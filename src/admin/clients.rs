@@ -17,6 +17,7 @@ use crate::directory::groups as directory_groups;
 use crate::directory::{DirectoryError, DirectoryResult};
 use crate::state::State;
 use crate::store::clients::{self as stored_clients, Client};
+use crate::store::signing_keys::SigningAlg;
 
 /// The admin path of a client's page.
 pub(super) fn client_path(id: &str) -> String {
@@ -36,6 +37,16 @@ struct SettingsForm {
     launch_url: String,
     access_token_ttl: String,
     refresh_token_ttl: String,
+    /// Every ID token algorithm, and whether it is the one chosen.
+    id_token_algs: Vec<(&'static str, bool)>,
+}
+
+/// The algorithm choices, with `chosen` selected (none when it names no algorithm).
+fn alg_choices(chosen: &str) -> Vec<(&'static str, bool)> {
+    SigningAlg::ALL
+        .iter()
+        .map(|alg| (alg.as_str(), alg.as_str() == chosen))
+        .collect()
 }
 
 impl SettingsForm {
@@ -66,6 +77,12 @@ impl SettingsForm {
                 .unwrap_or_default(),
             access_token_ttl: seconds(client.and_then(|c| c.access_token_ttl)),
             refresh_token_ttl: seconds(client.and_then(|c| c.refresh_token_ttl)),
+            id_token_algs: alg_choices(
+                client
+                    .map(|c| c.id_token_signed_response_alg)
+                    .unwrap_or_default()
+                    .as_str(),
+            ),
         }
     }
 
@@ -88,6 +105,12 @@ impl SettingsForm {
             launch_url: posted.launch_url.clone(),
             access_token_ttl: posted.access_token_ttl.clone(),
             refresh_token_ttl: posted.refresh_token_ttl.clone(),
+            id_token_algs: alg_choices(
+                posted
+                    .id_token_signed_response_alg
+                    .as_deref()
+                    .unwrap_or(SigningAlg::default().as_str()),
+            ),
         }
     }
 }
@@ -113,6 +136,8 @@ pub(super) struct PostedSettings {
     access_token_ttl: String,
     #[serde(default)]
     refresh_token_ttl: String,
+    /// Absent (a form from before the choice existed): RS256.
+    id_token_signed_response_alg: Option<String>,
     #[serde(flatten)]
     rest: BTreeMap<String, String>,
 }
@@ -154,6 +179,9 @@ impl PostedSettings {
             launch_url: Some(self.launch_url.clone()),
             access_token_ttl: seconds("the access token lifetime", &self.access_token_ttl)?,
             refresh_token_ttl: seconds("the refresh token lifetime", &self.refresh_token_ttl)?,
+            id_token_signed_response_alg: directory_clients::id_token_alg(
+                self.id_token_signed_response_alg.as_deref(),
+            )?,
         })
     }
 }

@@ -24,7 +24,7 @@ struct KeysPage {
 
 struct KeyRow {
     kid: String,
-    alg: String,
+    alg: &'static str,
     created: String,
     active: bool,
     status: String,
@@ -53,7 +53,7 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
             .iter()
             .map(|key| KeyRow {
                 kid: key.kid.clone(),
-                alg: key.alg.clone(),
+                alg: key.alg.as_str(),
                 created: clock::display(key.created_at),
                 active: key.retired_at.is_none(),
                 status: status(key, now),
@@ -63,8 +63,8 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
     render(&page, &page.frame)
 }
 
-/// Signs with a new key from now on; the old one stays in the JWKS until every token it
-/// signed has expired, so nothing already issued breaks.
+/// Signs with a new key of every algorithm from now on; the old ones stay in the JWKS until
+/// every token they signed has expired, so nothing already issued breaks.
 pub async fn rotate(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, _) = access::form::<IgnoredAny>(&req, &state, &body).await?;
     let origin = state.origin(&req).by(&admin.user.username);
@@ -73,8 +73,9 @@ pub async fn rotate(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
         state
             .store
             .write(|tx| {
-                let kid = keys::rotate(tx, now, KEY_PUBLISH_AFTER_RETIREMENT_SECS)?;
-                audit::record(tx, &Event::new("keys.rotated").detail(kid), &origin, now)?;
+                let kids = keys::rotate(tx, now, KEY_PUBLISH_AFTER_RETIREMENT_SECS)?;
+                let event = Event::new("keys.rotated").detail(kids.join(" "));
+                audit::record(tx, &event, &origin, now)?;
                 Ok::<_, KeyError>(())
             })
             .map_err(|e| PageError::internal(&e))

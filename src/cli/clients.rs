@@ -36,9 +36,19 @@ pub enum ClientCommand {
         /// Where people open the app; lists it on their landing page.
         #[arg(long, value_name = "URL")]
         launch_url: Option<String>,
+        /// What its ID tokens are signed with: RS256 (the default), ES256 or EdDSA.
+        #[arg(long, value_name = "ALG")]
+        id_token_alg: Option<String>,
         /// Print one JSON object with client_id and client_secret.
         #[arg(long)]
         json: bool,
+    },
+    /// Change an application's settings.
+    Update {
+        id: String,
+        /// What its ID tokens are signed with: RS256, ES256 or EdDSA.
+        #[arg(long, value_name = "ALG")]
+        id_token_alg: String,
     },
     /// List applications.
     List {
@@ -70,8 +80,10 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             allowed_groups,
             ask_consent,
             launch_url,
+            id_token_alg,
             json,
         } => {
+            let id_token_alg = clients::id_token_alg(id_token_alg.as_deref())?;
             let new = NewClient {
                 client_id,
                 settings: ClientSettings {
@@ -82,6 +94,7 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
                     public,
                     ask_consent,
                     launch_url,
+                    id_token_signed_response_alg: id_token_alg,
                     ..ClientSettings::default()
                 },
             };
@@ -115,6 +128,18 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
                      outside a lab."
                 );
             }
+        }
+        ClientCommand::Update { id, id_token_alg } => {
+            let alg = clients::id_token_alg(Some(&id_token_alg))?;
+            let client = store.write(|tx| {
+                let mut settings = ClientSettings::from(&clients::find(tx, &id)?);
+                settings.id_token_signed_response_alg = alg;
+                clients::update(tx, &id, &settings, None, &origin, now)
+            })?;
+            println!(
+                "Updated client {}: ID tokens are signed with {}.",
+                client.client_id, client.id_token_signed_response_alg
+            );
         }
         ClientCommand::List { json } => {
             let all = store.read(stored_clients::list)?;
@@ -158,6 +183,7 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
                 client.allowed_groups.join(", ")
             };
             println!("allowed groups: {allowed}");
+            println!("ID token alg:   {}", client.id_token_signed_response_alg);
         }
         ClientCommand::Remove { id } => {
             store.write(|tx| clients::remove(tx, &id, &origin, now))?;

@@ -14,7 +14,8 @@ use crate::store::signing_keys;
 pub enum KeysCommand {
     /// List signing keys.
     List,
-    /// Start signing with a new key; the old one stays published until its tokens expire.
+    /// Start signing with a new key of every algorithm; the old ones stay published until
+    /// their tokens expire.
     Rotate,
 }
 
@@ -24,7 +25,7 @@ pub fn run(store: &Store, command: KeysCommand) -> CliResult {
         KeysCommand::List => {
             let all = store.read(signing_keys::list)?;
             if all.is_empty() {
-                println!("No signing keys yet: `latchkey serve` creates one at start.");
+                println!("No signing keys yet: `latchkey serve` creates them at start.");
             }
             for key in all {
                 let status = match key.retired_at {
@@ -44,17 +45,17 @@ pub fn run(store: &Store, command: KeysCommand) -> CliResult {
             }
         }
         KeysCommand::Rotate => {
-            let kid = store.write(|tx| {
-                let kid = keys::rotate(tx, now, KEY_PUBLISH_AFTER_RETIREMENT_SECS)?;
+            let kids = store.write(|tx| {
+                let kids = keys::rotate(tx, now, KEY_PUBLISH_AFTER_RETIREMENT_SECS)?;
                 audit::record(
                     tx,
-                    &Event::new("keys.rotated").detail(kid.clone()),
+                    &Event::new("keys.rotated").detail(kids.join(" ")),
                     &Origin::cli(),
                     now,
                 )?;
-                Ok::<_, keys::KeyError>(kid)
+                Ok::<_, keys::KeyError>(kids)
             })?;
-            println!("New signing key {kid} is active.");
+            println!("New signing keys are active: {}.", kids.join(" "));
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use crate::secrets;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::{self, Client};
 use crate::store::groups;
+use crate::store::signing_keys::SigningAlg;
 
 /// Bounds on per-client token lifetimes.
 const ACCESS_TTL_RANGE: std::ops::RangeInclusive<i64> = 60..=86_400;
@@ -33,6 +34,40 @@ pub struct ClientSettings {
     pub launch_url: Option<String>,
     pub access_token_ttl: Option<i64>,
     pub refresh_token_ttl: Option<i64>,
+    /// What its ID tokens are signed with.
+    pub id_token_signed_response_alg: SigningAlg,
+}
+
+impl From<&Client> for ClientSettings {
+    /// The settings a client has now, to change some of them.
+    fn from(client: &Client) -> ClientSettings {
+        ClientSettings {
+            name: Some(client.name.clone()),
+            redirect_uris: client.redirect_uris.clone(),
+            post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
+            allowed_groups: client.allowed_groups.clone(),
+            public: client.public,
+            require_pkce: client.require_pkce,
+            ask_consent: client.ask_consent,
+            launch_url: client.launch_url.clone(),
+            access_token_ttl: client.access_token_ttl,
+            refresh_token_ttl: client.refresh_token_ttl,
+            id_token_signed_response_alg: client.id_token_signed_response_alg,
+        }
+    }
+}
+
+/// An ID token algorithm as someone wrote it, if they did (absent: RS256): exactly the JOSE
+/// name of one Latchkey signs with (names are case-sensitive).
+pub fn id_token_alg(input: Option<&str>) -> DirectoryResult<SigningAlg> {
+    let Some(name) = input else {
+        return Ok(SigningAlg::default());
+    };
+    SigningAlg::from_name(name).ok_or_else(|| {
+        DirectoryError::Invalid(format!(
+            "invalid ID token algorithm {name:?}: use RS256, ES256 or EdDSA"
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Default)]
@@ -128,6 +163,7 @@ fn apply(
     client.public = settings.public;
     client.require_pkce = settings.require_pkce || settings.public;
     client.ask_consent = settings.ask_consent;
+    client.id_token_signed_response_alg = settings.id_token_signed_response_alg;
     let mut group_ids = Vec::with_capacity(settings.allowed_groups.len());
     for group in &settings.allowed_groups {
         let id = groups::id_by_name(conn, group)?
@@ -183,6 +219,7 @@ pub(super) fn create(
         launch_url: None,
         access_token_ttl: None,
         refresh_token_ttl: None,
+        id_token_signed_response_alg: SigningAlg::default(),
         declared,
         created_at: now,
         updated_at: now,

@@ -126,6 +126,9 @@ fn declare_client(
         launch_url: client.launch_url.clone(),
         access_token_ttl: lifetime("access_token_lifetime", &client.access_token_lifetime)?,
         refresh_token_ttl: lifetime("refresh_token_lifetime", &client.refresh_token_lifetime)?,
+        id_token_signed_response_alg: clients::id_token_alg(
+            client.id_token_signed_response_alg.as_deref(),
+        )?,
     };
     let (secret_hash, plain) = match (&client.secret, client.public) {
         (Some(_), true) => {

@@ -4,6 +4,7 @@ use serde_json::{Map, Value, json};
 
 use super::scope::{self, Scopes};
 use crate::clock::UnixTime;
+use crate::store::signing_keys::SigningAlg;
 use crate::store::users::User;
 
 /// `sub` and the claims the scopes ask for.
@@ -42,6 +43,8 @@ pub fn user_claims(user: &User, groups: &[String], scopes: &Scopes) -> Map<Strin
 pub struct IdTokenContext<'a> {
     pub issuer: &'a str,
     pub client_id: &'a str,
+    /// What the token is signed with, which also picks the hash of `at_hash`.
+    pub alg: SigningAlg,
     pub auth_time: UnixTime,
     pub amr: &'a [String],
     pub nonce: Option<&'a str>,
@@ -59,19 +62,26 @@ pub fn id_token(context: &IdTokenContext, mut claims: Map<String, Value>) -> Val
     claims.insert("exp".into(), json!(context.now + context.ttl_secs));
     claims.insert("auth_time".into(), json!(context.auth_time));
     claims.insert("amr".into(), json!(context.amr));
-    claims.insert("at_hash".into(), json!(at_hash(context.access_token)));
+    claims.insert(
+        "at_hash".into(),
+        json!(at_hash(context.alg, context.access_token)),
+    );
     if let Some(nonce) = context.nonce {
         claims.insert("nonce".into(), json!(nonce));
     }
     Value::Object(claims)
 }
 
-/// OIDC Core §3.1.3.6: the left half of the SHA-256 of the access token, base64url.
-fn at_hash(access_token: &str) -> String {
+/// OIDC Core §3.1.3.6: the left half of the access token's hash, base64url, with the hash
+/// the ID token's `alg` uses: SHA-256 for RS256 and ES256, SHA-512 for EdDSA (Ed25519).
+fn at_hash(alg: SigningAlg, access_token: &str) -> String {
     use base64::Engine;
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(access_token.as_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
+    use sha2::{Digest, Sha256, Sha512};
+    let digest = match alg {
+        SigningAlg::Rs256 | SigningAlg::Es256 => Sha256::digest(access_token).to_vec(),
+        SigningAlg::EdDsa => Sha512::digest(access_token).to_vec(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
 }
 
 #[cfg(test)]
@@ -114,7 +124,10 @@ mod tests {
     fn at_hash_matches_the_spec_example() {
         // OIDC Core A.3's access token and at_hash.
         assert_eq!(
-            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            at_hash(
+                SigningAlg::Rs256,
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
+            ),
             "77QmUPtjPfzWtF2AnpK9RQ"
         );
     }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::scope;
 use crate::config::Issuer;
-use crate::keys::ALGORITHM;
+use crate::store::signing_keys::SigningAlg;
 
 pub fn document(issuer: &Issuer) -> Value {
     json!({
@@ -21,7 +21,7 @@ pub fn document(issuer: &Issuer) -> Value {
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [ALGORITHM],
+        "id_token_signing_alg_values_supported": SigningAlg::ALL.map(SigningAlg::as_str),
         "token_endpoint_auth_methods_supported":
             ["client_secret_basic", "client_secret_post", "none"],
         "revocation_endpoint_auth_methods_supported":

@@ -18,6 +18,7 @@ use crate::secrets;
 use crate::store::audit::{self, Event, Origin};
 use crate::store::clients::Client;
 use crate::store::grants::{self, CodeUse, Grant, RefreshUse, TokenKind};
+use crate::store::signing_keys::SigningAlg;
 use crate::store::users;
 
 #[derive(Debug, Serialize)]
@@ -76,15 +77,21 @@ pub fn redeem(
 pub struct Issued {
     response: TokenResponse,
     id_claims: Option<Value>,
+    /// How the client wants its ID tokens signed.
+    alg: SigningAlg,
 }
 
 impl Issued {
     /// The answer to the client, its ID token signed by `sign`.
     pub fn signed(
         self,
-        sign: impl FnOnce(&Value) -> Result<String, KeyError>,
+        sign: impl FnOnce(SigningAlg, &Value) -> Result<String, KeyError>,
     ) -> Result<TokenResponse, OAuthError> {
-        let id_token = self.id_claims.as_ref().map(sign).transpose()?;
+        let id_token = self
+            .id_claims
+            .as_ref()
+            .map(|claims| sign(self.alg, claims))
+            .transpose()?;
         Ok(TokenResponse {
             id_token,
             ..self.response
@@ -353,6 +360,7 @@ fn issue(
             &IdTokenContext {
                 issuer: issuer.as_str(),
                 client_id: &client.client_id,
+                alg: client.id_token_signed_response_alg,
                 auth_time: grant.auth_time,
                 amr: &grant.amr,
                 nonce,
@@ -382,5 +390,6 @@ fn issue(
             refresh_token,
         },
         id_claims,
+        alg: client.id_token_signed_response_alg,
     }))
 }

@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::signing_keys::SigningAlg;
 use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
 
@@ -27,6 +28,8 @@ pub struct Client {
     pub access_token_ttl: Option<i64>,
     /// Refresh token lifetime in seconds; `None`: the default.
     pub refresh_token_ttl: Option<i64>,
+    /// What its ID tokens are signed with.
+    pub id_token_signed_response_alg: SigningAlg,
     pub declared: bool,
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
@@ -35,7 +38,7 @@ pub struct Client {
 const COLUMNS: &str = "client_id, name, secret_hash, public, redirect_uris, \
                        post_logout_redirect_uris, declared, created_at, updated_at, \
                        require_pkce, ask_consent, launch_url, access_token_ttl, \
-                       refresh_token_ttl";
+                       refresh_token_ttl, id_token_signed_response_alg";
 
 struct RawClient {
     client: Client,
@@ -61,6 +64,7 @@ fn from_row(row: &Row) -> rusqlite::Result<RawClient> {
             launch_url: row.get(11)?,
             access_token_ttl: row.get(12)?,
             refresh_token_ttl: row.get(13)?,
+            id_token_signed_response_alg: row.get(14)?,
         },
         redirect_uris: row.get(4)?,
         post_logout_redirect_uris: row.get(5)?,
@@ -118,8 +122,8 @@ pub fn update(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> 
     conn.prepare_cached(
         "UPDATE clients SET name = ?2, secret_hash = ?3, public = ?4, redirect_uris = ?5, \
          post_logout_redirect_uris = ?6, updated_at = ?7, require_pkce = ?8, ask_consent = ?9, \
-         launch_url = ?10, access_token_ttl = ?11, refresh_token_ttl = ?12, declared = ?13 \
-         WHERE client_id = ?1",
+         launch_url = ?10, access_token_ttl = ?11, refresh_token_ttl = ?12, declared = ?13, \
+         id_token_signed_response_alg = ?14 WHERE client_id = ?1",
     )?
     .execute(params![
         client.client_id,
@@ -134,7 +138,8 @@ pub fn update(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> 
         client.launch_url,
         client.access_token_ttl,
         client.refresh_token_ttl,
-        client.declared
+        client.declared,
+        client.id_token_signed_response_alg
     ])?;
     conn.prepare_cached("DELETE FROM client_allowed_groups WHERE client_id = ?1")?
         .execute([&client.client_id])?;

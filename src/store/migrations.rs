@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_audit_repeats.sql"),
     include_str!("../../migrations/0007_proxmox.sql"),
     include_str!("../../migrations/0008_expiry_indexes.sql"),
+    include_str!("../../migrations/0009_client_id_token_alg.sql"),
 ];
 
 pub(super) fn version(conn: &Connection) -> rusqlite::Result<i64> {

@@ -186,7 +186,10 @@ impl World {
             .store
             .write(|tx| token::redeem(tx, &self.issuer, &client, grant_type, &params, &origin, at))?
             .issued()?;
-        issued.signed(|claims| self.store.read(|conn| self.signer.sign_jwt(conn, claims)))
+        issued.signed(|alg, claims| {
+            self.store
+                .read(|conn| self.signer.sign_jwt(conn, alg, claims))
+        })
     }
 
     fn exchange(

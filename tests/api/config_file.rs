@@ -177,6 +177,11 @@ fn a_bad_declaration_stops_the_start_and_changes_nothing() {
             "line 2",
             "invalid type",
         ),
+        (
+            declared_config("public = true\nid_token_signed_response_alg = \"HS256\""),
+            "line 5",
+            "invalid ID token algorithm \"HS256\": use RS256, ES256 or EdDSA",
+        ),
     ];
     for (text, line, reason) in cases {
         std::fs::write(&config, &text).unwrap();

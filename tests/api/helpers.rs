@@ -10,11 +10,12 @@ use latchkey::state::AppState;
 use latchkey::store::Store;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdTokenClaims,
-    CoreProviderMetadata,
+    CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse, UserInfoClaims,
+    AccessTokenHash, AdditionalClaims, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+    UserInfoClaims,
 };
 use reqwest::redirect::Policy;
 use serde::{Deserialize, Serialize};
@@ -272,6 +273,19 @@ pub async fn proxmox_sign_in(
     secret: &str,
     scopes: &[&str],
 ) -> anyhow::Result<SignIn> {
+    sign_in_accepting(app, browser, client_id, secret, scopes, None).await
+}
+
+/// The same sequence, with the ID token verified as signed with `alg` (with `None`, the
+/// library's default: RS256 only) and its `at_hash` checked as a relying party does.
+pub async fn sign_in_accepting(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    client_id: &str,
+    secret: &str,
+    scopes: &[&str],
+    alg: Option<CoreJwsSigningAlgorithm>,
+) -> anyhow::Result<SignIn> {
     let http = app
         .client_builder()
         .redirect(openidconnect::reqwest::redirect::Policy::none())
@@ -328,9 +342,23 @@ pub async fn proxmox_sign_in(
     let id_token = tokens
         .id_token()
         .ok_or_else(|| anyhow::anyhow!("no id_token"))?;
-    let claims = id_token
-        .claims(&client.id_token_verifier(), &nonce)?
-        .clone();
+    let verifier = match alg {
+        Some(alg) => client.id_token_verifier().set_allowed_algs([alg]),
+        None => client.id_token_verifier(),
+    };
+    let claims = id_token.claims(&verifier, &nonce)?.clone();
+    let expected_hash = claims
+        .access_token_hash()
+        .ok_or_else(|| anyhow::anyhow!("no at_hash"))?;
+    let access_token_hash = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg()?,
+        id_token.signing_key(&verifier)?,
+    )?;
+    anyhow::ensure!(
+        &access_token_hash == expected_hash,
+        "at_hash {expected_hash:?} is not {access_token_hash:?}"
+    );
     let raw = id_token.to_string();
     let payload = raw.split('.').nth(1).unwrap();
     use base64::Engine;

@@ -13,6 +13,7 @@ mod crash;
 mod files;
 mod grant_ownership;
 mod helpers;
+mod id_token_algs;
 mod log_secrets;
 mod metrics;
 mod notify;

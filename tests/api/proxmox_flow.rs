@@ -96,7 +96,7 @@ async fn discovery_and_jwks_are_what_proxmox_needs() {
     assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(
         doc["id_token_signing_alg_values_supported"],
-        json!(["RS256"])
+        json!(["RS256", "ES256", "EdDSA"])
     );
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
     assert!(
@@ -115,9 +115,9 @@ async fn discovery_and_jwks_are_what_proxmox_needs() {
         .await
         .unwrap();
     let keys = jwks["keys"].as_array().unwrap();
-    assert_eq!(keys.len(), 1);
+    assert_eq!(keys.len(), 3, "one per algorithm");
     assert_eq!(keys[0]["use"], "sig");
-    assert_eq!(keys[0]["alg"], "RS256");
+    assert_eq!(keys[0]["alg"], "RS256", "the default key comes first");
     assert!(keys[0]["kid"].as_str().is_some_and(|k| !k.is_empty()));
     assert!(keys[0].get("d").is_none(), "no private key material");
 }

@@ -79,7 +79,11 @@ async fn exchange(
         })
         .await?
         .issued()?;
-    issued.signed(|claims| state.store.read(|conn| state.signer.sign_jwt(conn, claims)))
+    issued.signed(|alg, claims| {
+        state
+            .store
+            .read(|conn| state.signer.sign_jwt(conn, alg, claims))
+    })
 }
 
 /// The bearer token of a userinfo request: from the `Authorization` header, or from a form
