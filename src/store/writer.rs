@@ -185,6 +185,17 @@ mod tests {
             .await
     }
 
+    /// A fresh store with an empty table `t`; the directory lives as long as the store.
+    async fn store_with_table() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write_async(|conn| Ok::<_, StoreError>(conn.execute_batch("CREATE TABLE t (x)")?))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
     fn rows(store: &Store) -> Vec<i64> {
         store
             .read(|conn| {
@@ -197,12 +208,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_failed_write_leaves_the_rest_of_its_batch_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .write_async(|conn| Ok::<_, StoreError>(conn.execute_batch("CREATE TABLE t (x)")?))
-            .await
-            .unwrap();
+        let (_dir, store) = store_with_table().await;
         let writes = (0..40).map(|x| {
             let store = store.clone();
             tokio::spawn(async move { insert(&store, x, x % 10 == 3).await })
@@ -220,12 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .write_async(|conn| Ok::<_, StoreError>(conn.execute_batch("CREATE TABLE t (x)")?))
-            .await
-            .unwrap();
+        let (_dir, store) = store_with_table().await;
         let panicked = store
             .write_async(|conn| -> Result<(), StoreError> {
                 conn.execute("INSERT INTO t (x) VALUES (1)", [])?;

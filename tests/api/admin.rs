@@ -178,15 +178,8 @@ fn shown_link(page: &str) -> String {
 }
 
 async fn jwks_kids(app: &TestApp) -> Vec<String> {
-    let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json"))
+    jwks(app)
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    jwks["keys"]
-        .as_array()
-        .unwrap()
         .iter()
         .map(|key| key["kid"].as_str().unwrap().to_string())
         .collect()

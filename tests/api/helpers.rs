@@ -525,3 +525,14 @@ pub async fn account_page(app: &TestApp, browser: &reqwest::Client) -> String {
 pub async fn account_csrf(app: &TestApp, browser: &reqwest::Client) -> String {
     csrf_token(&account_page(app, browser).await)
 }
+
+/// The keys the JWKS publishes now.
+pub async fn jwks(app: &TestApp) -> Vec<Value> {
+    let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"].as_array().unwrap().clone()
+}

@@ -53,16 +53,6 @@ impl Algorithm {
     }
 }
 
-async fn jwks(app: &TestApp) -> Vec<Value> {
-    let jwks: Value = reqwest::get(app.url("/.well-known/jwks.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    jwks["keys"].as_array().unwrap().clone()
-}
-
 fn kids(keys: &[Value]) -> Vec<String> {
     keys.iter()
         .map(|k| k["kid"].as_str().unwrap().to_string())

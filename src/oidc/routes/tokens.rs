@@ -10,6 +10,8 @@ use crate::oidc::params::Params;
 use crate::oidc::token;
 use crate::oidc::{client_auth, introspect, revoke, userinfo};
 use crate::state::{AppState, State, blocking};
+use crate::store::audit::Origin;
+use crate::store::clients::Client;
 
 pub(super) async fn token_endpoint(
     req: HttpRequest,
@@ -42,25 +44,11 @@ async fn exchange(
         if client_auth::needs_hashing(&state.client_auth(), authorization.as_deref(), &params)? {
             let (params, origin) = (params.clone(), origin.clone());
             blocking(state, move |state| {
-                let auth = state.client_auth();
-                client_auth::authenticate(
-                    &auth,
-                    authorization.as_deref(),
-                    &params,
-                    &origin,
-                    clock::now(),
-                )
+                authenticate(state, authorization.as_deref(), &params, &origin)
             })
             .await?
         } else {
-            let auth = state.client_auth();
-            client_auth::authenticate(
-                &auth,
-                authorization.as_deref(),
-                &params,
-                &origin,
-                clock::now(),
-            )?
+            authenticate(state, authorization.as_deref(), &params, &origin)?
         };
     let shared = state.clone();
     let issued = state
@@ -84,6 +72,21 @@ async fn exchange(
             .store
             .read(|conn| state.signer.sign_jwt(conn, alg, claims))
     })
+}
+
+fn authenticate(
+    state: &AppState,
+    authorization: Option<&str>,
+    params: &Params,
+    origin: &Origin,
+) -> Result<Client, OAuthError> {
+    client_auth::authenticate(
+        &state.client_auth(),
+        authorization,
+        params,
+        origin,
+        clock::now(),
+    )
 }
 
 /// The bearer token of a userinfo request: from the `Authorization` header, or from a form
