@@ -192,36 +192,45 @@ pub struct ClientAuth<'a> {
     pub failures: &'a Repeats,
 }
 
-/// Whether authenticating this request would run argon2: a confidential client presenting
-/// a secret this process has not verified before. Only then does the check need a thread of
-/// its own; otherwise it costs a lookup and a SHA-256.
-pub fn needs_hashing(
-    auth: &ClientAuth,
-    authorization: Option<&str>,
-    params: &Params,
-) -> Result<bool, OAuthError> {
-    let Ok(Credentials {
-        client_id,
-        secret: Some(secret),
-    }) = credentials(authorization, params)
-    else {
-        return Ok(false);
-    };
-    let client = auth
-        .store
-        .read(|conn| clients::by_id(conn, client_id.as_str()))?;
-    Ok(match client {
-        Some(client) if !client.public => client
-            .secret_hash
-            .as_deref()
-            .is_some_and(|stored| !auth.secrets.verified_before(&client, &secret, stored)),
-        _ => false,
-    })
+/// A request's client, checked as far as it can be without argon2.
+pub enum Identified {
+    /// Authenticated: a public client, or a secret this process verified before.
+    Client(Client),
+    /// A confidential client presenting a secret this process has not verified yet.
+    Unverified(Unverified),
 }
 
-/// Authenticates the calling client. Failures are audit-logged (repeats counted, not
-/// written again): a flood of them is worth an operator's attention, but must not fill the
-/// disk.
+/// A client whose presented secret still needs argon2, which is slow on purpose: verify it
+/// off the async workers.
+pub struct Unverified {
+    client: Client,
+    client_id: ClientId,
+    secret: String,
+    origin: Origin,
+}
+
+impl Unverified {
+    /// Checks the secret against the stored hash (once per secret and process).
+    pub fn verify(self, auth: &ClientAuth, now: UnixTime) -> Result<Client, OAuthError> {
+        let Unverified {
+            client,
+            client_id,
+            secret,
+            origin,
+        } = self;
+        let failure = match &client.secret_hash {
+            None => Failure::Refused("client authentication failed"),
+            Some(stored) => match auth.secrets.verify(&client, &secret, stored, &origin, now) {
+                Verdict::Valid => return Ok(accepted(client)),
+                Verdict::Invalid => Failure::Refused("client authentication failed"),
+                Verdict::TooManyAttempts(retry) => Failure::TooMany(retry),
+            },
+        };
+        refuse(auth, &client_id, failure, &origin, now)
+    }
+}
+
+/// Authenticates the calling client, running argon2 here when its secret needs it.
 pub fn authenticate(
     auth: &ClientAuth,
     authorization: Option<&str>,
@@ -229,6 +238,22 @@ pub fn authenticate(
     origin: &Origin,
     now: UnixTime,
 ) -> Result<Client, OAuthError> {
+    match identify(auth, authorization, params, origin, now)? {
+        Identified::Client(client) => Ok(client),
+        Identified::Unverified(unverified) => unverified.verify(auth, now),
+    }
+}
+
+/// Checks the calling client's credentials as far as that needs no argon2. Failures are
+/// audit-logged (repeats counted, not written again): a flood of them is worth an operator's
+/// attention, but must not fill the disk.
+pub fn identify(
+    auth: &ClientAuth,
+    authorization: Option<&str>,
+    params: &Params,
+    origin: &Origin,
+    now: UnixTime,
+) -> Result<Identified, OAuthError> {
     let credentials = match credentials(authorization, params) {
         Ok(credentials) => credentials,
         Err(error) => {
@@ -241,30 +266,30 @@ pub fn authenticate(
     let client = auth
         .store
         .read(|conn| clients::by_id(conn, credentials.client_id.as_str()))?;
-    let failure = match client {
-        None => Failure::Refused("unknown client"),
-        Some(client) => {
-            match check_secret(auth, &client, credentials.secret.as_deref(), origin, now) {
-                Ok(()) => {
-                    crate::observe::note_client(&client.client_id);
-                    return Ok(client);
-                }
-                Err(failure) => failure,
-            }
-        }
+    let Some(client) = client else {
+        return refuse(
+            auth,
+            &credentials.client_id,
+            Failure::Refused("unknown client"),
+            origin,
+            now,
+        );
     };
-    let error = match failure {
-        Failure::Refused(reason) => OAuthError::invalid_client(reason),
-        Failure::TooMany(retry) => OAuthError::slow_down(TOO_MANY, retry),
-    };
-    log_failure(
-        auth,
-        Some(&credentials.client_id),
-        &error.description,
-        origin,
-        now,
-    )?;
-    Err(error)
+    match check_secret(auth, &client, credentials.secret) {
+        Ok(Checked::Accepted) => Ok(Identified::Client(accepted(client))),
+        Ok(Checked::NeedsHashing(secret)) => Ok(Identified::Unverified(Unverified {
+            client,
+            client_id: credentials.client_id,
+            secret,
+            origin: origin.clone(),
+        })),
+        Err(failure) => refuse(auth, &credentials.client_id, failure, origin, now),
+    }
+}
+
+fn accepted(client: Client) -> Client {
+    crate::observe::note_client(&client.client_id);
+    client
 }
 
 const TOO_MANY: &str = "too many client authentication attempts from this address; wait a minute";
@@ -275,24 +300,45 @@ enum Failure {
     TooMany(Retry),
 }
 
+/// Answers a failed authentication, after logging it.
+fn refuse<T>(
+    auth: &ClientAuth,
+    client_id: &ClientId,
+    failure: Failure,
+    origin: &Origin,
+    now: UnixTime,
+) -> Result<T, OAuthError> {
+    let error = match failure {
+        Failure::Refused(reason) => OAuthError::invalid_client(reason),
+        Failure::TooMany(retry) => OAuthError::slow_down(TOO_MANY, retry),
+    };
+    log_failure(auth, Some(client_id), &error.description, origin, now)?;
+    Err(error)
+}
+
+/// How far a presented secret was checked without argon2.
+enum Checked {
+    Accepted,
+    /// The secret, not verified by this process before.
+    NeedsHashing(String),
+}
+
 /// Public clients present no secret; confidential ones present theirs.
 fn check_secret(
     auth: &ClientAuth,
     client: &Client,
-    secret: Option<&str>,
-    origin: &Origin,
-    now: UnixTime,
-) -> Result<(), Failure> {
+    secret: Option<String>,
+) -> Result<Checked, Failure> {
     match (client.public, secret, &client.secret_hash) {
-        (true, None, _) => Ok(()),
+        (true, None, _) => Ok(Checked::Accepted),
         (true, Some(_), _) => Err(Failure::Refused("a public client has no secret")),
         (false, None, _) => Err(Failure::Refused("client authentication is required")),
         (false, Some(secret), Some(stored)) => {
-            match auth.secrets.verify(client, secret, stored, origin, now) {
-                Verdict::Valid => Ok(()),
-                Verdict::Invalid => Err(Failure::Refused("client authentication failed")),
-                Verdict::TooManyAttempts(retry) => Err(Failure::TooMany(retry)),
-            }
+            Ok(if auth.secrets.verified_before(client, &secret, stored) {
+                Checked::Accepted
+            } else {
+                Checked::NeedsHashing(secret)
+            })
         }
         (false, Some(_), None) => Err(Failure::Refused("client authentication failed")),
     }

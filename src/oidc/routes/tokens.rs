@@ -5,13 +5,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{form_params, header_str, no_store_json};
 use crate::clock;
+use crate::oidc::client_auth::Identified;
 use crate::oidc::error::OAuthError;
 use crate::oidc::params::Params;
 use crate::oidc::token;
 use crate::oidc::{client_auth, introspect, revoke, userinfo};
 use crate::state::{AppState, State, blocking};
-use crate::store::audit::Origin;
-use crate::store::clients::Client;
 
 pub(super) async fn token_endpoint(
     req: HttpRequest,
@@ -38,18 +37,23 @@ async fn exchange(
     params: Params,
 ) -> Result<token::TokenResponse, OAuthError> {
     let grant_type = token::GrantType::of(&params)?;
-    let authorization = header_str(req, header::AUTHORIZATION).map(str::to_string);
     let origin = state.origin(req);
-    let client =
-        if client_auth::needs_hashing(&state.client_auth(), authorization.as_deref(), &params)? {
-            let (params, origin) = (params.clone(), origin.clone());
+    let identified = client_auth::identify(
+        &state.client_auth(),
+        header_str(req, header::AUTHORIZATION),
+        &params,
+        &origin,
+        clock::now(),
+    )?;
+    let client = match identified {
+        Identified::Client(client) => client,
+        Identified::Unverified(unverified) => {
             blocking(state, move |state| {
-                authenticate(state, authorization.as_deref(), &params, &origin)
+                unverified.verify(&state.client_auth(), clock::now())
             })
             .await?
-        } else {
-            authenticate(state, authorization.as_deref(), &params, &origin)?
-        };
+        }
+    };
     let shared = state.clone();
     let issued = state
         .store
@@ -72,21 +76,6 @@ async fn exchange(
             .store
             .read(|conn| state.signer.sign_jwt(conn, alg, claims))
     })
-}
-
-fn authenticate(
-    state: &AppState,
-    authorization: Option<&str>,
-    params: &Params,
-    origin: &Origin,
-) -> Result<Client, OAuthError> {
-    client_auth::authenticate(
-        &state.client_auth(),
-        authorization,
-        params,
-        origin,
-        clock::now(),
-    )
 }
 
 /// The bearer token of a userinfo request: from the `Authorization` header, or from a form
