@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use clap::{ArgGroup, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use serde_json::json;
 
 use super::{CliError, CliResult, print_json};
@@ -61,26 +61,16 @@ pub enum ProxmoxCommand {
     },
     /// Give a group's members a role at a path.
     Allow {
-        client_id: String,
-        #[arg(long)]
-        group: String,
-        #[arg(long)]
-        role: String,
-        #[arg(long, default_value = "/")]
-        path: String,
+        #[command(flatten)]
+        rule: RuleArgs,
         /// Apply the role at the path only, not below it.
         #[arg(long)]
         no_propagate: bool,
     },
     /// Take a rule away.
     Deny {
-        client_id: String,
-        #[arg(long)]
-        group: String,
-        #[arg(long)]
-        role: String,
-        #[arg(long, default_value = "/")]
-        path: String,
+        #[command(flatten)]
+        rule: RuleArgs,
     },
     /// Stop managing a client's Proxmox server (the server keeps what it has).
     Unset { client_id: String },
@@ -104,6 +94,31 @@ pub enum ProxmoxCommand {
 /// Runs async work (the Proxmox API) from the command line.
 fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
     actix_web::rt::System::new().block_on(work)
+}
+
+/// A permission rule as `allow` and `deny` take it.
+#[derive(Debug, Args)]
+pub struct RuleArgs {
+    client_id: String,
+    #[arg(long)]
+    group: String,
+    #[arg(long)]
+    role: String,
+    #[arg(long, default_value = "/")]
+    path: String,
+}
+
+impl RuleArgs {
+    /// The client's id and the rule, its role and path checked.
+    fn parse(self, propagate: bool) -> CliResult<(String, Rule)> {
+        let rule = Rule {
+            group: self.group,
+            role: parse(target::role(&self.role))?,
+            path: parse(target::acl_path(&self.path))?,
+            propagate,
+        };
+        Ok((self.client_id, rule))
+    }
 }
 
 fn parse<T>(value: Result<T, target::TargetError>) -> CliResult<T> {
@@ -138,19 +153,8 @@ pub fn run(store: &Store, settings: &Settings, command: ProxmoxCommand) -> CliRe
     let now = clock::now();
     match command {
         command @ ProxmoxCommand::Set { .. } => set(store, command, &origin),
-        ProxmoxCommand::Allow {
-            client_id,
-            group,
-            role,
-            path,
-            no_propagate,
-        } => {
-            let rule = Rule {
-                group,
-                role: parse(target::role(&role))?,
-                path: parse(target::acl_path(&path))?,
-                propagate: !no_propagate,
-            };
+        ProxmoxCommand::Allow { rule, no_propagate } => {
+            let (client_id, rule) = rule.parse(!no_propagate)?;
             let configured = store.read(|conn| rules::find(conn, &client_id))?;
             check_role(&configured.target.target, &rule.role)?;
             let added = store.write(|tx| rules::allow(tx, &client_id, &rule, &origin, now))?;
@@ -161,18 +165,8 @@ pub fn run(store: &Store, settings: &Settings, command: ProxmoxCommand) -> CliRe
             }
             Ok(())
         }
-        ProxmoxCommand::Deny {
-            client_id,
-            group,
-            role,
-            path,
-        } => {
-            let rule = Rule {
-                group,
-                role: parse(target::role(&role))?,
-                path: parse(target::acl_path(&path))?,
-                propagate: true,
-            };
+        ProxmoxCommand::Deny { rule } => {
+            let (client_id, rule) = rule.parse(true)?;
             let removed = store.write(|tx| rules::deny(tx, &client_id, &rule, &origin, now))?;
             if !removed {
                 return Err(CliError::Usage(format!(
