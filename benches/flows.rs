@@ -2,12 +2,13 @@
 //! token (client_secret_basic, PKCE) → userinfo. Reports flows/s, latency percentiles and the
 //! server's CPU per flow (from `/proc/<pid>/stat`) at 1, 8 and 32 concurrent clients; then
 //! userinfo alone and a refresh grant alone at 8 clients; the server's memory idle and under
-//! load; and the time from launching `serve` on the used database to its first `/healthz` 200.
+//! load; and the time from launching `serve` on the used database, killed, to its first
+//! `/healthz` 200.
 //!
-//! Run with `cargo bench --bench flows` (an empty database). With `LATCHKEY_BENCH_SEED=1` it
-//! first fills the database with 100,000 people, 10,000 clients, 1,000,000 live access tokens
-//! and 1,000,000 audit rows, and runs the same table on it. Every loop is bounded by a count and
-//! a time limit; all traffic goes to 127.0.0.1.
+//! `cargo bench --bench flows` runs it all on an empty database, then on one it first fills
+//! with 100,000 people, 10,000 clients, 1,000,000 live access tokens and 1,000,000 audit rows,
+//! and prints one table of both. `LATCHKEY_BENCH_DATABASE=empty` (or `seeded`) runs one. Every
+//! loop is bounded by a count and a time limit; all traffic goes to 127.0.0.1.
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -122,11 +123,25 @@ impl Server {
 
     /// Resident memory of the server process, in MiB.
     fn rss_mib(&self) -> f64 {
+        self.status_mib("VmRSS:")
+    }
+
+    /// Forgets the highest RSS so far: from now on `peak_rss_mib` is the peak under load.
+    fn reset_peak_rss(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").unwrap();
+    }
+
+    /// The highest RSS since launch or since `reset_peak_rss`.
+    fn peak_rss_mib(&self) -> f64 {
+        self.status_mib("VmHWM:")
+    }
+
+    fn status_mib(&self, field: &str) -> f64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
@@ -518,35 +533,91 @@ where
     }
 }
 
-fn print_single_step<T>(what: &str, run: &Run<T>) {
-    let totals = run.sorted_totals();
-    println!(
-        "{what:<22} {:>3} clients {:>7} requests {:>7.0}/s  p50 {:.2} ms  p99 {:.2} ms  \
-         server CPU {:.3} ms/request",
-        SINGLE_STEP_CLIENTS,
-        totals.len(),
-        run.rate(),
-        percentile(&totals, 0.50),
-        percentile(&totals, 0.99),
-        run.cpu_ms_each(),
-    );
+/// One line of the closing table.
+struct Row {
+    database: &'static str,
+    step: &'static str,
+    clients: usize,
+    /// Flows, requests or (for the start) nothing per second.
+    rate: Option<f64>,
+    p50_ms: f64,
+    p99_ms: Option<f64>,
+    cpu_ms: Option<f64>,
+    rss_idle: f64,
+    /// The server's highest RSS (VmHWM) from the end of the warm-up to the end of this step;
+    /// for the start, from launch to the first answer.
+    rss_peak: f64,
 }
 
-/// The full-flow levels, one table line each; returns the highest RSS seen after a level.
-async fn full_flows(server: &Server, proxmox: &Client) -> f64 {
+impl Row {
+    fn of_run<T>(
+        database: &'static str,
+        step: &'static str,
+        clients: usize,
+        run: &Run<T>,
+        server: &Server,
+        rss_idle: f64,
+    ) -> Row {
+        let totals = run.sorted_totals();
+        Row {
+            database,
+            step,
+            clients,
+            rate: Some(run.rate()),
+            p50_ms: percentile(&totals, 0.50),
+            p99_ms: Some(percentile(&totals, 0.99)),
+            cpu_ms: Some(run.cpu_ms_each()),
+            rss_idle,
+            rss_peak: server.peak_rss_mib(),
+        }
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
     println!(
-        "{:>11} {:>7} {:>9} {:>9} {:>9} {:>11} | {:>9} {:>9} {:>9} (p50 ms)",
-        "concurrency",
-        "flows",
-        "flows/s",
+        "{:<8} {:<22} {:>7} {:>9} {:>8} {:>8} {:>11} {:>12} {:>12}",
+        "database",
+        "step",
+        "clients",
+        "per s",
         "p50 ms",
         "p99 ms",
-        "CPU/flow ms",
-        "authorize",
-        "token",
-        "userinfo"
+        "CPU ms each",
+        "RSS idle MiB",
+        "RSS peak MiB"
     );
-    let mut peak: f64 = 0.0;
+    let or_dash = |value: Option<f64>, decimals: usize| {
+        value.map_or("-".to_string(), |v| format!("{v:.decimals$}"))
+    };
+    for row in rows {
+        println!(
+            "{:<8} {:<22} {:>7} {:>9} {:>8.2} {:>8} {:>11} {:>12.1} {:>12.1}",
+            row.database,
+            row.step,
+            if row.clients == 0 {
+                "-".to_string()
+            } else {
+                row.clients.to_string()
+            },
+            or_dash(row.rate, 0),
+            row.p50_ms,
+            or_dash(row.p99_ms, 2),
+            or_dash(row.cpu_ms, 3),
+            row.rss_idle,
+            row.rss_peak,
+        );
+    }
+}
+
+/// The full-flow levels; prints each level's per-step medians as it goes.
+async fn full_flows(
+    database: &'static str,
+    server: &Server,
+    proxmox: &Client,
+    rss_idle: f64,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
     for &level in LEVELS {
         let clients = (0..level).map(|_| fresh(proxmox)).collect();
         let run = drive(
@@ -560,27 +631,29 @@ async fn full_flows(server: &Server, proxmox: &Client) -> f64 {
             },
         )
         .await;
-        peak = peak.max(server.rss_mib());
-        let total = run.sorted_totals();
         let step = |pick: fn(&Timing) -> u128| {
             let mut list: Vec<u128> = run.samples.iter().map(|(_, t)| pick(t)).collect();
             list.sort_unstable();
             percentile(&list, 0.50)
         };
         println!(
-            "{:>11} {:>7} {:>9.0} {:>9.2} {:>9.2} {:>11.3} | {:>9.2} {:>9.2} {:>9.2}",
-            level,
-            total.len(),
-            run.rate(),
-            percentile(&total, 0.50),
-            percentile(&total, 0.99),
-            run.cpu_ms_each(),
+            "{database}, {level} clients: {} flows; p50 per step: authorize {:.2} ms, \
+             token {:.2} ms, userinfo {:.2} ms",
+            run.samples.len(),
             step(|t| t.authorize),
             step(|t| t.token),
             step(|t| t.userinfo),
         );
+        rows.push(Row::of_run(
+            database,
+            "full flow",
+            level,
+            &run,
+            server,
+            rss_idle,
+        ));
     }
-    peak
+    rows
 }
 
 /// The same client with its own connection pool (same session, same secret).
@@ -591,7 +664,12 @@ fn fresh(template: &Client) -> Client {
     }
 }
 
-async fn single_steps(server: &Server, proxmox: &Client) -> f64 {
+async fn single_steps(
+    database: &'static str,
+    server: &Server,
+    proxmox: &Client,
+    rss_idle: f64,
+) -> Vec<Row> {
     let mut with_access = Vec::new();
     let mut with_refresh = Vec::new();
     for _ in 0..SINGLE_STEP_CLIENTS {
@@ -602,7 +680,7 @@ async fn single_steps(server: &Server, proxmox: &Client) -> f64 {
         with_access.push((fresh(&client), Arc::new(access)));
         with_refresh.push((fresh(&client), refresh));
     }
-    let run = drive(
+    let userinfo = drive(
         server,
         with_access,
         USERINFO_REQUESTS,
@@ -613,9 +691,15 @@ async fn single_steps(server: &Server, proxmox: &Client) -> f64 {
         },
     )
     .await;
-    print_single_step("userinfo alone", &run);
-    let mut peak = server.rss_mib();
-    let run = drive(
+    let userinfo = Row::of_run(
+        database,
+        "userinfo alone",
+        SINGLE_STEP_CLIENTS,
+        &userinfo,
+        server,
+        rss_idle,
+    );
+    let refresh = drive(
         server,
         with_refresh,
         REFRESH_REQUESTS,
@@ -626,14 +710,21 @@ async fn single_steps(server: &Server, proxmox: &Client) -> f64 {
         },
     )
     .await;
-    print_single_step("refresh grant alone", &run);
-    peak = peak.max(server.rss_mib());
-    peak
+    let refresh = Row::of_run(
+        database,
+        "refresh grant alone",
+        SINGLE_STEP_CLIENTS,
+        &refresh,
+        server,
+        rss_idle,
+    );
+    vec![userinfo, refresh]
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let seeded = std::env::var("LATCHKEY_BENCH_SEED").is_ok_and(|v| v == "1");
+/// A server on a fresh database (seeded or not) with one person and the Proxmox client; every
+/// step measured on it, and its start after a SIGKILL.
+async fn bench(seeded: bool) -> Vec<Row> {
+    let database = if seeded { "seeded" } else { "empty" };
     let mut server = Server::new();
     server.cli(&[
         "user",
@@ -669,23 +760,44 @@ async fn main() {
     // One warm-up flow pays argon2 once; the server then caches the verified secret.
     proxmox.flow().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = server.rss_mib();
-    println!(
-        "latchkey benchmark (release build, 127.0.0.1, 2 cores), database: {}",
-        if seeded {
-            "seeded"
-        } else {
-            "empty (one person, one client)"
-        }
-    );
-    println!("server memory idle: {idle:.1} MiB RSS");
-    let peak = full_flows(&server, &proxmox).await.max(idle);
-    let peak = single_steps(&server, &proxmox).await.max(peak);
-    println!("server memory after load: {peak:.1} MiB RSS (highest after any run)");
+    let rss_idle = server.rss_mib();
+    server.reset_peak_rss();
+    let mut rows = full_flows(database, &server, &proxmox, rss_idle).await;
+    rows.extend(single_steps(database, &server, &proxmox, rss_idle).await);
+    // Killed, not stopped: the start replays whatever log the load left.
     server.stop();
     let start = server.start();
+    rows.push(Row {
+        database,
+        step: "start after SIGKILL",
+        clients: 0,
+        rate: None,
+        p50_ms: start.as_secs_f64() * 1000.0,
+        p99_ms: None,
+        cpu_ms: None,
+        rss_idle,
+        rss_peak: server.peak_rss_mib(),
+    });
+    rows
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let databases: &[bool] = match std::env::var("LATCHKEY_BENCH_DATABASE").as_deref() {
+        Ok("empty") => &[false],
+        Ok("seeded") => &[true],
+        Ok("both") | Err(_) => &[false, true],
+        Ok(other) => panic!("LATCHKEY_BENCH_DATABASE is empty, seeded or both, not {other}"),
+    };
+    println!("latchkey benchmark: release build, 127.0.0.1, 2 cores shared with this load");
+    let mut rows = Vec::new();
+    for &seeded in databases {
+        rows.extend(bench(seeded).await);
+    }
+    print_table(&rows);
     println!(
-        "start: launch to first /healthz 200 on this database: {:.1} ms",
-        start.as_secs_f64() * 1000.0
+        "full flow: authorize (signed in) → token (client_secret_basic, PKCE) → userinfo; \
+         CPU is the server's user + system time per flow or request; the start is from \
+         launch to the first /healthz 200"
     );
 }

@@ -127,6 +127,7 @@ pub fn run(settings: Settings) -> CliResult {
         );
     }
     let issuer = settings.issuer.clone();
+    let stopping = store.clone();
     let state = AppState::new(store, settings);
     system.block_on(async move {
         if let Some((listener, _)) = redirect {
@@ -141,6 +142,9 @@ pub fn run(settings: Settings) -> CliResult {
         server.await.map_err(CliError::io("the server stopped"))
     })?;
     notify::tell(notify::Status::Stopping);
+    if let Err(error) = stopping.checkpoint() {
+        tracing::warn!(%error, "the database's log was left for the next start to replay");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod ceremonies;
+mod checkpoint;
 pub mod clients;
 pub mod consents;
 pub mod grants;
@@ -96,6 +97,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
         true,
     )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // The writer's checkpoints run beside it (see `checkpoint`); other connections write too
+    // rarely to take one over.
+    conn.pragma_update(None, "wal_autocheckpoint", checkpoint::CATCH_UP_PAGES)?;
     Ok(())
 }
 
@@ -240,14 +244,25 @@ impl Store {
         if let Some(writer) = self.queue.get() {
             return Ok(writer);
         }
-        let conn = ConnectionManager {
+        let manager = ConnectionManager {
             path: self.path.clone(),
-        }
-        .connect_configured()?;
+        };
+        let mut conn = manager.connect_configured()?;
+        checkpoint::beside(&mut conn, manager.connect_configured()?)
+            .map_err(StoreError::WriterStart)?;
         let writer = Writer::start(conn, self.turn.clone(), self.waits.clone())
             .map_err(StoreError::WriterStart)?;
         // Two first writes at once may both start one; the spare thread ends with its handle.
         Ok(self.queue.get_or_init(|| writer))
+    }
+
+    /// Copies the whole log into the database and empties it, so that the next start has
+    /// nothing to replay. For a server that has stopped: it waits for writes under way.
+    pub fn checkpoint(&self) -> StoreResult<()> {
+        self.pool
+            .get()?
+            .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::TRUNCATE)?;
+        Ok(())
     }
 
     /// Writes a consistent copy of the live database to `dest` (which must not exist).

@@ -368,6 +368,14 @@ fn serve_stops_gracefully_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
+    let added = latchkey()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["client", "add", "app", "--redirect-uri", "https://app.example/cb"])
+        .args(["--json"])
+        .output()
+        .unwrap();
+    let added: Value = serde_json::from_slice(&added.stdout).unwrap();
     let child = latchkey()
         .arg("--data-dir")
         .arg(dir.path())
@@ -387,6 +395,21 @@ fn serve_stops_gracefully_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(ready, "serve listens");
+    // A code exchange goes through the database's writer thread, which keeps a connection.
+    let basic = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("app:{}", added["client_secret"].as_str().unwrap()),
+    );
+    let exchanged = http(
+        &format!("http://127.0.0.1:{port}/token"),
+        "POST",
+        &format!(
+            "Authorization: Basic {basic}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n"
+        ),
+        "grant_type=authorization_code&code=unknown&redirect_uri=https%3A%2F%2Fapp.example%2Fcb",
+    );
+    assert_eq!(exchanged, Some(400), "invalid_grant");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -405,18 +428,28 @@ fn serve_stops_gracefully_on_sigterm() {
     );
     assert!(stdout.contains("No administrator yet"), "{stdout}");
     assert!(dir.path().join("latchkey.db").exists());
+    // The log was copied into the database at the stop: the next start replays nothing.
+    let log = std::fs::metadata(dir.path().join("latchkey.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(log, 0, "log left at stop");
 }
 
 /// The status of a plain HTTP/1.1 GET, without an async runtime.
 fn http_status(url: &str) -> Option<u16> {
+    http(url, "GET", "", "")
+}
+
+/// The status of a plain HTTP/1.1 request with `headers` (each ending in CRLF) and `body`.
+fn http(url: &str, method: &str, headers: &str, body: &str) -> Option<u16> {
     use std::io::Read;
     let url = url::Url::parse(url).ok()?;
     let mut stream = std::net::TcpStream::connect((url.host_str()?, url.port()?)).ok()?;
     write!(
         stream,
-        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        "{method} {} HTTP/1.1\r\nHost: {}\r\n{headers}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
         url.path(),
-        url.host_str()?
+        url.host_str()?,
+        body.len()
     )
     .ok()?;
     let mut answer = String::new();

@@ -1,0 +1,110 @@
+//! Checkpoints beside the writer, not in its path. SQLite's automatic checkpoint runs inside
+//! the COMMIT that crosses its threshold (1000 pages, about fifty sign-ins), so that batch and
+//! every write queued behind it waited while pages were copied into the database file and
+//! synced: the one slow sign-in in fifty at one client, a convoy under load.
+//!
+//! Here the writer's connection rings a bell when the log passes `CHECKPOINT_PAGES`, and a
+//! thread with its own connection copies the log into the database while writes go on (a
+//! passive checkpoint). The log starts over at the first write after a checkpoint that copied
+//! everything. Should writes never pause long enough for that, the writer checkpoints itself
+//! at `CATCH_UP_PAGES`, so the log stays bounded. Larger and fewer checkpoints cost less in
+//! all (each one syncs the database file twice, whatever its size) and leave fewer writes
+//! competing with one for the disk.
+
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use rusqlite::Connection;
+use rusqlite::hooks::Wal;
+use rusqlite::wal::CheckpointMode;
+
+/// The log's size, in pages of 4 KiB, that sets off a checkpoint beside the writer.
+const CHECKPOINT_PAGES: i32 = 10_000;
+/// The log's size at which the writer checkpoints itself (the thread cannot finish), and at
+/// which any other connection does (their writes are rare: the command line, admin pages).
+pub(super) const CATCH_UP_PAGES: i32 = 2 * CHECKPOINT_PAGES;
+
+/// Takes the checkpoints of `writer` off its path, onto a thread of their own on `conn`. The
+/// thread ends when `writer` is closed.
+pub(super) fn beside(writer: &mut Connection, conn: Connection) -> std::io::Result<()> {
+    let (bell, rung) = sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("latchkey-checkpoint".into())
+        .spawn(move || serve(&conn, &rung))?;
+    writer
+        .wal_hook(Some(move |wal: &mut Wal, pages| {
+            if pages >= CATCH_UP_PAGES {
+                // What the hook returns would read as the commit's own result, and the
+                // commit stands either way; a checkpoint that fails is tried again later.
+                if let Err(error) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+                    tracing::warn!(%error, "the database's log could not be checkpointed");
+                }
+            } else if pages >= CHECKPOINT_PAGES {
+                // A full bell means a checkpoint is due already.
+                let _ = bell.try_send(());
+            }
+            Ok(())
+        }))
+        .map_err(std::io::Error::other)
+}
+
+fn serve(conn: &Connection, rung: &Receiver<()>) {
+    while rung.recv().is_ok() {
+        // The log grows until a checkpoint succeeds; nothing written is lost meanwhile.
+        if let Err(error) = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE) {
+            tracing::warn!(%error, "the database's log could not be checkpointed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::{CATCH_UP_PAGES, CHECKPOINT_PAGES};
+    use crate::store::{DATABASE_FILE, Store, StoreError};
+
+    /// A page of the database, or a frame of the log with its header.
+    const PAGE: u64 = 4096;
+    const FRAME: u64 = PAGE + 24;
+
+    /// Writes about `pages` pages through the writer, a blob of 16 pages at a time.
+    async fn fill(store: &Store, pages: i32) {
+        for _ in 0..pages / 16 {
+            store
+                .write_async(|conn| {
+                    conn.execute("INSERT INTO t (b) VALUES (zeroblob(16 * 4096 - 64))", [])?;
+                    Ok::<_, StoreError>(())
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    fn size(dir: &Path, suffix: &str) -> u64 {
+        std::fs::metadata(dir.join(format!("{DATABASE_FILE}{suffix}"))).map_or(0, |m| m.len())
+    }
+
+    #[tokio::test]
+    async fn the_log_is_checkpointed_beside_the_writer_and_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write_async(|conn| Ok::<_, StoreError>(conn.execute_batch("CREATE TABLE t (b)")?))
+            .await
+            .unwrap();
+        let pages = CHECKPOINT_PAGES + CHECKPOINT_PAGES / 5;
+        fill(&store, pages).await;
+        // The thread copies the log into the database on its own, without another write.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while size(dir.path(), "") < pages as u64 * PAGE && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(size(dir.path(), "") >= pages as u64 * PAGE, "checkpointed");
+        // Writes without a pause: the log still starts over, at the latest when the writer
+        // catches up itself.
+        fill(&store, 2 * CATCH_UP_PAGES).await;
+        let log = size(dir.path(), "-wal");
+        assert!(log <= (CATCH_UP_PAGES as u64 + 64) * FRAME, "log of {log} bytes");
+    }
+}
