@@ -108,8 +108,7 @@ pub fn current(
         return Ok(None);
     }
     if now - session.last_seen_at >= TOUCH_INTERVAL_SECS {
-        conn.prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
-            .execute(rusqlite::params![session.id_hash, now])?;
+        sessions::touch(conn, &session.id_hash, now)?;
     }
     Ok(Some((session, user)))
 }

@@ -83,7 +83,7 @@ fn declare_group(
     let name = names::group_name(&group.name)?;
     match groups::id_by_name(conn, &name)? {
         Some(id) => {
-            conn.execute("UPDATE groups SET declared = 1 WHERE id = ?1", [id])?;
+            groups::set_declared(conn, id, true)?;
         }
         None => {
             groups::insert(conn, &name, true, now)?;
@@ -230,7 +230,7 @@ fn remove_undeclared(
         .collect();
     for group in groups::list(conn)? {
         if group.declared && !still_groups.contains(&group.name.as_str()) {
-            conn.execute("UPDATE groups SET declared = 0 WHERE id = ?1", [group.id])?;
+            groups::set_declared(conn, group.id, false)?;
             super::groups::remove(conn, &group.name, origin, now)?;
             removed.push(format!("group {}", group.name));
         }

@@ -44,12 +44,7 @@ pub fn remove(
     now: UnixTime,
 ) -> DirectoryResult<()> {
     let id = ensure_editable(conn, name)?.id;
-    let mut stmt = conn.prepare(
-        "SELECT client_id FROM client_allowed_groups WHERE group_id = ?1 ORDER BY client_id",
-    )?;
-    let clients: Vec<String> = stmt
-        .query_map([id], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
+    let clients = groups::clients_allowing(conn, id)?;
     if !clients.is_empty() {
         return Err(DirectoryError::Conflict(format!(
             "group {name:?} is an allowed group of client(s) {}; remove it from them first",

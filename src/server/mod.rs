@@ -89,10 +89,7 @@ async fn healthz(state: State) -> Result<HttpResponse, PageError> {
     blocking(&state, |state| {
         state
             .store
-            .read(|conn| {
-                conn.query_row("SELECT 1", [], |_| Ok(()))
-                    .map_err(StoreError::from)
-            })
+            .read(crate::store::meta::ping)
             .map_err(PageError::from)
     })
     .await

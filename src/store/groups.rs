@@ -53,6 +53,24 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<Group>> {
     Ok(groups)
 }
 
+/// Marks a group as declared in the config file (or no longer).
+pub fn set_declared(conn: &Connection, id: i64, declared: bool) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE groups SET declared = ?2 WHERE id = ?1")?
+        .execute(params![id, declared])?;
+    Ok(())
+}
+
+/// The clients that admit only some groups and name this one among them, sorted.
+pub fn clients_allowing(conn: &Connection, id: i64) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT client_id FROM client_allowed_groups WHERE group_id = ?1 ORDER BY client_id",
+    )?;
+    let clients = stmt
+        .query_map([id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(clients)
+}
+
 pub fn delete(conn: &Connection, id: i64) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM groups WHERE id = ?1")?
         .execute([id])?;

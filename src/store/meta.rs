@@ -7,6 +7,12 @@ use super::StoreResult;
 /// The issuer `serve` last published, so that the CLI prints links that match it.
 pub const SERVED_ISSUER: &str = "served_issuer";
 
+/// Whether the database answers at all.
+pub fn ping(conn: &Connection) -> StoreResult<()> {
+    conn.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;
+    Ok(())
+}
+
 pub fn get(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
     Ok(conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {

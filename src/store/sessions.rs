@@ -69,6 +69,13 @@ pub fn live(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<Opti
     .transpose()
 }
 
+/// Records that the session was seen at `now` (its idle time starts over).
+pub fn touch(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
+        .execute(params![id_hash, now])?;
+    Ok(())
+}
+
 pub fn delete(conn: &Connection, id_hash: &str) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
         .execute([id_hash])?;
