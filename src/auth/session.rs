@@ -1,11 +1,10 @@
-//! Browser sessions: a server-side row behind an `HttpOnly`, `SameSite=Lax` cookie that is
-//! `Secure` and `__Host-` prefixed when the issuer is https.
+//! Browser sessions: a server-side row found by the hash of the secret its cookie carries
+//! (see `web::cookies`).
 
-use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use rusqlite::Connection;
 
 use crate::clock::UnixTime;
-use crate::config::{Issuer, SessionPolicy};
+use crate::config::SessionPolicy;
 use crate::secrets;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, Origin};
@@ -19,42 +18,23 @@ pub const RECENT_SIGN_IN_SECS: i64 = 10 * 60;
 /// `last_seen_at` is refreshed at most this often, to keep reads cheap.
 const TOUCH_INTERVAL_SECS: i64 = 60;
 
-/// The cookie's name: `__Host-` prefixed on https, where the browser then enforces
-/// `Secure`, `Path=/` and no `Domain`.
-pub fn cookie_name(issuer: &Issuer) -> &'static str {
-    if issuer.is_https() {
-        "__Host-latchkey_session"
-    } else {
-        "latchkey_session"
-    }
+/// A session just started: the secret its cookie carries (only its hash is stored), and how
+/// long it lives.
+#[derive(Debug)]
+pub struct NewSession {
+    pub secret: String,
+    pub lifetime_secs: i64,
 }
 
-/// A cookie of ours with the strict attributes every one of them shares.
-pub fn strict_cookie(
-    issuer: &Issuer,
-    name: &'static str,
-    value: String,
-    max_age_secs: i64,
-) -> Cookie<'static> {
-    Cookie::build(name, value)
-        .path("/")
-        .http_only(true)
-        .secure(issuer.is_https())
-        .same_site(SameSite::Lax)
-        .max_age(CookieDuration::seconds(max_age_secs))
-        .finish()
-}
-
-/// Starts a session for `user`; returns the cookie to set.
+/// Starts a session for `user`; returns its secret, for the browser to keep.
 pub fn start(
     conn: &Connection,
-    issuer: &Issuer,
     policy: &SessionPolicy,
     user: &User,
     amr: &[&str],
     origin: &Origin,
     now: UnixTime,
-) -> StoreResult<Cookie<'static>> {
+) -> StoreResult<NewSession> {
     let id = secrets::random_token();
     sessions::insert(
         conn,
@@ -78,12 +58,10 @@ pub fn start(
         origin,
         now,
     )?;
-    Ok(strict_cookie(
-        issuer,
-        cookie_name(issuer),
-        id,
-        policy.lifetime_secs,
-    ))
+    Ok(NewSession {
+        secret: id,
+        lifetime_secs: policy.lifetime_secs,
+    })
 }
 
 /// The signed-in session and its (enabled) user for a cookie value, if any.
@@ -135,13 +113,6 @@ pub fn end(
         now,
     )?;
     Ok(())
-}
-
-/// A cookie that makes the browser forget one of ours.
-pub fn removal(issuer: &Issuer, name: &'static str) -> Cookie<'static> {
-    let mut cookie = strict_cookie(issuer, name, String::new(), 0);
-    cookie.make_removal();
-    cookie
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! request a browser is signing in for.
 
 pub mod assets;
+pub mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod headers;

@@ -96,19 +96,10 @@ impl World {
     fn sign_in(&self, policy: &SessionPolicy, at: UnixTime) -> String {
         self.store
             .write(|tx| {
-                session::start(
-                    tx,
-                    &self.issuer,
-                    policy,
-                    &self.alice,
-                    &["hwk"],
-                    &Origin::default(),
-                    at,
-                )
+                session::start(tx, policy, &self.alice, &["hwk"], &Origin::default(), at)
             })
             .unwrap()
-            .value()
-            .to_string()
+            .secret
     }
 
     /// The session behind `cookie` at `at`, as a request would see it.

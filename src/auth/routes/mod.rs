@@ -16,6 +16,7 @@ use crate::limits::{Address, RateLimiter, Retry};
 use crate::state::{AppState, State, blocking};
 use crate::store::sessions::Session;
 use crate::store::users::User;
+use crate::web::cookies;
 use crate::web::error::{ApiError, PageError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -37,7 +38,7 @@ pub(crate) async fn signed_in(
     req: &HttpRequest,
     state: &State,
 ) -> Result<Option<(Session, User)>, PageError> {
-    let Some(cookie) = AppState::cookie(req, session::cookie_name(&state.settings.issuer)) else {
+    let Some(cookie) = AppState::cookie(req, cookies::session_name(&state.settings.issuer)) else {
         return Ok(None);
     };
     let current = blocking(state, move |state| {

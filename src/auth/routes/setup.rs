@@ -11,6 +11,7 @@ use crate::auth::{session, setup};
 use crate::clock;
 use crate::observe::metrics::{Ceremony, SignInMethod};
 use crate::state::{State, blocking};
+use crate::web::cookies;
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, SetupPage};
 
@@ -87,7 +88,7 @@ async fn finish(
         ceremony,
         credential,
     } = body.into_inner();
-    let cookie = blocking(&state, move |state| {
+    let started = blocking(&state, move |state| {
         let passkeys = passkeys(state)?;
         let now = clock::now();
         // The ceremony is spent even when the attempt fails.
@@ -101,7 +102,6 @@ async fn finish(
             crate::observe::note_user(&user.username);
             Ok::<_, ApiError>(Ok(session::start(
                 tx,
-                &state.settings.issuer,
                 &state.settings.sessions,
                 &user,
                 &["hwk", "user", "mfa"],
@@ -114,11 +114,11 @@ async fn finish(
     .and_then(|finished| finished);
     state
         .metrics
-        .ceremony_ended(Ceremony::Setup, cookie.is_ok());
-    state.metrics.sign_in(SignInMethod::Setup, cookie.is_ok());
-    let cookie = cookie?;
+        .ceremony_ended(Ceremony::Setup, started.is_ok());
+    state.metrics.sign_in(SignInMethod::Setup, started.is_ok());
+    let started = started?;
     Ok(signed_in_json(
-        cookie,
+        cookies::session(&state.settings.issuer, started),
         format!("{}/account", state.settings.issuer.path()),
     ))
 }

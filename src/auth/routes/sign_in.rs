@@ -17,6 +17,7 @@ use crate::observe::note_user;
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
 use crate::store::sessions;
+use crate::web::cookies;
 use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
 use crate::web::pages::{self, LoginPage};
@@ -49,19 +50,11 @@ fn replace_session(
     amr: &[&str],
     origin: &crate::store::audit::Origin,
     now: clock::UnixTime,
-) -> Result<actix_web::cookie::Cookie<'static>, crate::store::StoreError> {
+) -> Result<session::NewSession, crate::store::StoreError> {
     if let Some(previous) = previous {
         sessions::delete(tx, &secrets::token_hash(&previous))?;
     }
-    session::start(
-        tx,
-        &state.settings.issuer,
-        &state.settings.sessions,
-        user,
-        amr,
-        origin,
-        now,
-    )
+    session::start(tx, &state.settings.sessions, user, amr, origin, now)
 }
 
 /// A login link's page: who it signs in, the app it continues to, and who it signs out.
@@ -133,9 +126,9 @@ async fn open_login_link(
     links_within_limit(&req, &state)?;
     csrf::verify(&req, &state.settings.issuer, Some(&form.csrf_token))?;
     let origin = state.origin(&req);
-    let previous = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
+    let previous = AppState::cookie(&req, cookies::session_name(&state.settings.issuer));
     let token = token.into_inner();
-    let cookie = blocking(&state, move |state| {
+    let started = blocking(&state, move |state| {
         let now = clock::now();
         state.store.write(|tx| {
             let user = match login_link::redeem(tx, &state.failures, &token, &origin, now)? {
@@ -143,16 +136,16 @@ async fn open_login_link(
                 Err(failure) => return Ok(Err(failure)),
             };
             note_user(&user.username);
-            let cookie = replace_session(tx, state, previous, &user, &["otp"], &origin, now)?;
-            Ok::<_, PageError>(Ok(cookie))
+            let started = replace_session(tx, state, previous, &user, &["otp"], &origin, now)?;
+            Ok::<_, PageError>(Ok(started))
         })
     })
     .await?;
-    state.metrics.sign_in(SignInMethod::Link, cookie.is_ok());
-    let cookie = cookie.map_err(link_not_valid)?;
+    state.metrics.sign_in(SignInMethod::Link, started.is_ok());
+    let started = started.map_err(link_not_valid)?;
     let mut response = see_other(after_sign_in(&req, &state.settings.issuer));
     response
-        .add_cookie(&cookie)
+        .add_cookie(&cookies::session(&state.settings.issuer, started))
         .map_err(|e| PageError::internal(&e))?;
     Ok(response)
 }
@@ -201,12 +194,12 @@ async fn finish(
 ) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
     let origin = state.origin(&req);
-    let previous = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
+    let previous = AppState::cookie(&req, cookies::session_name(&state.settings.issuer));
     let FinishRequest {
         ceremony,
         credential,
     } = body.into_inner();
-    let cookie = blocking(&state, move |state| {
+    let started = blocking(&state, move |state| {
         let passkeys = passkeys(state)?;
         let now = clock::now();
         // The failure's audit event must be kept even though the sign-in is refused.
@@ -233,11 +226,12 @@ async fn finish(
     .and_then(|finished| finished);
     state
         .metrics
-        .ceremony_ended(Ceremony::SignIn, cookie.is_ok());
-    state.metrics.sign_in(SignInMethod::Passkey, cookie.is_ok());
-    let cookie = cookie?;
+        .ceremony_ended(Ceremony::SignIn, started.is_ok());
+    state
+        .metrics
+        .sign_in(SignInMethod::Passkey, started.is_ok());
     Ok(signed_in_json(
-        cookie,
+        cookies::session(&state.settings.issuer, started?),
         after_sign_in(&req, &state.settings.issuer),
     ))
 }

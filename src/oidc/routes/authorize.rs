@@ -15,6 +15,7 @@ use crate::oidc::scope;
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
 use crate::store::pending;
+use crate::web::cookies;
 use crate::web::error::PageError;
 use crate::web::pages::{self, ConsentPage, NotAllowedPage};
 use crate::web::{csrf, parked};
@@ -106,7 +107,7 @@ async fn decide(
 ) -> Result<HttpResponse, AuthorizeError> {
     let origin = state.origin(&req);
     let address = Address::of(origin.ip.as_deref());
-    let session_cookie = AppState::cookie(&req, session::cookie_name(&state.settings.issuer));
+    let session_cookie = AppState::cookie(&req, cookies::session_name(&state.settings.issuer));
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
     let client_id = params.get("client_id").map(str::to_string);
     let shared = state.clone();
@@ -171,7 +172,7 @@ async fn decide(
     };
     let issuer = &state.settings.issuer;
     let pending_cookie = |parked| {
-        session::strict_cookie(
+        cookies::strict(
             issuer,
             parked::cookie_name(issuer),
             parked,
@@ -182,7 +183,7 @@ async fn decide(
         Next::Redirect(url) => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, url))
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .cookie(session::removal(issuer, parked::cookie_name(issuer)))
+            .cookie(cookies::removal(issuer, parked::cookie_name(issuer)))
             .finish(),
         Next::SignIn { parked } => HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("{}/login", issuer.path())))

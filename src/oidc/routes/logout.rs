@@ -9,6 +9,7 @@ use crate::clock;
 use crate::oidc::logout;
 use crate::oidc::params::Params;
 use crate::state::{AppState, State, blocking};
+use crate::web::cookies;
 use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::pages::{self, LogoutPage, SignedOutPage};
@@ -45,7 +46,7 @@ async fn logout_flow(
 ) -> Result<HttpResponse, PageError> {
     let origin = state.origin(&req);
     let issuer = state.settings.issuer.clone();
-    let session_cookie = AppState::cookie(&req, session::cookie_name(&issuer));
+    let session_cookie = AppState::cookie(&req, cookies::session_name(&issuer));
     let carried = params.clone();
     let (request, signed_in_as) = blocking(&state, move |state| {
         let now = clock::now();
@@ -98,7 +99,7 @@ async fn logout_flow(
         }
         return Ok(response);
     }
-    let removal = session::removal(&issuer, session::cookie_name(&issuer));
+    let removal = cookies::removal(&issuer, cookies::session_name(&issuer));
     match request.return_to {
         Some(target) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, target))
