@@ -1,5 +1,7 @@
 //! OIDC clients (relying parties) and the groups allowed to use them.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::signing_keys::SigningAlg;
@@ -71,18 +73,25 @@ fn from_row(row: &Row) -> rusqlite::Result<RawClient> {
     })
 }
 
-fn complete(conn: &Connection, raw: RawClient) -> StoreResult<Client> {
+/// The client with its stored lists decoded and its allowed groups' names.
+fn complete(raw: RawClient, allowed_groups: Vec<String>) -> StoreResult<Client> {
     let mut client = raw.client;
     client.redirect_uris = from_json("clients", &raw.redirect_uris)?;
     client.post_logout_redirect_uris = from_json("clients", &raw.post_logout_redirect_uris)?;
+    client.allowed_groups = allowed_groups;
+    Ok(client)
+}
+
+/// The names of the groups one client allows, sorted.
+fn allowed_groups(conn: &Connection, client_id: &str) -> StoreResult<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT g.name FROM groups g JOIN client_allowed_groups a ON a.group_id = g.id \
          WHERE a.client_id = ?1 ORDER BY g.name",
     )?;
-    client.allowed_groups = stmt
-        .query_map([&client.client_id], |row| row.get(0))?
+    let names = stmt
+        .query_map([client_id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    Ok(client)
+    Ok(names)
 }
 
 pub fn by_id(conn: &Connection, client_id: &str) -> StoreResult<Option<Client>> {
@@ -92,13 +101,32 @@ pub fn by_id(conn: &Connection, client_id: &str) -> StoreResult<Option<Client>> 
         ))?
         .query_row([client_id], from_row)
         .optional()?;
-    raw.map(|raw| complete(conn, raw)).transpose()
+    raw.map(|raw| {
+        let allowed = allowed_groups(conn, &raw.client.client_id)?;
+        complete(raw, allowed)
+    })
+    .transpose()
 }
 
 pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"))?;
     let raws: Vec<RawClient> = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
-    raws.into_iter().map(|raw| complete(conn, raw)).collect()
+    // Every client's allowed groups in one query, not one query per client.
+    let mut allowed = conn.prepare(
+        "SELECT a.client_id, g.name FROM groups g \
+         JOIN client_allowed_groups a ON a.group_id = g.id ORDER BY g.name",
+    )?;
+    let mut by_client: HashMap<String, Vec<String>> = HashMap::new();
+    for pair in allowed.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        let (client_id, group) = pair?;
+        by_client.entry(client_id).or_default().push(group);
+    }
+    raws.into_iter()
+        .map(|raw| {
+            let groups = by_client.remove(&raw.client.client_id).unwrap_or_default();
+            complete(raw, groups)
+        })
+        .collect()
 }
 
 /// Inserts a client; its allowed groups must already exist (ids given).

@@ -1,5 +1,7 @@
 //! Groups and their members.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreResult;
@@ -41,14 +43,18 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<Group>> {
             })
         })?
         .collect::<Result<_, _>>()?;
+    // Every membership in one query, not one query per group.
     let mut members = conn.prepare(
-        "SELECT u.username FROM users u JOIN group_members m ON m.user_id = u.id \
-         WHERE m.group_id = ?1 ORDER BY u.username",
+        "SELECT m.group_id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
+         ORDER BY u.username",
     )?;
+    let mut by_group: HashMap<i64, Vec<String>> = HashMap::new();
+    for member in members.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
+        let (group_id, username) = member?;
+        by_group.entry(group_id).or_default().push(username);
+    }
     for group in &mut groups {
-        group.members = members
-            .query_map([group.id], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
+        group.members = by_group.remove(&group.id).unwrap_or_default();
     }
     Ok(groups)
 }

@@ -160,6 +160,72 @@ async fn lists_as_json() {
     assert_eq!(app.cli_ok(&["user", "list", "--json"]).trim(), "[]");
 }
 
+/// Lists put each member and each allowed group with its own group and client.
+#[tokio::test]
+async fn lists_keep_members_and_allowed_groups_apart() {
+    let app = spawn_app();
+    for user in ["carol", "bob", "dave"] {
+        app.cli_ok(&["user", "add", user]);
+    }
+    for (group, members) in [
+        ("ops", &["dave", "bob"][..]),
+        ("devs", &["carol"]),
+        ("idle", &[]),
+    ] {
+        app.cli_ok(&["group", "add", group]);
+        for member in members {
+            app.cli_ok(&["group", "add-member", group, member]);
+        }
+    }
+    for (client, groups) in [
+        ("wiki", &["ops", "devs"][..]),
+        ("pve", &["ops"]),
+        ("open", &[]),
+    ] {
+        let mut args = vec![
+            "client",
+            "add",
+            client,
+            "--redirect-uri",
+            "https://app.example/cb",
+        ];
+        for group in groups {
+            args.extend(["--allowed-group", group]);
+        }
+        app.cli_ok(&args);
+    }
+    let groups: Value = serde_json::from_str(&app.cli_ok(&["group", "list", "--json"])).unwrap();
+    let members: Vec<(&str, &Value)> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].as_str().unwrap(), &g["members"]))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            ("devs", &serde_json::json!(["carol"])),
+            ("idle", &serde_json::json!([])),
+            ("ops", &serde_json::json!(["bob", "dave"])),
+        ]
+    );
+    let clients: Value = serde_json::from_str(&app.cli_ok(&["client", "list", "--json"])).unwrap();
+    let allowed: Vec<(&str, &Value)> = clients
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["client_id"].as_str().unwrap(), &c["allowed_groups"]))
+        .collect();
+    assert_eq!(
+        allowed,
+        [
+            ("open", &serde_json::json!([])),
+            ("pve", &serde_json::json!(["ops"])),
+            ("wiki", &serde_json::json!(["devs", "ops"])),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn backup_while_serving_is_a_consistent_database() {
     let app = spawn_app();
