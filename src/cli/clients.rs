@@ -4,11 +4,11 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{CliResult, print_json};
-use crate::clock;
+use crate::clock::{self, UnixTime};
 use crate::directory::clients::{self, ClientSettings, NewClient};
 use crate::store::Store;
 use crate::store::audit::Origin;
-use crate::store::clients as stored_clients;
+use crate::store::clients::{self as stored_clients, Client};
 
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -83,7 +83,6 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             id_token_alg,
             json,
         } => {
-            let id_token_alg = clients::id_token_alg(id_token_alg.as_deref())?;
             let new = NewClient {
                 client_id,
                 settings: ClientSettings {
@@ -94,110 +93,127 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
                     public,
                     ask_consent,
                     launch_url,
-                    id_token_signed_response_alg: id_token_alg,
+                    id_token_signed_response_alg: clients::id_token_alg(id_token_alg.as_deref())?,
                     ..ClientSettings::default()
                 },
             };
-            let secret = (!public).then(clients::new_secret).transpose()?;
-            let hash = secret.as_ref().map(|s| s.hash.clone());
-            let client = store.write(|tx| clients::add(tx, &new, hash, &origin, now))?;
-            let secret = secret.map(|s| s.secret);
-            if json {
-                let mut out = json!({ "client_id": client.client_id });
-                if let Some(secret) = &secret {
-                    out["client_secret"] = json!(secret);
-                }
-                return print_json(&out);
-            }
-            println!("Created client {}.", client.client_id);
-            println!("client_id:     {}", client.client_id);
-            match secret {
-                Some(secret) => {
-                    println!("client_secret: {secret}");
-                    println!("The secret is shown only now: store it in the application.");
-                }
-                None => println!("Public client: no secret; it must use PKCE (S256)."),
-            }
-            for uri in client
-                .redirect_uris
-                .iter()
-                .filter(|u| crate::oidc::redirect::is_plain_http(u))
-            {
-                eprintln!(
-                    "warning: {uri} is plain http: codes travel unencrypted; use https \
-                     outside a lab."
-                );
-            }
+            add(store, &new, json, &origin, now)
         }
         ClientCommand::Update { id, id_token_alg } => {
-            let alg = clients::id_token_alg(Some(&id_token_alg))?;
-            let client = store.write(|tx| {
-                let mut settings = ClientSettings::from(&clients::find(tx, &id)?);
-                settings.id_token_signed_response_alg = alg;
-                clients::update(tx, &id, &settings, None, &origin, now)
-            })?;
-            println!(
-                "Updated client {}: ID tokens are signed with {}.",
-                client.client_id, client.id_token_signed_response_alg
-            );
+            update(store, &id, &id_token_alg, &origin, now)
         }
-        ClientCommand::List { json } => {
-            let all = store.read(stored_clients::list)?;
-            if json {
-                return print_json(&all);
-            }
-            for client in all {
-                let kind = if client.public {
-                    "public"
-                } else {
-                    "confidential"
-                };
-                println!(
-                    "{}\t{}\t{kind}\t{}",
-                    client.client_id,
-                    client.name,
-                    client.redirect_uris.join(" ")
-                );
-            }
-        }
-        ClientCommand::Show { id } => {
-            let client = store.read(|conn| clients::find(conn, &id))?;
-            println!("client_id:      {}", client.client_id);
-            println!("name:           {}", client.name);
-            println!(
-                "type:           {}",
-                if client.public {
-                    "public"
-                } else {
-                    "confidential"
-                }
-            );
-            println!("redirect URIs:  {}", client.redirect_uris.join(" "));
-            println!(
-                "post-logout:    {}",
-                client.post_logout_redirect_uris.join(" ")
-            );
-            let allowed = if client.allowed_groups.is_empty() {
-                "(every user)".to_string()
-            } else {
-                client.allowed_groups.join(", ")
-            };
-            println!("allowed groups: {allowed}");
-            println!("ID token alg:   {}", client.id_token_signed_response_alg);
-        }
+        ClientCommand::List { json } => list(store, json),
+        ClientCommand::Show { id } => show(store, &id),
         ClientCommand::Remove { id } => {
             store.write(|tx| clients::remove(tx, &id, &origin, now))?;
             println!("Removed client {id}.");
+            Ok(())
         }
-        ClientCommand::RotateSecret { id, json } => {
-            let secret = clients::new_secret()?;
-            store.write(|tx| clients::rotate_secret(tx, &id, &secret, &origin, now))?;
-            if json {
-                return print_json(&json!({ "client_id": id, "client_secret": secret.secret }));
-            }
-            println!("New secret for {id}: {}", secret.secret);
-            println!("The old secret no longer works. This one is shown only now.");
-        }
+        ClientCommand::RotateSecret { id, json } => rotate_secret(store, &id, json, &origin, now),
     }
+}
+
+fn add(store: &Store, new: &NewClient, json: bool, origin: &Origin, now: UnixTime) -> CliResult {
+    let secret = (!new.settings.public)
+        .then(clients::new_secret)
+        .transpose()?;
+    let hash = secret.as_ref().map(|s| s.hash.clone());
+    let client = store.write(|tx| clients::add(tx, new, hash, origin, now))?;
+    let secret = secret.map(|s| s.secret);
+    if json {
+        let mut out = json!({ "client_id": client.client_id });
+        if let Some(secret) = &secret {
+            out["client_secret"] = json!(secret);
+        }
+        return print_json(&out);
+    }
+    println!("Created client {}.", client.client_id);
+    println!("client_id:     {}", client.client_id);
+    match secret {
+        Some(secret) => {
+            println!("client_secret: {secret}");
+            println!("The secret is shown only now: store it in the application.");
+        }
+        None => println!("Public client: no secret; it must use PKCE (S256)."),
+    }
+    for uri in client
+        .redirect_uris
+        .iter()
+        .filter(|u| crate::oidc::redirect::is_plain_http(u))
+    {
+        eprintln!(
+            "warning: {uri} is plain http: codes travel unencrypted; use https outside a lab."
+        );
+    }
+    Ok(())
+}
+
+fn update(store: &Store, id: &str, alg: &str, origin: &Origin, now: UnixTime) -> CliResult {
+    let alg = clients::id_token_alg(Some(alg))?;
+    let client = store.write(|tx| {
+        let mut settings = ClientSettings::from(&clients::find(tx, id)?);
+        settings.id_token_signed_response_alg = alg;
+        clients::update(tx, id, &settings, None, origin, now)
+    })?;
+    println!(
+        "Updated client {}: ID tokens are signed with {}.",
+        client.client_id, client.id_token_signed_response_alg
+    );
+    Ok(())
+}
+
+fn kind(client: &Client) -> &'static str {
+    if client.public {
+        "public"
+    } else {
+        "confidential"
+    }
+}
+
+fn list(store: &Store, json: bool) -> CliResult {
+    let all = store.read(stored_clients::list)?;
+    if json {
+        return print_json(&all);
+    }
+    for client in all {
+        println!(
+            "{}\t{}\t{}\t{}",
+            client.client_id,
+            client.name,
+            kind(&client),
+            client.redirect_uris.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn show(store: &Store, id: &str) -> CliResult {
+    let client = store.read(|conn| clients::find(conn, id))?;
+    println!("client_id:      {}", client.client_id);
+    println!("name:           {}", client.name);
+    println!("type:           {}", kind(&client));
+    println!("redirect URIs:  {}", client.redirect_uris.join(" "));
+    println!(
+        "post-logout:    {}",
+        client.post_logout_redirect_uris.join(" ")
+    );
+    let allowed = if client.allowed_groups.is_empty() {
+        "(every user)".to_string()
+    } else {
+        client.allowed_groups.join(", ")
+    };
+    println!("allowed groups: {allowed}");
+    println!("ID token alg:   {}", client.id_token_signed_response_alg);
+    Ok(())
+}
+
+fn rotate_secret(store: &Store, id: &str, json: bool, origin: &Origin, now: UnixTime) -> CliResult {
+    let secret = clients::new_secret()?;
+    store.write(|tx| clients::rotate_secret(tx, id, &secret, origin, now))?;
+    if json {
+        return print_json(&json!({ "client_id": id, "client_secret": secret.secret }));
+    }
+    println!("New secret for {id}: {}", secret.secret);
+    println!("The old secret no longer works. This one is shown only now.");
     Ok(())
 }
