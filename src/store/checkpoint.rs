@@ -105,6 +105,9 @@ mod tests {
         // catches up itself.
         fill(&store, 2 * CATCH_UP_PAGES).await;
         let log = size(dir.path(), "-wal");
-        assert!(log <= (CATCH_UP_PAGES as u64 + 64) * FRAME, "log of {log} bytes");
+        assert!(
+            log <= (CATCH_UP_PAGES as u64 + 64) * FRAME,
+            "log of {log} bytes"
+        );
     }
 }

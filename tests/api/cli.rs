@@ -371,7 +371,13 @@ fn serve_stops_gracefully_on_sigterm() {
     let added = latchkey()
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["client", "add", "app", "--redirect-uri", "https://app.example/cb"])
+        .args([
+            "client",
+            "add",
+            "app",
+            "--redirect-uri",
+            "https://app.example/cb",
+        ])
         .args(["--json"])
         .output()
         .unwrap();
