@@ -8,7 +8,7 @@ use super::access::{self, AdminError, AdminResult};
 use super::{Frame, Section, admin_url, read, render};
 use crate::clock;
 use crate::state::State;
-use crate::store::audit::{self, Filter, Recorded};
+use crate::store::audit::{self, Filter, Page, Recorded, UnknownEventKind};
 use crate::web::error::PageError;
 
 pub const PER_PAGE: i64 = 50;
@@ -55,13 +55,34 @@ struct AuditQuery {
     page: String,
 }
 
-/// The address of the log narrowed to `filter`, at `page`.
-fn href(state: &State, filter: &Filter, page: i64) -> String {
+/// The log narrowed as its address says, each field blank for any value. The event stays as
+/// asked, so that a name no event is recorded under is shown back in the form and the links,
+/// and matches nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Narrowed {
+    username: Option<String>,
+    client_id: Option<String>,
+    event: Option<String>,
+}
+
+impl Narrowed {
+    /// What to search the log for; an error when the event names no kind that is recorded.
+    fn filter(&self) -> Result<Filter, UnknownEventKind> {
+        Ok(Filter {
+            username: self.username.clone(),
+            client_id: self.client_id.clone(),
+            event: self.event.as_deref().map(str::parse).transpose()?,
+        })
+    }
+}
+
+/// The address of the log narrowed to `narrowed`, at `page`.
+fn href(state: &State, narrowed: &Narrowed, page: i64) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (name, value) in [
-        ("user", &filter.username),
-        ("client", &filter.client_id),
-        ("event", &filter.event),
+        ("user", &narrowed.username),
+        ("client", &narrowed.client_id),
+        ("event", &narrowed.event),
     ] {
         if let Some(value) = value {
             query.append_pair(name, value);
@@ -79,13 +100,13 @@ fn href(state: &State, filter: &Filter, page: i64) -> String {
     }
 }
 
-/// Events as rows; their links add to what `filter` already narrows.
-pub fn rows(state: &State, events: Vec<Recorded>, filter: &Filter) -> Vec<AuditRow> {
+/// Events as rows; their links add to what `narrowed` already narrows.
+pub fn rows(state: &State, events: Vec<Recorded>, narrowed: &Narrowed) -> Vec<AuditRow> {
     events
         .into_iter()
         .map(|recorded| {
-            let narrowed = |change: &dyn Fn(&mut Filter)| {
-                let mut narrower = filter.clone();
+            let narrowed = |change: &dyn Fn(&mut Narrowed)| {
+                let mut narrower = narrowed.clone();
                 change(&mut narrower);
                 href(state, &narrower, 1)
             };
@@ -131,7 +152,7 @@ fn criterion(value: &str, what: &str) -> Result<Option<String>, AdminError> {
 pub async fn page(req: HttpRequest, state: State) -> AdminResult {
     let admin = access::require(&req, &state).await?;
     let asked: AuditQuery = access::query(&req)?;
-    let filter = Filter {
+    let narrowed = Narrowed {
         // Usernames are stored lowercased.
         username: criterion(&asked.user, "username")?.map(|name| name.to_lowercase()),
         client_id: criterion(&asked.client, "client id")?,
@@ -147,20 +168,25 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
                 PageError::bad_request("Page not valid", "Pages are numbered from 1.")
             })?,
     };
-    let wanted = filter.clone();
-    let found = read(&state, move |conn| {
-        Ok(audit::search(conn, &wanted, number, PER_PAGE)?)
-    })
-    .await?;
+    let found = match narrowed.filter() {
+        Ok(filter) => {
+            read(&state, move |conn| {
+                Ok(audit::search(conn, &filter, number, PER_PAGE)?)
+            })
+            .await?
+        }
+        // No event is recorded under a name that no kind has.
+        Err(UnknownEventKind(_)) => Page::empty(number),
+    };
     let page = AuditPage {
         frame: Frame::new(&req, &state, &admin, Section::Audit),
-        user: filter.username.clone().unwrap_or_default(),
-        client: filter.client_id.clone().unwrap_or_default(),
-        event: filter.event.clone().unwrap_or_default(),
-        filtered: filter != Filter::default(),
-        newer: (found.number > 1).then(|| href(&state, &filter, found.number - 1)),
-        older: (found.number < found.pages).then(|| href(&state, &filter, found.number + 1)),
-        rows: rows(&state, found.events, &filter),
+        user: narrowed.username.clone().unwrap_or_default(),
+        client: narrowed.client_id.clone().unwrap_or_default(),
+        event: narrowed.event.clone().unwrap_or_default(),
+        filtered: narrowed != Narrowed::default(),
+        newer: (found.number > 1).then(|| href(&state, &narrowed, found.number - 1)),
+        older: (found.number < found.pages).then(|| href(&state, &narrowed, found.number + 1)),
+        rows: rows(&state, found.events, &narrowed),
         number: found.number,
         pages: found.pages,
         total: found.total,

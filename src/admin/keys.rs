@@ -11,7 +11,7 @@ use crate::clock::{self, UnixTime};
 use crate::keys::{self, KeyError};
 use crate::oidc::KEY_PUBLISH_AFTER_RETIREMENT_SECS;
 use crate::state::{State, blocking};
-use crate::store::audit::{self, Event};
+use crate::store::audit::{self, Event, EventKind};
 use crate::store::signing_keys::{self, StoredKey};
 use crate::web::error::PageError;
 
@@ -74,7 +74,7 @@ pub async fn rotate(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
             .store
             .write(|tx| {
                 let kids = keys::rotate(tx, now, KEY_PUBLISH_AFTER_RETIREMENT_SECS)?;
-                let event = Event::new("keys.rotated").detail(kids.join(" "));
+                let event = Event::new(EventKind::KeysRotated).detail(kids.join(" "));
                 audit::record(tx, &event, &origin, now)?;
                 Ok::<_, KeyError>(())
             })

@@ -4,11 +4,11 @@ use actix_web::HttpRequest;
 use askama::Template;
 
 use super::access::{self, AdminResult};
-use super::audit::{AuditRow, rows};
+use super::audit::{AuditRow, Narrowed, rows};
 use super::{Frame, Section, read, render};
 use crate::clock;
 use crate::state::State;
-use crate::store::audit::{self, Filter};
+use crate::store::audit;
 use crate::store::{groups, signing_keys, users};
 
 /// How many of the newest events the overview shows.
@@ -51,7 +51,7 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
             .iter()
             .find(|key| key.retired_at.is_none())
             .map(|key| (key.kid.clone(), clock::display(key.created_at))),
-        rows: rows(&state, recent, &Filter::default()),
+        rows: rows(&state, recent, &Narrowed::default()),
     };
     render(&page, &page.frame)
 }

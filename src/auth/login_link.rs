@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use crate::clock::UnixTime;
 use crate::directory::{DirectoryError, DirectoryResult, users as directory_users};
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin, Repeats};
+use crate::store::audit::{self, Event, EventKind, Origin, Repeats};
 use crate::store::links::{self, Purpose, Redemption};
 use crate::store::users::{self, User};
 
@@ -47,7 +47,7 @@ pub fn issue(
     )?;
     audit::record(
         conn,
-        &Event::new("login_link.issued")
+        &Event::new(EventKind::LoginLinkIssued)
             .user(&user.id, &user.username)
             .detail(format!("valid for {ttl_secs} s")),
         origin,
@@ -95,7 +95,7 @@ pub fn redeem(
     audit::record_failure(
         conn,
         failures,
-        &Event::new("signin.failed").detail(format!("login link: {failure:?}")),
+        &Event::new(EventKind::SigninFailed).detail(format!("login link: {failure:?}")),
         origin,
         now,
     )?;

@@ -21,7 +21,7 @@ use super::aaguid;
 use crate::clock::UnixTime;
 use crate::config::Issuer;
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin, Repeats};
+use crate::store::audit::{self, Event, EventKind, Origin, Repeats};
 use crate::store::ceremonies::{self, Kind};
 use crate::store::meta;
 use crate::store::passkeys::{self, StoredPasskey};
@@ -377,11 +377,12 @@ impl Passkeys {
             Ok(found) => found,
             Err(error) => {
                 if let PasskeyError::CounterRegression = error {
-                    let event = Event::new("passkey.counter_regression")
+                    let event = Event::new(EventKind::PasskeyCounterRegression)
                         .detail(format!("passkey: {error}"));
                     audit::record(conn, &event, origin, now)?;
                 } else {
-                    let event = Event::new("signin.failed").detail(format!("passkey: {error}"));
+                    let event =
+                        Event::new(EventKind::SigninFailed).detail(format!("passkey: {error}"));
                     audit::record_failure(conn, failures, &event, origin, now)?;
                 }
                 return Err(error);
@@ -391,7 +392,7 @@ impl Passkeys {
         if user.disabled {
             audit::record(
                 conn,
-                &Event::new("signin.failed")
+                &Event::new(EventKind::SigninFailed)
                     .user(&user.id, &user.username)
                     .detail("disabled account"),
                 origin,
@@ -409,7 +410,7 @@ impl Passkeys {
         )?;
         audit::record(
             conn,
-            &Event::new("passkey.used")
+            &Event::new(EventKind::PasskeyUsed)
                 .user(&user.id, &user.username)
                 .detail(stored.name.clone()),
             origin,
@@ -484,7 +485,7 @@ pub fn save_new(
     stored.id = passkeys::insert(conn, &stored)?;
     audit::record(
         conn,
-        &Event::new("passkey.added")
+        &Event::new(EventKind::PasskeyAdded)
             .user(&user.id, &user.username)
             .detail(stored.name.clone()),
         origin,

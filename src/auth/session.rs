@@ -7,7 +7,7 @@ use crate::clock::UnixTime;
 use crate::config::SessionPolicy;
 use crate::secrets;
 use crate::store::StoreResult;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
 
@@ -52,7 +52,7 @@ pub fn start(
     )?;
     audit::record(
         conn,
-        &Event::new("signin")
+        &Event::new(EventKind::Signin)
             .user(&user.id, &user.username)
             .detail(amr.join(",")),
         origin,
@@ -108,7 +108,7 @@ pub fn end(
     sessions::delete(conn, &session.id_hash)?;
     audit::record(
         conn,
-        &Event::new("signout").user(&user.id, &user.username),
+        &Event::new(EventKind::Signout).user(&user.id, &user.username),
         origin,
         now,
     )?;

@@ -9,7 +9,7 @@ use crate::clock::UnixTime;
 use crate::directory::users::{self as directory_users, NewUser};
 use crate::directory::{DirectoryError, names};
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::links::{self, Purpose, Redemption};
 use crate::store::users::{self, User};
 use crate::store::{StoreError, StoreResult};
@@ -110,7 +110,7 @@ pub fn complete(
     passkeys::save_new(conn, &user, passkey, credential, origin, now)?;
     audit::record(
         conn,
-        &Event::new("setup.completed").user(&user.id, &user.username),
+        &Event::new(EventKind::SetupCompleted).user(&user.id, &user.username),
         origin,
         now,
     )?;

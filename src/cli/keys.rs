@@ -7,7 +7,7 @@ use crate::clock;
 use crate::keys;
 use crate::oidc::KEY_PUBLISH_AFTER_RETIREMENT_SECS;
 use crate::store::Store;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::signing_keys;
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +49,7 @@ pub fn run(store: &Store, command: KeysCommand) -> CliResult {
                 let kids = keys::rotate(tx, now, KEY_PUBLISH_AFTER_RETIREMENT_SECS)?;
                 audit::record(
                     tx,
-                    &Event::new("keys.rotated").detail(kids.join(" ")),
+                    &Event::new(EventKind::KeysRotated).detail(kids.join(" ")),
                     &Origin::cli(),
                     now,
                 )?;

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::{DirectoryError, DirectoryResult, names};
 use crate::clock::UnixTime;
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::{self, Client};
 use crate::store::groups;
 use crate::store::signing_keys::SigningAlg;
@@ -187,7 +187,7 @@ pub fn add(
     let client = create(conn, new, secret_hash, false, now)?;
     audit::record(
         conn,
-        &Event::new("client.created").client(&client.client_id),
+        &Event::new(EventKind::ClientCreated).client(&client.client_id),
         origin,
         now,
     )?;
@@ -259,7 +259,7 @@ pub fn update(
     let client = rewrite(conn, client, settings, new_secret_hash, now)?;
     audit::record(
         conn,
-        &Event::new("client.updated").client(&client.client_id),
+        &Event::new(EventKind::ClientUpdated).client(&client.client_id),
         origin,
         now,
     )?;
@@ -309,7 +309,7 @@ pub fn remove(
     clients::delete(conn, client_id)?;
     audit::record(
         conn,
-        &Event::new("client.removed").client(client_id),
+        &Event::new(EventKind::ClientRemoved).client(client_id),
         origin,
         now,
     )?;
@@ -340,7 +340,7 @@ pub fn rotate_secret(
     }
     audit::record(
         conn,
-        &Event::new("client.secret_rotated").client(client_id),
+        &Event::new(EventKind::ClientSecretRotated).client(client_id),
         origin,
         now,
     )?;

@@ -9,7 +9,7 @@ use super::{DirectoryError, names, proxmox};
 use crate::clock::UnixTime;
 use crate::config::{Declared, DeclaredClient, DeclaredGroup, Settings, parse_duration};
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients as stored_clients;
 use crate::store::groups;
 
@@ -89,7 +89,7 @@ fn declare_group(
             groups::insert(conn, &name, true, now)?;
             audit::record(
                 conn,
-                &Event::new("group.declared").detail(name),
+                &Event::new(EventKind::GroupDeclared).detail(name),
                 origin,
                 now,
             )?;
@@ -168,7 +168,7 @@ fn declare_client(
             clients::create(conn, &new, secret_hash, true, now)?;
             audit::record(
                 conn,
-                &Event::new("client.declared").client(&client.client_id),
+                &Event::new(EventKind::ClientDeclared).client(&client.client_id),
                 origin,
                 now,
             )?;
@@ -216,7 +216,7 @@ fn remove_undeclared(
             stored_clients::delete(conn, &client.client_id)?;
             audit::record(
                 conn,
-                &Event::new("client.undeclared").client(&client.client_id),
+                &Event::new(EventKind::ClientUndeclared).client(&client.client_id),
                 origin,
                 now,
             )?;

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 use super::{DirectoryError, DirectoryResult, names, users as directory_users};
 use crate::clock::UnixTime;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::groups::{self, Group};
 
 pub fn add(
@@ -20,7 +20,7 @@ pub fn add(
     groups::insert(conn, &name, false, now)?;
     audit::record(
         conn,
-        &Event::new("group.created").detail(name.clone()),
+        &Event::new(EventKind::GroupCreated).detail(name.clone()),
         origin,
         now,
     )?;
@@ -62,7 +62,7 @@ pub fn remove(
     groups::delete(conn, id)?;
     audit::record(
         conn,
-        &Event::new("group.removed").detail(name.to_string()),
+        &Event::new(EventKind::GroupRemoved).detail(name.to_string()),
         origin,
         now,
     )?;
@@ -110,11 +110,11 @@ fn change_membership(
     let (changed, event) = match change {
         Membership::Add => (
             groups::add_member(conn, id, &user.id)?,
-            "group.member_added",
+            EventKind::GroupMemberAdded,
         ),
         Membership::Remove => (
             groups::remove_member(conn, id, &user.id)?,
-            "group.member_removed",
+            EventKind::GroupMemberRemoved,
         ),
     };
     if changed {
@@ -165,7 +165,7 @@ pub fn rename(
     groups::rename(conn, group.id, &new_name)?;
     audit::record(
         conn,
-        &Event::new("group.renamed").detail(format!("{} to {new_name}", group.name)),
+        &Event::new(EventKind::GroupRenamed).detail(format!("{} to {new_name}", group.name)),
         origin,
         now,
     )?;

@@ -10,7 +10,7 @@ use super::{DirectoryError, DirectoryResult, groups as directory_groups};
 use crate::clock::UnixTime;
 use crate::config::{DeclaredClient, DeclaredPermission, DeclaredProxmox};
 use crate::proxmox::target::{self, Rule, Target, Trust};
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::Client;
 use crate::store::proxmox::{self as stored, StoredTarget};
 
@@ -96,7 +96,7 @@ pub fn set(
     };
     audit::record(
         conn,
-        &Event::new("proxmox.target_set")
+        &Event::new(EventKind::ProxmoxTargetSet)
             .client(&client.client_id)
             .detail(describe(target)),
         origin,
@@ -148,7 +148,7 @@ pub fn unset(
     }
     audit::record(
         conn,
-        &Event::new("proxmox.target_unset").client(client_id),
+        &Event::new(EventKind::ProxmoxTargetUnset).client(client_id),
         origin,
         now,
     )?;
@@ -198,11 +198,11 @@ fn change_rule(
     let (changed, kind) = match change {
         RuleChange::Add => (
             stored::put_rule(conn, client_id, group.id, rule)?,
-            "proxmox.rule_added",
+            EventKind::ProxmoxRuleAdded,
         ),
         RuleChange::Remove => (
             stored::remove_rule(conn, client_id, group.id, &rule.role, &rule.path)?,
-            "proxmox.rule_removed",
+            EventKind::ProxmoxRuleRemoved,
         ),
     };
     if changed {
@@ -247,7 +247,7 @@ pub fn declare(
             stored::remove_target(conn, &client.client_id)?;
             audit::record(
                 conn,
-                &Event::new("proxmox.target_undeclared").client(&client.client_id),
+                &Event::new(EventKind::ProxmoxTargetUndeclared).client(&client.client_id),
                 origin,
                 now,
             )?;

@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use super::{DirectoryError, DirectoryResult, names};
 use crate::clock::UnixTime;
 use crate::store::StoreResult;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::grants;
 use crate::store::links::{self, Purpose};
 use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
@@ -97,7 +97,7 @@ pub fn add(
     .join("; ");
     audit::record(
         conn,
-        &Event::new("user.created")
+        &Event::new(EventKind::UserCreated)
             .user(&user.id, &user.username)
             .detail(detail),
         origin,
@@ -131,7 +131,7 @@ pub fn update_own_profile(
     users::update_profile(conn, &updated, now)?;
     audit::record(
         conn,
-        &Event::new("user.profile_changed").user(&user.id, &user.username),
+        &Event::new(EventKind::UserProfileChanged).user(&user.id, &user.username),
         origin,
         now,
     )?;
@@ -166,7 +166,7 @@ pub fn disable(
     grants::revoke_grants_of(conn, &user.id, None, now)?;
     audit::record(
         conn,
-        &Event::new("user.disabled").user(&user.id, &user.username),
+        &Event::new(EventKind::UserDisabled).user(&user.id, &user.username),
         origin,
         now,
     )?;
@@ -184,7 +184,7 @@ pub fn remove(
     users::retire_username(conn, &user.username, &user.id, now)?;
     audit::record(
         conn,
-        &Event::new("user.removed").user(&user.id, &user.username),
+        &Event::new(EventKind::UserRemoved).user(&user.id, &user.username),
         origin,
         now,
     )?;
@@ -255,7 +255,7 @@ pub fn rename(
     let old = std::mem::replace(&mut user.username, new_username);
     audit::record(
         conn,
-        &Event::new("user.renamed")
+        &Event::new(EventKind::UserRenamed)
             .user(&user.id, &user.username)
             .detail(format!("was {old}")),
         origin,
@@ -294,7 +294,7 @@ pub fn set_profile(
     users::update_profile(conn, &updated, now)?;
     audit::record(
         conn,
-        &Event::new("user.updated")
+        &Event::new(EventKind::UserUpdated)
             .user(&user.id, &user.username)
             .detail("display name or email"),
         origin,
@@ -325,9 +325,9 @@ pub fn set_admin(
     }
     user.is_admin = is_admin;
     let event = if is_admin {
-        "user.admin_granted"
+        EventKind::UserAdminGranted
     } else {
-        "user.admin_revoked"
+        EventKind::UserAdminRevoked
     };
     audit::record(
         conn,
@@ -356,7 +356,7 @@ pub fn enable(
     user.disabled = false;
     audit::record(
         conn,
-        &Event::new("user.enabled").user(&user.id, &user.username),
+        &Event::new(EventKind::UserEnabled).user(&user.id, &user.username),
         origin,
         now,
     )?;
@@ -471,7 +471,7 @@ pub fn end_session_of(
     if ended {
         audit::record(
             conn,
-            &Event::new("session.revoked").user(&user.id, &user.username),
+            &Event::new(EventKind::SessionRevoked).user(&user.id, &user.username),
             origin,
             now,
         )?;
@@ -490,7 +490,7 @@ pub fn end_all_sessions(
     let ended = sessions::delete_for_user(conn, &user.id)?;
     audit::record(
         conn,
-        &Event::new("session.revoked")
+        &Event::new(EventKind::SessionRevoked)
             .user(&user.id, &user.username)
             .detail(format!("all {ended} sessions")),
         origin,
@@ -529,7 +529,7 @@ pub fn remove_passkey_of(
     };
     audit::record(
         conn,
-        &Event::new("passkey.removed")
+        &Event::new(EventKind::PasskeyRemoved)
             .user(&user.id, &user.username)
             .detail(removed.name.clone()),
         origin,

@@ -10,7 +10,7 @@ use crate::clock::UnixTime;
 use crate::config::Issuer;
 use crate::directory::clients::admits;
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::{self, Client};
 use crate::store::consents;
 use crate::store::grants::{self, Code, Grant};
@@ -430,7 +430,7 @@ impl Deciding<'_> {
             return Ok(());
         }
         self.record(
-            &Event::new("authorization.denied")
+            &Event::new(EventKind::AuthorizationDenied)
                 .user(&user.id, &user.username)
                 .client(&client.client_id)
                 .detail("not in an allowed group"),
@@ -462,7 +462,7 @@ impl Deciding<'_> {
         match answer {
             ConsentAnswer::Denied => {
                 self.record(
-                    &Event::new("consent.denied")
+                    &Event::new(EventKind::ConsentDenied)
                         .user(&user.id, &user.username)
                         .client(client_id),
                 )?;
@@ -475,7 +475,7 @@ impl Deciding<'_> {
                 let scopes = request.scopes.joined();
                 consents::grant(self.conn, &user.id, client_id, &scopes, self.now)?;
                 self.record(
-                    &Event::new("consent.granted")
+                    &Event::new(EventKind::ConsentGranted)
                         .user(&user.id, &user.username)
                         .client(client_id)
                         .detail(scopes),
@@ -524,7 +524,7 @@ impl Deciding<'_> {
             },
         )?;
         self.record(
-            &Event::new("authorization.granted")
+            &Event::new(EventKind::AuthorizationGranted)
                 .user(&user.id, &user.username)
                 .client(&request.client.client_id)
                 .detail(grant.scope.clone()),

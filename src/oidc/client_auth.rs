@@ -15,7 +15,7 @@ use crate::directory::names::ClientId;
 use crate::limits::{Address, RateLimiter, Retry};
 use crate::secrets;
 use crate::store::Store;
-use crate::store::audit::{self, Event, Origin, Repeats};
+use crate::store::audit::{self, Event, EventKind, Origin, Repeats};
 use crate::store::clients::{self, Client};
 
 /// How many verified (client, secret, hash) triples the cache keeps before starting over.
@@ -352,7 +352,7 @@ fn log_failure(
     origin: &Origin,
     now: UnixTime,
 ) -> Result<(), OAuthError> {
-    let mut event = Event::new("client.auth_failed").detail(reason);
+    let mut event = Event::new(EventKind::ClientAuthFailed).detail(reason);
     event.client_id = client_id.map(ClientId::as_str);
     auth.store
         .write(|tx| audit::record_failure(tx, auth.failures, &event, origin, now))?;

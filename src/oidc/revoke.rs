@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::clock::UnixTime;
 use crate::secrets;
 use crate::store::StoreResult;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::Client;
 use crate::store::grants::{self, TokenKind};
 
@@ -50,7 +50,7 @@ fn record(
     origin: &Origin,
     now: UnixTime,
 ) -> StoreResult<()> {
-    let mut event = Event::new("token.revoked")
+    let mut event = Event::new(EventKind::TokenRevoked)
         .client(&client.client_id)
         .detail(what);
     event.user_id = Some(&grant.user_id);

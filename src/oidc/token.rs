@@ -15,7 +15,7 @@ use crate::config::Issuer;
 use crate::directory::clients::admits;
 use crate::keys::KeyError;
 use crate::secrets;
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::Client;
 use crate::store::grants::{self, CodeUse, Grant, RefreshUse, TokenKind};
 use crate::store::signing_keys::SigningAlg;
@@ -155,7 +155,7 @@ fn redeem_code(
                 tx,
                 client,
                 &grant_id,
-                "code.replayed",
+                EventKind::CodeReplayed,
                 "the code was already used; tokens issued with it are revoked",
                 origin,
                 now,
@@ -250,7 +250,7 @@ fn refresh(
                 tx,
                 client,
                 &grant_id,
-                "refresh.replayed",
+                EventKind::RefreshReplayed,
                 "the refresh token was already used; its family is revoked",
                 origin,
                 now,
@@ -278,7 +278,7 @@ fn revoke_replayed(
     tx: &Connection,
     client: &Client,
     grant_id: &str,
-    event: &str,
+    event: EventKind,
     description: &str,
     origin: &Origin,
     now: UnixTime,
@@ -373,7 +373,7 @@ fn issue(
     });
     audit::record(
         tx,
-        &Event::new("token.issued")
+        &Event::new(EventKind::TokenIssued)
             .user(&user.id, &user.username)
             .client(&client.client_id)
             .detail(scope.clone()),

@@ -10,7 +10,7 @@ use super::plan::Person;
 use super::sync::{self, Inputs, Report, SyncError};
 use super::target::{Rule, Target};
 use crate::clock::{self, UnixTime};
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::proxmox::{self as stored, Finished};
 use crate::store::{Store, StoreError, users};
 
@@ -168,7 +168,7 @@ impl Recorded {
         for change in &summary.changes {
             audit::record(
                 tx,
-                &event("proxmox.applied", change.clone()),
+                &event(EventKind::ProxmoxApplied, change.clone()),
                 &self.origin,
                 now,
             )?;
@@ -181,7 +181,7 @@ impl Recorded {
             {
                 audit::record(
                     tx,
-                    &event("proxmox.sync_failed", error.clone()),
+                    &event(EventKind::ProxmoxSyncFailed, error.clone()),
                     &self.origin,
                     now,
                 )?;

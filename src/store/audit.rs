@@ -1,5 +1,7 @@
 //! The audit log: who did what, where, and from where.
 
+mod kind;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -8,6 +10,8 @@ use rusqlite::{Connection, params};
 use super::StoreResult;
 use crate::clock::UnixTime;
 use crate::limits::Address;
+
+pub use kind::{EventKind, UnknownEventKind};
 
 /// The longest text kept in any column of an event: whatever a request sends, a row stays
 /// small.
@@ -60,7 +64,7 @@ impl Origin {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event<'a> {
-    pub kind: &'a str,
+    pub kind: EventKind,
     pub user_id: Option<&'a str>,
     pub username: Option<&'a str>,
     pub client_id: Option<&'a str>,
@@ -68,7 +72,7 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
-    pub fn new(kind: &'a str) -> Event<'a> {
+    pub fn new(kind: EventKind) -> Event<'a> {
         Event {
             kind,
             user_id: None,
@@ -122,7 +126,7 @@ fn insert(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) -> S
     )?
     .execute(params![
         now,
-        capped(Some(event.kind)),
+        event.kind.as_str(),
         capped(event.user_id),
         capped(event.username),
         capped(event.client_id),
@@ -152,7 +156,7 @@ pub struct Repeats {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct RepeatKey {
     address: Address,
-    kind: String,
+    kind: EventKind,
     client_id: Option<String>,
     detail: Option<String>,
 }
@@ -168,7 +172,7 @@ pub fn record_failure(
 ) -> StoreResult<()> {
     let key = RepeatKey {
         address: Address::of(origin.ip.as_deref()),
-        kind: event.kind.to_string(),
+        kind: event.kind,
         client_id: capped(event.client_id),
         detail: capped(event.detail.as_deref()),
     };
@@ -191,12 +195,12 @@ pub fn record_failure(
 }
 
 /// Adds one to a failure's row; false when the row is gone (rolled back or purged).
-fn count_repeat(conn: &Connection, row: i64, kind: &str, at: UnixTime) -> StoreResult<bool> {
+fn count_repeat(conn: &Connection, row: i64, kind: EventKind, at: UnixTime) -> StoreResult<bool> {
     let updated = conn
         .prepare_cached(
             "UPDATE audit_events SET repeats = repeats + 1 WHERE id = ?1 AND event = ?2 AND at = ?3",
         )?
-        .execute(params![row, kind, at])?;
+        .execute(params![row, kind.as_str(), at])?;
     Ok(updated == 1)
 }
 
@@ -246,7 +250,7 @@ pub fn recent(conn: &Connection, limit: i64) -> StoreResult<Vec<Recorded>> {
 pub struct Filter {
     pub username: Option<String>,
     pub client_id: Option<String>,
-    pub event: Option<String>,
+    pub event: Option<EventKind>,
 }
 
 /// One page of the log, newest first.
@@ -261,6 +265,18 @@ pub struct Page {
     pub total: i64,
 }
 
+impl Page {
+    /// Page `number` of a filter that no event can match.
+    pub fn empty(number: i64) -> Page {
+        Page {
+            events: Vec::new(),
+            number: number.max(1),
+            pages: 1,
+            total: 0,
+        }
+    }
+}
+
 /// The events matching `filter` (exact values), `per_page` at a time, newest first. Pages
 /// count from 1; a page past the end is empty rather than an error, since new events move
 /// the boundaries under a reader's feet.
@@ -269,7 +285,8 @@ pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> S
     let number = page.max(1);
     const MATCHES: &str = "(?1 IS NULL OR username = ?1) AND (?2 IS NULL OR client_id = ?2) \
                            AND (?3 IS NULL OR event = ?3)";
-    let criteria = params![filter.username, filter.client_id, filter.event];
+    let event = filter.event.map(EventKind::as_str);
+    let criteria = params![filter.username, filter.client_id, event];
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM audit_events WHERE {MATCHES}"),
         criteria,
@@ -283,7 +300,7 @@ pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> S
             params![
                 filter.username,
                 filter.client_id,
-                filter.event,
+                event,
                 per_page,
                 (number - 1).saturating_mul(per_page)
             ],

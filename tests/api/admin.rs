@@ -3,6 +3,7 @@
 //! checked against the CLI and the protocol endpoints.
 
 use latchkey::store::Store;
+use latchkey::store::audit::EventKind;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -604,6 +605,40 @@ async fn the_audit_log_comes_fifty_events_a_page() {
 }
 
 #[tokio::test]
+async fn an_event_name_no_kind_has_matches_nothing_and_is_kept() {
+    let (app, ada) = admin_app().await;
+    let created = ada.post(&app, "/admin/groups", &[("name", "staff")]).await;
+    assert_eq!(created.status(), 303);
+    let (_, known) = ada.get(&app, "/admin/audit?event=group.created").await;
+    assert_eq!(audit_summary(&known), "1 event matches · page 1 of 1");
+
+    for name in ["GROUP.CREATED", "group.created.", "no.such_event"] {
+        let (status, page) = ada
+            .get(&app, &format!("/admin/audit?user=ada&event={name}&page=2"))
+            .await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(
+            audit_summary(&page),
+            "0 events match · page 2 of 1",
+            "{name}"
+        );
+        assert!(page.contains("No events match these filters."), "{name}");
+        assert!(
+            page.contains(&format!(
+                r#"name="event" type="text" maxlength="254" value="{name}""#
+            )),
+            "{name}"
+        );
+        assert!(
+            page.contains(&format!(
+                r#"href="/admin/audit?user=ada&event={name}" rel="prev""#
+            )),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn rotating_from_the_page_publishes_new_keys() {
     let (app, ada) = admin_app().await;
     let before = jwks_kids(&app).await;
@@ -1009,7 +1044,9 @@ async fn the_audit_log_names_who_made_each_change() {
     let by = |detail: &str| {
         events
             .iter()
-            .find(|e| e.event == "group.created" && e.detail.as_deref() == Some(detail))
+            .find(|e| {
+                e.event == EventKind::GroupCreated.as_str() && e.detail.as_deref() == Some(detail)
+            })
             .and_then(|e| e.actor.clone())
     };
     assert_eq!(by("from-cli").as_deref(), Some("command line"));

@@ -3,6 +3,7 @@
 //! disconnecting, what is refused and why, and the token secret never coming back.
 
 use latchkey::store::StoreError;
+use latchkey::store::audit::EventKind;
 use latchkey::store::proxmox::{self as stored, StoredTarget, SyncStatus};
 use rusqlite::Connection;
 
@@ -235,16 +236,17 @@ async fn an_admin_connects_a_server_that_does_not_answer_then_adds_rules_syncs_a
     // Every change is in the audit log, by ada; no page showed the secret.
     let events = read(&app, |conn| latchkey::store::audit::recent(conn, 50));
     for kind in [
-        "proxmox.target_set",
-        "proxmox.rule_added",
-        "proxmox.rule_removed",
-        "proxmox.target_unset",
+        EventKind::ProxmoxTargetSet,
+        EventKind::ProxmoxRuleAdded,
+        EventKind::ProxmoxRuleRemoved,
+        EventKind::ProxmoxTargetUnset,
     ] {
-        let event = events.iter().find(|e| e.event == kind);
+        let event = events.iter().find(|e| e.event == kind.as_str());
         assert_eq!(
             event.and_then(|e| e.actor.as_deref()),
             Some("ada"),
-            "{kind} by ada"
+            "{} by ada",
+            kind.as_str()
         );
     }
     seen.get(&app, &ada, "/admin/audit").await;

@@ -3,6 +3,7 @@
 use std::process::Command;
 
 use crate::helpers::*;
+use latchkey::store::audit::EventKind;
 use serde_json::Value;
 
 fn declared_config(secret_line: &str) -> String {
@@ -216,9 +217,9 @@ fn audit_events_past_their_retention_are_purged_at_start() {
     store
         .write(|tx| {
             let origin = latchkey::store::audit::Origin::cli();
-            let event = latchkey::store::audit::Event::new("old.event");
+            let event = latchkey::store::audit::Event::new(EventKind::Signin);
             latchkey::store::audit::record(tx, &event, &origin, now - 2 * 86_400)?;
-            let event = latchkey::store::audit::Event::new("new.event");
+            let event = latchkey::store::audit::Event::new(EventKind::Signout);
             latchkey::store::audit::record(tx, &event, &origin, now - 3600)
         })
         .unwrap();
@@ -235,5 +236,5 @@ fn audit_events_past_their_retention_are_purged_at_start() {
         .into_iter()
         .map(|e| e.event)
         .collect();
-    assert_eq!(kinds, vec!["new.event".to_string()]);
+    assert_eq!(kinds, vec![EventKind::Signout.as_str().to_string()]);
 }

@@ -13,7 +13,7 @@ use crate::clock;
 use crate::directory::users as directory_users;
 use crate::observe::metrics::Ceremony;
 use crate::state::{State, blocking};
-use crate::store::audit::{self, Event, Origin};
+use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::sessions::{self, Session};
 use crate::store::users::{self, User};
 use crate::store::{StoreError, consents, grants, passkeys as stored_passkeys};
@@ -194,7 +194,12 @@ async fn account_change(
 }
 
 /// Records an account change in the audit log.
-fn record(tx: &Connection, posted: &Posted, kind: &str, detail: String) -> Result<(), PageError> {
+fn record(
+    tx: &Connection,
+    posted: &Posted,
+    kind: EventKind,
+    detail: String,
+) -> Result<(), PageError> {
     let event = Event::new(kind)
         .user(&posted.user.id, &posted.user.username)
         .detail(detail);
@@ -311,7 +316,7 @@ async fn rename_passkey(
         if !stored_passkeys::rename(tx, &posted.user.id, id, &name)? {
             return Err(PageError::not_found());
         }
-        record(tx, &posted, "passkey.renamed", name)
+        record(tx, &posted, EventKind::PasskeyRenamed, name)
     })
     .await
 }
@@ -377,7 +382,7 @@ async fn end_other_sessions(
         record(
             tx,
             &posted,
-            "session.revoked",
+            EventKind::SessionRevoked,
             format!("{ended} other sessions"),
         )
     })
@@ -399,7 +404,7 @@ async fn revoke_consent(
             record(
                 tx,
                 &posted,
-                "consent.revoked",
+                EventKind::ConsentRevoked,
                 format!("{client_id}; {revoked} grants revoked"),
             )?;
         }
