@@ -533,6 +533,14 @@ where
     }
 }
 
+/// The server's memory after the warm-up: all resident pages, and those only it has (its heap
+/// and stacks; the rest are pages of the binary and libraries, shared and reclaimable).
+#[derive(Clone, Copy)]
+struct Idle {
+    rss: f64,
+    private: f64,
+}
+
 /// One line of the closing table.
 struct Row {
     database: &'static str,
@@ -543,7 +551,7 @@ struct Row {
     p50_ms: f64,
     p99_ms: Option<f64>,
     cpu_ms: Option<f64>,
-    rss_idle: f64,
+    idle: Idle,
     /// The server's highest RSS (VmHWM) from the end of the warm-up to the end of this step;
     /// for the start, from launch to the first answer.
     rss_peak: f64,
@@ -556,7 +564,7 @@ impl Row {
         clients: usize,
         run: &Run<T>,
         server: &Server,
-        rss_idle: f64,
+        idle: Idle,
     ) -> Row {
         let totals = run.sorted_totals();
         Row {
@@ -567,7 +575,7 @@ impl Row {
             p50_ms: percentile(&totals, 0.50),
             p99_ms: Some(percentile(&totals, 0.99)),
             cpu_ms: Some(run.cpu_ms_each()),
-            rss_idle,
+            idle,
             rss_peak: server.peak_rss_mib(),
         }
     }
@@ -576,7 +584,7 @@ impl Row {
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<8} {:<22} {:>7} {:>9} {:>8} {:>8} {:>11} {:>12} {:>12}",
+        "{:<8} {:<22} {:>7} {:>9} {:>8} {:>8} {:>11} {:>12} {:>12} {:>12}",
         "database",
         "step",
         "clients",
@@ -585,6 +593,7 @@ fn print_table(rows: &[Row]) {
         "p99 ms",
         "CPU ms each",
         "RSS idle MiB",
+        "private MiB",
         "RSS peak MiB"
     );
     let or_dash = |value: Option<f64>, decimals: usize| {
@@ -592,7 +601,7 @@ fn print_table(rows: &[Row]) {
     };
     for row in rows {
         println!(
-            "{:<8} {:<22} {:>7} {:>9} {:>8.2} {:>8} {:>11} {:>12.1} {:>12.1}",
+            "{:<8} {:<22} {:>7} {:>9} {:>8.2} {:>8} {:>11} {:>12.1} {:>12.1} {:>12.1}",
             row.database,
             row.step,
             if row.clients == 0 {
@@ -604,7 +613,8 @@ fn print_table(rows: &[Row]) {
             row.p50_ms,
             or_dash(row.p99_ms, 2),
             or_dash(row.cpu_ms, 3),
-            row.rss_idle,
+            row.idle.rss,
+            row.idle.private,
             row.rss_peak,
         );
     }
@@ -615,7 +625,7 @@ async fn full_flows(
     database: &'static str,
     server: &Server,
     proxmox: &Client,
-    rss_idle: f64,
+    idle: Idle,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     for &level in LEVELS {
@@ -650,7 +660,7 @@ async fn full_flows(
             level,
             &run,
             server,
-            rss_idle,
+            idle,
         ));
     }
     rows
@@ -668,7 +678,7 @@ async fn single_steps(
     database: &'static str,
     server: &Server,
     proxmox: &Client,
-    rss_idle: f64,
+    idle: Idle,
 ) -> Vec<Row> {
     let mut with_access = Vec::new();
     let mut with_refresh = Vec::new();
@@ -697,7 +707,7 @@ async fn single_steps(
         SINGLE_STEP_CLIENTS,
         &userinfo,
         server,
-        rss_idle,
+        idle,
     );
     let refresh = drive(
         server,
@@ -716,7 +726,7 @@ async fn single_steps(
         SINGLE_STEP_CLIENTS,
         &refresh,
         server,
-        rss_idle,
+        idle,
     );
     vec![userinfo, refresh]
 }
@@ -760,10 +770,13 @@ async fn bench(seeded: bool) -> Vec<Row> {
     // One warm-up flow pays argon2 once; the server then caches the verified secret.
     proxmox.flow().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = server.rss_mib();
+    let idle = Idle {
+        rss: server.rss_mib(),
+        private: server.status_mib("RssAnon:"),
+    };
     server.reset_peak_rss();
-    let mut rows = full_flows(database, &server, &proxmox, rss_idle).await;
-    rows.extend(single_steps(database, &server, &proxmox, rss_idle).await);
+    let mut rows = full_flows(database, &server, &proxmox, idle).await;
+    rows.extend(single_steps(database, &server, &proxmox, idle).await);
     // Killed, not stopped: the start replays whatever log the load left.
     server.stop();
     let start = server.start();
@@ -775,7 +788,7 @@ async fn bench(seeded: bool) -> Vec<Row> {
         p50_ms: start.as_secs_f64() * 1000.0,
         p99_ms: None,
         cpu_ms: None,
-        rss_idle,
+        idle,
         rss_peak: server.peak_rss_mib(),
     });
     rows
