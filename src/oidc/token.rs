@@ -19,7 +19,7 @@ use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::Client;
 use crate::store::grants::{self, CodeUse, Grant, RefreshUse, TokenKind};
 use crate::store::signing_keys::SigningAlg;
-use crate::store::users;
+use crate::store::users::{self, User};
 
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
@@ -308,27 +308,80 @@ fn issue(
     origin: &Origin,
     now: UnixTime,
 ) -> Decided {
+    let (user, groups) = match holder(tx, client, grant)? {
+        Ok(holder) => holder,
+        Err(refusal) => return refused(refusal),
+    };
+    let minted = mint(tx, client, grant, scopes, now)?;
+    let id_claims = scopes.contains(scope::OPENID).then(|| {
+        claims::id_token(
+            &IdTokenContext {
+                issuer: issuer.as_str(),
+                client_id: &client.client_id,
+                alg: client.id_token_signed_response_alg,
+                auth_time: grant.auth_time,
+                amr: &grant.amr,
+                nonce,
+                access_token: &minted.access_token,
+                now,
+                ttl_secs: super::ID_TOKEN_TTL_SECS,
+            },
+            claims::user_claims(&user, &groups, scopes),
+        )
+    });
+    audit::record(
+        tx,
+        &Event::new(EventKind::TokenIssued)
+            .user(&user.id, &user.username)
+            .client(&client.client_id)
+            .detail(minted.scope.clone()),
+        origin,
+        now,
+    )?;
+    Ok(Outcome::Issued(Issued {
+        response: minted,
+        id_claims,
+        alg: client.id_token_signed_response_alg,
+    }))
+}
+
+/// The grant's person and their groups, while they may still use `client`; the inner error is
+/// a refusal to commit, the outer one a failure.
+fn holder(
+    tx: &Connection,
+    client: &Client,
+    grant: &Grant,
+) -> Result<Result<(User, Vec<String>), OAuthError>, OAuthError> {
     let user = match users::by_id(tx, &grant.user_id)? {
         Some(user) if !user.disabled => user,
         _ => {
-            return refused(OAuthError::invalid_grant(
+            return Ok(Err(OAuthError::invalid_grant(
                 "the user no longer exists or is disabled",
-            ));
+            )));
         }
     };
     let groups = users::group_names(tx, &user.id)?;
     if !admits(client, &groups) {
         // The answer goes to the client: it says why, without naming the person.
-        return refused(OAuthError::access_denied(
+        return Ok(Err(OAuthError::access_denied(
             "the user is not in a group allowed to use this client",
-        ));
+        )));
     }
+    Ok(Ok((user, groups)))
+}
+
+/// A new access token, and a refresh token when `offline_access` was granted; only their
+/// hashes are stored.
+fn mint(
+    tx: &Connection,
+    client: &Client,
+    grant: &Grant,
+    scopes: &Scopes,
+    now: UnixTime,
+) -> Result<TokenResponse, OAuthError> {
     let access_ttl = client
         .access_token_ttl
         .unwrap_or(super::ACCESS_TOKEN_TTL_SECS);
-    let refresh_ttl = client
-        .refresh_token_ttl
-        .unwrap_or(super::REFRESH_TOKEN_TTL_SECS);
     let access_token = secrets::random_token();
     let scope = scopes.joined();
     grants::insert_token(
@@ -342,6 +395,9 @@ fn issue(
     )?;
     let refresh_token = if scopes.contains(scope::OFFLINE_ACCESS) {
         let token = secrets::random_token();
+        let refresh_ttl = client
+            .refresh_token_ttl
+            .unwrap_or(super::REFRESH_TOKEN_TTL_SECS);
         grants::insert_token(
             tx,
             TokenKind::Refresh,
@@ -355,41 +411,12 @@ fn issue(
     } else {
         None
     };
-    let id_claims = scopes.contains(scope::OPENID).then(|| {
-        claims::id_token(
-            &IdTokenContext {
-                issuer: issuer.as_str(),
-                client_id: &client.client_id,
-                alg: client.id_token_signed_response_alg,
-                auth_time: grant.auth_time,
-                amr: &grant.amr,
-                nonce,
-                access_token: &access_token,
-                now,
-                ttl_secs: super::ID_TOKEN_TTL_SECS,
-            },
-            claims::user_claims(&user, &groups, scopes),
-        )
-    });
-    audit::record(
-        tx,
-        &Event::new(EventKind::TokenIssued)
-            .user(&user.id, &user.username)
-            .client(&client.client_id)
-            .detail(scope.clone()),
-        origin,
-        now,
-    )?;
-    Ok(Outcome::Issued(Issued {
-        response: TokenResponse {
-            access_token,
-            token_type: "Bearer",
-            expires_in: access_ttl,
-            scope,
-            id_token: None,
-            refresh_token,
-        },
-        id_claims,
-        alg: client.id_token_signed_response_alg,
-    }))
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: access_ttl,
+        scope,
+        id_token: None,
+        refresh_token,
+    })
 }
