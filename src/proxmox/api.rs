@@ -433,7 +433,6 @@ fn pve_user_lifecycle(userid: &str) -> String {
 
 /// The call that applies a change on a product.
 pub fn call_for(product: Product, change: &Change) -> Call {
-    let pbs = product == Product::Pbs;
     match change {
         Change::CreateRealm {
             realm,
@@ -472,23 +471,7 @@ pub fn call_for(product: Product, change: &Change) -> Call {
             Call::new(Method::POST, &["access", "groups"], needs::PVE_GROUPS_WRITE)
                 .text("groupid", groupid)
         }
-        Change::CreateUser { userid, names } => {
-            let needs = if pbs {
-                needs::PBS_USERS_WRITE.to_string()
-            } else {
-                pve_user_lifecycle(userid)
-            };
-            let Names {
-                firstname,
-                lastname,
-                email,
-            } = names;
-            Call::new(Method::POST, &["access", "users"], needs)
-                .text("userid", userid)
-                .maybe_text("firstname", firstname)
-                .maybe_text("lastname", lastname)
-                .maybe_text("email", email)
-        }
+        Change::CreateUser { userid, names } => create_user(product, userid, names),
         Change::UpdateUser {
             userid,
             firstname,
@@ -496,29 +479,12 @@ pub fn call_for(product: Product, change: &Change) -> Call {
             email,
             enable,
         } => {
-            let mut call = user_update(product, userid);
-            let mut cleared = Vec::new();
-            for (name, edit) in [
+            let edits = [
                 ("firstname", firstname),
                 ("lastname", lastname),
                 ("email", email),
-            ] {
-                match (edit, product) {
-                    (Some(Edit::Set(value)), _) => call = call.text(name, value),
-                    // PBS refuses empty values (2 characters at least) and takes `delete`.
-                    (Some(Edit::Clear), Product::Pbs) => cleared.push(name.to_string()),
-                    // PVE stores an empty value as none.
-                    (Some(Edit::Clear), Product::Pve) => call = call.text(name, ""),
-                    (None, _) => {}
-                }
-            }
-            if !cleared.is_empty() {
-                call = call.param("delete", Param::List(cleared));
-            }
-            if *enable {
-                call = call.flag("enable", true);
-            }
-            call
+            ];
+            update_user(product, userid, edits, *enable)
         }
         Change::SetUserGroups { userid, groups, .. } => {
             user_update(product, userid).param("groups", Param::List(groups.clone()))
@@ -526,15 +492,64 @@ pub fn call_for(product: Product, change: &Change) -> Call {
         Change::AddAcl(entry) => acl_call(product, entry).flag("propagate", entry.propagate),
         Change::RemoveAcl(entry) => acl_call(product, entry).flag("delete", true),
         Change::DisableUser { userid } => user_update(product, userid).flag("enable", false),
-        Change::DeleteUser { userid } => {
-            let needs = if pbs {
-                needs::PBS_USERS_WRITE.to_string()
-            } else {
-                pve_user_lifecycle(userid)
-            };
-            Call::new(Method::DELETE, &["access", "users", userid], needs)
+        Change::DeleteUser { userid } => Call::new(
+            Method::DELETE,
+            &["access", "users", userid],
+            user_lifecycle(product, userid),
+        ),
+    }
+}
+
+/// What creating or deleting `userid` needs on `product`.
+fn user_lifecycle(product: Product, userid: &str) -> String {
+    match product {
+        Product::Pbs => needs::PBS_USERS_WRITE.to_string(),
+        Product::Pve => pve_user_lifecycle(userid),
+    }
+}
+
+fn create_user(product: Product, userid: &str, names: &Names) -> Call {
+    let Names {
+        firstname,
+        lastname,
+        email,
+    } = names;
+    Call::new(
+        Method::POST,
+        &["access", "users"],
+        user_lifecycle(product, userid),
+    )
+    .text("userid", userid)
+    .maybe_text("firstname", firstname)
+    .maybe_text("lastname", lastname)
+    .maybe_text("email", email)
+}
+
+fn update_user(
+    product: Product,
+    userid: &str,
+    edits: [(&'static str, &Option<Edit>); 3],
+    enable: bool,
+) -> Call {
+    let mut call = user_update(product, userid);
+    let mut cleared = Vec::new();
+    for (name, edit) in edits {
+        match (edit, product) {
+            (Some(Edit::Set(value)), _) => call = call.text(name, value),
+            // PBS refuses empty values (2 characters at least) and takes `delete`.
+            (Some(Edit::Clear), Product::Pbs) => cleared.push(name.to_string()),
+            // PVE stores an empty value as none.
+            (Some(Edit::Clear), Product::Pve) => call = call.text(name, ""),
+            (None, _) => {}
         }
     }
+    if !cleared.is_empty() {
+        call = call.param("delete", Param::List(cleared));
+    }
+    if enable {
+        call = call.flag("enable", true);
+    }
+    call
 }
 
 fn user_update(product: Product, userid: &str) -> Call {
