@@ -67,7 +67,54 @@ pub fn run(settings: Settings) -> CliResult {
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }
-    let prepared = server::prepare(&store, &settings)?;
+    report_prepared(&server::prepare(&store, &settings)?);
+    let (listener, address) = bind(&settings.listen)?;
+    let redirect = settings
+        .http_redirect_listen
+        .as_deref()
+        .map(bind)
+        .transpose()?;
+    // From here on SIGHUP reloads the certificate: before anyone is told the server runs.
+    let system = actix_web::rt::System::new();
+    let tls = system.block_on(async {
+        match certificates {
+            Some(certificates) => tls::start(certificates).map(Some),
+            None => tls::ignore_hangups().map(|()| None),
+        }
+    })?;
+    let setup_token = store.write(|tx| setup::issue_if_needed(tx, clock::now()))?;
+    greet(
+        &settings,
+        &store,
+        address,
+        redirect.as_ref().map(|(_, bound)| *bound),
+        setup_token.as_deref(),
+    );
+    let issuer = settings.issuer.clone();
+    let stopping = store.clone();
+    let state = AppState::new(store, settings);
+    system.block_on(async move {
+        if let Some((listener, _)) = redirect {
+            redirect_plain_http(listener, &issuer)?;
+        }
+        let mut server = server::run_with_tls(listener, state, tls)
+            .map_err(CliError::io("cannot start the server"))?;
+        if let Some(stopped) = first_poll(&mut server).await {
+            return stopped.map_err(CliError::io("the server stopped"));
+        }
+        notify::tell(notify::Status::Ready);
+        server.await.map_err(CliError::io("the server stopped"))
+    })?;
+    notify::tell(notify::Status::Stopping);
+    if let Err(error) = stopping.checkpoint() {
+        tracing::warn!(%error, "the database's log was left for the next start to replay");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// What start-up did to the database: a new key, the config file's groups and clients.
+fn report_prepared(prepared: &server::Prepared) {
     if prepared.new_signing_key {
         tracing::info!("created a new signing key");
     }
@@ -96,27 +143,22 @@ pub fn run(settings: Settings) -> CliResult {
              secret only as a hash, so the realm keeps the client secret it has"
         );
     }
-    let (listener, address) = bind(&settings.listen)?;
-    let redirect = settings
-        .http_redirect_listen
-        .as_deref()
-        .map(bind)
-        .transpose()?;
-    // From here on SIGHUP reloads the certificate: before anyone is told the server runs.
-    let system = actix_web::rt::System::new();
-    let tls = system.block_on(async {
-        match certificates {
-            Some(certificates) => tls::start(certificates).map(Some),
-            None => tls::ignore_hangups().map(|()| None),
-        }
-    })?;
-    let setup_token = store.write(|tx| setup::issue_if_needed(tx, clock::now()))?;
+}
+
+/// The lines that tell the operator the server runs, and how to make the first administrator.
+fn greet(
+    settings: &Settings,
+    store: &Store,
+    address: std::net::SocketAddr,
+    redirect: Option<std::net::SocketAddr>,
+    setup_token: Option<&str>,
+) {
     println!(
         "Latchkey serving {} on {address} (data in {})",
         settings.issuer,
         store.path().display()
     );
-    if let Some((_, address)) = &redirect {
+    if let Some(address) = redirect {
         println!("Redirecting plain http on {address} to {}", settings.issuer);
     }
     if let Some(token) = setup_token {
@@ -126,27 +168,6 @@ pub fn run(settings: Settings) -> CliResult {
             "Or on the command line: latchkey user add NAME --admin && latchkey login-link NAME"
         );
     }
-    let issuer = settings.issuer.clone();
-    let stopping = store.clone();
-    let state = AppState::new(store, settings);
-    system.block_on(async move {
-        if let Some((listener, _)) = redirect {
-            redirect_plain_http(listener, &issuer)?;
-        }
-        let mut server = server::run_with_tls(listener, state, tls)
-            .map_err(CliError::io("cannot start the server"))?;
-        if let Some(stopped) = first_poll(&mut server).await {
-            return stopped.map_err(CliError::io("the server stopped"));
-        }
-        notify::tell(notify::Status::Ready);
-        server.await.map_err(CliError::io("the server stopped"))
-    })?;
-    notify::tell(notify::Status::Stopping);
-    if let Err(error) = stopping.checkpoint() {
-        tracing::warn!(%error, "the database's log was left for the next start to replay");
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 fn bind(address: &str) -> CliResult<(TcpListener, std::net::SocketAddr)> {
