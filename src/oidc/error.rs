@@ -1,11 +1,6 @@
-//! Protocol errors: JSON for the back channel (RFC 6749 §5.2, RFC 6750 §3), and the
-//! authorization endpoint's refusals, a redirect (RFC 6749 §4.1.2.1, with RFC 9207 `iss`) or,
-//! where the redirect target cannot be trusted, a page (rendered by `routes::authorize`).
-
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+//! Protocol errors: those of the back channel (answered as JSON, see `routes::errors`), and
+//! the authorization endpoint's refusals, a redirect (RFC 6749 §4.1.2.1, with RFC 9207 `iss`)
+//! or, where the redirect target cannot be trusted, a page (see `routes::authorize`).
 
 use super::redirect;
 use crate::keys::KeyError;
@@ -110,12 +105,6 @@ impl OAuthError {
             "the server could not complete the request",
         )
     }
-
-    /// The bare `WWW-Authenticate` challenge for a request that carried no token at all
-    /// (RFC 6750 §3.1: no error code then).
-    pub fn bearer_challenge() -> HeaderValue {
-        HeaderValue::from_static(r#"Bearer realm="latchkey""#)
-    }
 }
 
 impl From<StoreError> for OAuthError {
@@ -127,50 +116,6 @@ impl From<StoreError> for OAuthError {
 impl From<KeyError> for OAuthError {
     fn from(e: KeyError) -> Self {
         OAuthError::server_error(&e)
-    }
-}
-
-impl From<actix_web::error::BlockingError> for OAuthError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        OAuthError::server_error(&e)
-    }
-}
-
-impl ResponseError for OAuthError {
-    fn status_code(&self) -> StatusCode {
-        match self.code {
-            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
-            ErrorCode::SlowDown => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        response
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::PRAGMA, "no-cache"));
-        let challenge = match self.code {
-            ErrorCode::InvalidClient => Some(r#"Basic realm="latchkey""#.to_string()),
-            ErrorCode::InvalidToken | ErrorCode::InsufficientScope => Some(format!(
-                r#"Bearer realm="latchkey", error="{}", error_description="{}""#,
-                self.code.as_str(),
-                self.description.replace(['"', '\\'], "'")
-            )),
-            _ => None,
-        };
-        if let Some(challenge) = challenge {
-            response.insert_header((header::WWW_AUTHENTICATE, challenge));
-        }
-        if let Some(seconds) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        response.json(json!({
-            "error": self.code.as_str(),
-            "error_description": self.description,
-        }))
     }
 }
 
