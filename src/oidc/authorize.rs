@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-use super::error::{AuthorizeError, ErrorCode, OAuthError};
+use super::error::{AuthorizeError, ErrorCode, OAuthError, UntrustedRequest};
 use super::params::Params;
 use super::redirect;
 use super::scope::{self, Scopes};
@@ -16,7 +16,6 @@ use crate::store::consents;
 use crate::store::grants::{self, Code, Grant};
 use crate::store::sessions::Session;
 use crate::store::users::{self, User};
-use crate::web::error::PageError;
 
 /// The `prompt` values of a request (OIDC Core §3.1.2.1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,12 +67,8 @@ pub const PARKED_PARAMETERS: &[&str] = &[
     "max_age",
 ];
 
-fn page(title: &str, message: String) -> AuthorizeError {
-    AuthorizeError::Page(PageError::bad_request(title, message))
-}
-
 /// Checks a request. Until the client and redirect URI are known to be genuine, errors are
-/// pages; after that they go back to the client.
+/// `Untrusted`; after that they go back to the client.
 pub fn validate(
     conn: &Connection,
     issuer: &Issuer,
@@ -118,43 +113,27 @@ pub fn validate(
 type Refused = (ErrorCode, &'static str);
 
 /// The client and the redirect URI, once both are known to be genuine; until then, errors
-/// are pages (never a redirect to somewhere unknown).
+/// are `Untrusted` (never a redirect to somewhere unknown).
 fn genuine(conn: &Connection, params: &Params) -> Result<(Client, String), AuthorizeError> {
-    let client_id = params.get("client_id").ok_or_else(|| {
-        page(
-            "Sign-in request not valid",
-            "The application did not say who it is (no client_id). Go back to it and try again."
-                .into(),
-        )
-    })?;
-    let client = clients::by_id(conn, client_id)?.ok_or_else(|| {
-        page(
-            "Unknown application",
-            format!(
-                "No application with client id \"{client_id}\" is registered here. \
-                 Ask your administrator to add it."
-            ),
-        )
-    })?;
-    let requested_uri = params.get("redirect_uri").ok_or_else(|| {
-        page(
-            "Sign-in request not valid",
-            format!(
-                "{} did not say where to return after sign-in (no redirect_uri).",
-                client.name
-            ),
-        )
-    })?;
+    let client_id = params
+        .get("client_id")
+        .ok_or(UntrustedRequest::NoClientId)?;
+    let client =
+        clients::by_id(conn, client_id)?.ok_or_else(|| UntrustedRequest::UnknownClient {
+            client_id: client_id.to_string(),
+        })?;
+    let requested_uri =
+        params
+            .get("redirect_uri")
+            .ok_or_else(|| UntrustedRequest::NoRedirectUri {
+                client_name: client.name.clone(),
+            })?;
     if redirect::find_registered(&client.redirect_uris, requested_uri).is_none() {
-        return Err(page(
-            "Redirect URI not registered",
-            format!(
-                "{} asked to return to \"{requested_uri}\", which is not one of its \
-                 registered redirect URIs. Redirect URIs must match exactly, including \
-                 any trailing slash.",
-                client.name
-            ),
-        ));
+        return Err(UntrustedRequest::RedirectNotRegistered {
+            client_name: client.name,
+            redirect_uri: requested_uri.to_string(),
+        }
+        .into());
     }
     Ok((client, requested_uri.to_string()))
 }
@@ -294,7 +273,7 @@ pub fn parked(
     params: &Params,
 ) -> Result<String, AuthorizeError> {
     let kept = serde_json::to_string(&params.only(PARKED_PARAMETERS))
-        .map_err(|e| PageError::internal(&e))?;
+        .map_err(AuthorizeError::Unkeepable)?;
     if kept.len() > MAX_PARKED_BYTES {
         return Err(AuthorizeError::Redirect {
             redirect_uri: request.redirect_uri.clone(),

@@ -1,17 +1,11 @@
-//! Protocol errors and how they become responses: JSON for the back channel (RFC 6749 §5.2,
-//! RFC 6750 §3), a redirect for the authorization endpoint (RFC 6749 §4.1.2.1, with RFC 9207
-//! `iss`), and an HTML page where the redirect target cannot be trusted.
-
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+//! Protocol errors: those of the back channel (answered as JSON, see `routes::errors`), and
+//! the authorization endpoint's refusals, a redirect (RFC 6749 §4.1.2.1, with RFC 9207 `iss`)
+//! or, where the redirect target cannot be trusted, a page (see `routes::authorize`).
 
 use super::redirect;
 use crate::keys::KeyError;
 use crate::limits::Retry;
 use crate::store::StoreError;
-use crate::web::error::PageError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -111,12 +105,6 @@ impl OAuthError {
             "the server could not complete the request",
         )
     }
-
-    /// The bare `WWW-Authenticate` challenge for a request that carried no token at all
-    /// (RFC 6750 §3.1: no error code then).
-    pub fn bearer_challenge() -> HeaderValue {
-        HeaderValue::from_static(r#"Bearer realm="latchkey""#)
-    }
 }
 
 impl From<StoreError> for OAuthError {
@@ -131,56 +119,12 @@ impl From<KeyError> for OAuthError {
     }
 }
 
-impl From<actix_web::error::BlockingError> for OAuthError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        OAuthError::server_error(&e)
-    }
-}
-
-impl ResponseError for OAuthError {
-    fn status_code(&self) -> StatusCode {
-        match self.code {
-            ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
-            ErrorCode::SlowDown => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        response
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .insert_header((header::PRAGMA, "no-cache"));
-        let challenge = match self.code {
-            ErrorCode::InvalidClient => Some(r#"Basic realm="latchkey""#.to_string()),
-            ErrorCode::InvalidToken | ErrorCode::InsufficientScope => Some(format!(
-                r#"Bearer realm="latchkey", error="{}", error_description="{}""#,
-                self.code.as_str(),
-                self.description.replace(['"', '\\'], "'")
-            )),
-            _ => None,
-        };
-        if let Some(challenge) = challenge {
-            response.insert_header((header::WWW_AUTHENTICATE, challenge));
-        }
-        if let Some(seconds) = self.retry_after {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        response.json(json!({
-            "error": self.code.as_str(),
-            "error_description": self.description,
-        }))
-    }
-}
-
 /// What can go wrong at the authorization endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorizeError {
-    /// The client or its redirect URI cannot be trusted: never redirect, show a page.
+    /// The client or its redirect URI cannot be trusted: never redirect, tell the person.
     #[error(transparent)]
-    Page(#[from] PageError),
+    Untrusted(#[from] UntrustedRequest),
     /// Everything else goes back to the client's redirect URI.
     #[error("{error} (to {redirect_uri})")]
     Redirect {
@@ -197,6 +141,29 @@ pub enum AuthorizeError {
         client_name: String,
         username: String,
         redirect: Box<AuthorizeError>,
+    },
+    /// The store failed: our fault, never the client's.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The request could not be written down to be kept while someone signs in.
+    #[error("cannot keep the request: {0}")]
+    Unkeepable(#[source] serde_json::Error),
+}
+
+/// Why a request cannot be answered at its client: who sent it, or where it asks to
+/// return, is not known to be genuine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UntrustedRequest {
+    #[error("no client_id")]
+    NoClientId,
+    #[error("no client \"{client_id}\" is registered")]
+    UnknownClient { client_id: String },
+    #[error("{client_name} sent no redirect_uri")]
+    NoRedirectUri { client_name: String },
+    #[error("\"{redirect_uri}\" is not a registered redirect URI of {client_name}")]
+    RedirectNotRegistered {
+        client_name: String,
+        redirect_uri: String,
     },
 }
 
@@ -221,49 +188,9 @@ impl AuthorizeError {
                 Some(redirect::with_params(redirect_uri, &params))
             }
             AuthorizeError::NotAllowed { redirect, .. } => redirect.redirect_url(),
-            AuthorizeError::Page(_) => None,
-        }
-    }
-}
-
-impl From<StoreError> for AuthorizeError {
-    fn from(e: StoreError) -> Self {
-        AuthorizeError::Page(e.into())
-    }
-}
-
-impl From<KeyError> for AuthorizeError {
-    fn from(e: KeyError) -> Self {
-        AuthorizeError::Page(PageError::internal(&e))
-    }
-}
-
-impl From<actix_web::error::BlockingError> for AuthorizeError {
-    fn from(e: actix_web::error::BlockingError) -> Self {
-        AuthorizeError::Page(e.into())
-    }
-}
-
-impl ResponseError for AuthorizeError {
-    fn status_code(&self) -> StatusCode {
-        match self {
-            AuthorizeError::Page(page) => page.status_code(),
-            AuthorizeError::Redirect { .. } | AuthorizeError::NotAllowed { .. } => {
-                StatusCode::SEE_OTHER
-            }
-        }
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        match (self, self.redirect_url()) {
-            (AuthorizeError::Page(page), _) => page.error_response(),
-            (_, Some(url)) => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, url))
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish(),
-            (_, None) => {
-                PageError::internal(&"an authorization error without a target").error_response()
-            }
+            AuthorizeError::Untrusted(_)
+            | AuthorizeError::Store(_)
+            | AuthorizeError::Unkeepable(_) => None,
         }
     }
 }

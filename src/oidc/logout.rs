@@ -6,10 +6,10 @@ use serde_json::Value;
 use super::params::Params;
 use super::redirect;
 use crate::clock::UnixTime;
-use crate::keys;
+use crate::keys::{self, KeyError};
+use crate::store::StoreError;
 use crate::store::clients::{self, Client};
 use crate::store::signing_keys;
-use crate::web::error::PageError;
 
 /// A checked logout request.
 #[derive(Debug, Clone, Default)]
@@ -21,8 +21,24 @@ pub struct LogoutRequest {
     pub hinted_subject: Option<String>,
 }
 
-fn refuse(message: String) -> PageError {
-    PageError::bad_request("Sign-out request not valid", message)
+/// Why a logout request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    /// The ID token hint is not one of ours (or not a token at all).
+    #[error("the ID token hint was not issued here: {0}")]
+    ForeignHint(#[source] KeyError),
+    #[error("client_id does not match the ID token's audience")]
+    AudienceMismatch,
+    #[error("no client \"{client_id}\" is registered")]
+    UnknownClient { client_id: String },
+    /// A post-logout redirect was asked for without naming a client.
+    #[error("a post-logout redirect needs id_token_hint or client_id")]
+    RedirectWithoutClient,
+    #[error("\"{uri}\" is not a registered post-logout redirect URI of {client_name}")]
+    RedirectNotRegistered { uri: String, client_name: String },
+    /// The store failed: our fault, never the client's.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Checks the request. A post-logout redirect goes only to a URI registered for the client
@@ -32,43 +48,42 @@ pub fn validate(
     params: &Params,
     key_ttl: i64,
     now: UnixTime,
-) -> Result<LogoutRequest, PageError> {
+) -> Result<LogoutRequest, LogoutError> {
     let mut request = LogoutRequest::default();
     let mut client_id = params.get("client_id").map(str::to_string);
     if let Some(hint) = params.get("id_token_hint") {
         let keys = signing_keys::list(conn)?;
         let published = keys::published(&keys, now, key_ttl);
-        let claims = keys::verify_ours(&published, hint).map_err(|_| {
-            refuse("The application sent an ID token that was not issued here.".into())
-        })?;
+        let claims = keys::verify_ours(&published, hint).map_err(LogoutError::ForeignHint)?;
         let audience = match &claims["aud"] {
             Value::String(aud) => Some(aud.clone()),
             Value::Array(auds) => auds.first().and_then(Value::as_str).map(str::to_string),
             _ => None,
         };
         if client_id.is_some() && client_id != audience {
-            return Err(refuse(
-                "client_id does not match the ID token's audience.".into(),
-            ));
+            return Err(LogoutError::AudienceMismatch);
         }
         client_id = audience;
         request.hinted_subject = claims["sub"].as_str().map(str::to_string);
     }
     if let Some(id) = &client_id {
-        request.client = Some(
-            clients::by_id(conn, id)?
-                .ok_or_else(|| refuse(format!("No application with client id \"{id}\".")))?,
-        );
+        request.client =
+            Some(
+                clients::by_id(conn, id)?.ok_or_else(|| LogoutError::UnknownClient {
+                    client_id: id.clone(),
+                })?,
+            );
     }
     if let Some(uri) = params.get("post_logout_redirect_uri") {
-        let client = request.client.as_ref().ok_or_else(|| {
-            refuse("A post-logout redirect needs id_token_hint or client_id.".into())
-        })?;
+        let client = request
+            .client
+            .as_ref()
+            .ok_or(LogoutError::RedirectWithoutClient)?;
         if !client.post_logout_redirect_uris.iter().any(|u| u == uri) {
-            return Err(refuse(format!(
-                "\"{uri}\" is not a registered post-logout redirect URI of {}.",
-                client.name
-            )));
+            return Err(LogoutError::RedirectNotRegistered {
+                uri: uri.to_string(),
+                client_name: client.name.clone(),
+            });
         }
         let mut response = Vec::new();
         if let Some(state) = params.get("state") {

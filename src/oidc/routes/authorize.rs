@@ -1,7 +1,7 @@
 //! The front channel: `/authorize`, its continuation after sign-in, and the consent page.
 
-use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 
 use super::{csp_allowing_form_to, form_params, query_params};
@@ -9,21 +9,111 @@ use crate::auth::session;
 use crate::clock::{self, UnixTime};
 use crate::limits::Address;
 use crate::oidc::authorize::{self, ConsentAnswer, Outcome, Progress};
-use crate::oidc::error::AuthorizeError;
+use crate::oidc::error::{AuthorizeError, UntrustedRequest};
 use crate::oidc::params::Params;
 use crate::oidc::scope;
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
-use crate::store::pending;
+use crate::store::{StoreError, pending};
 use crate::web::cookies;
 use crate::web::error::PageError;
 use crate::web::pages::{self, ConsentPage, NotAllowedPage};
 use crate::web::{csrf, parked};
 
-pub(super) async fn authorize_get(
-    req: HttpRequest,
-    state: State,
-) -> Result<HttpResponse, AuthorizeError> {
+/// The title of pages refusing a sign-in request that cannot go back to its client.
+const NOT_VALID: &str = "Sign-in request not valid";
+
+/// What the endpoint answers when a request does not go on: a page for the person, or the
+/// rules' refusal going back to the client.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Failure {
+    #[error(transparent)]
+    Page(#[from] PageError),
+    /// A `Redirect` or `NotAllowed` refusal (see `From<AuthorizeError>`).
+    #[error(transparent)]
+    ToClient(AuthorizeError),
+}
+
+/// Where the rules' errors become answers: a request that cannot be trusted is a 400 page,
+/// a failure on our side a 500 page; a refusal goes back to the client.
+impl From<AuthorizeError> for Failure {
+    fn from(e: AuthorizeError) -> Self {
+        match e {
+            AuthorizeError::Untrusted(why) => Failure::Page(untrusted_page(why)),
+            AuthorizeError::Store(store) => store.into(),
+            AuthorizeError::Unkeepable(cause) => Failure::Page(PageError::internal(&cause)),
+            refusal @ (AuthorizeError::Redirect { .. } | AuthorizeError::NotAllowed { .. }) => {
+                Failure::ToClient(refusal)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Page(e.into())
+    }
+}
+
+/// What people read when a request cannot go back to its client.
+fn untrusted_page(why: UntrustedRequest) -> PageError {
+    let (title, message) = match why {
+        UntrustedRequest::NoClientId => (
+            NOT_VALID,
+            "The application did not say who it is (no client_id). Go back to it and try again."
+                .to_string(),
+        ),
+        UntrustedRequest::UnknownClient { client_id } => (
+            "Unknown application",
+            format!(
+                "No application with client id \"{client_id}\" is registered here. \
+                 Ask your administrator to add it."
+            ),
+        ),
+        UntrustedRequest::NoRedirectUri { client_name } => (
+            NOT_VALID,
+            format!("{client_name} did not say where to return after sign-in (no redirect_uri)."),
+        ),
+        UntrustedRequest::RedirectNotRegistered {
+            client_name,
+            redirect_uri,
+        } => (
+            "Redirect URI not registered",
+            format!(
+                "{client_name} asked to return to \"{redirect_uri}\", which is not one of its \
+                 registered redirect URIs. Redirect URIs must match exactly, including \
+                 any trailing slash."
+            ),
+        ),
+    };
+    PageError::bad_request(title, message)
+}
+
+impl ResponseError for Failure {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Failure::Page(page) => page.status_code(),
+            Failure::ToClient(_) => StatusCode::SEE_OTHER,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Failure::Page(page) => page.error_response(),
+            Failure::ToClient(refusal) => match refusal.redirect_url() {
+                Some(url) => HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, url))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish(),
+                None => {
+                    PageError::internal(&"an authorization error without a target").error_response()
+                }
+            },
+        }
+    }
+}
+
+pub(super) async fn authorize_get(req: HttpRequest, state: State) -> Result<HttpResponse, Failure> {
     let params = query_params(&req);
     authorize(req, state, params).await
 }
@@ -32,7 +122,7 @@ pub(super) async fn authorize_post(
     req: HttpRequest,
     state: State,
     body: web::Bytes,
-) -> Result<HttpResponse, AuthorizeError> {
+) -> Result<HttpResponse, Failure> {
     let params = form_params(&req, &body);
     authorize(req, state, params).await
 }
@@ -41,23 +131,23 @@ async fn authorize(
     req: HttpRequest,
     state: State,
     params: Result<Params, String>,
-) -> Result<HttpResponse, AuthorizeError> {
-    let params = params.map_err(|why| PageError::bad_request("Sign-in request not valid", why))?;
+) -> Result<HttpResponse, Failure> {
+    let params = params.map_err(|why| PageError::bad_request(NOT_VALID, why))?;
     decide(req, state, params, Progress::NEW).await
 }
 
 /// A person in a browser who may not use the app reads why before going back to it: the page
 /// links to the app's `access_denied` redirect and follows it by itself after a moment.
 /// Anything else (or `prompt=none`) gets the redirect at once.
-fn explain_refusal(
-    req: &HttpRequest,
-    error: AuthorizeError,
-) -> Result<HttpResponse, AuthorizeError> {
+fn explain_refusal(req: &HttpRequest, failure: Failure) -> Result<HttpResponse, Failure> {
     let navigating = req
         .headers()
         .get("sec-fetch-dest")
         .is_some_and(|dest| dest.as_bytes() == b"document");
-    match (&error, error.redirect_url()) {
+    let Failure::ToClient(refusal) = &failure else {
+        return Err(failure);
+    };
+    match (refusal, refusal.redirect_url()) {
         (
             AuthorizeError::NotAllowed {
                 client_name,
@@ -72,10 +162,10 @@ fn explain_refusal(
                 return_url,
             };
             let mut response = pages::render(&page, [])?;
-            *response.status_mut() = actix_web::http::StatusCode::FORBIDDEN;
+            *response.status_mut() = StatusCode::FORBIDDEN;
             Ok(response)
         }
-        _ => Err(error),
+        _ => Err(failure),
     }
 }
 
@@ -104,7 +194,7 @@ async fn decide(
     state: State,
     params: Params,
     progress: Progress,
-) -> Result<HttpResponse, AuthorizeError> {
+) -> Result<HttpResponse, Failure> {
     let origin = state.origin(&req);
     let address = Address::of(origin.ip.as_deref());
     let session_cookie = AppState::cookie(&req, cookies::session_name(&state.settings.issuer));
@@ -133,7 +223,7 @@ async fn decide(
                 now,
             )?;
             if let Outcome::Redirect(url) = outcome {
-                return Ok::<_, AuthorizeError>(Next::Redirect(url));
+                return Ok::<_, Failure>(Next::Redirect(url));
             }
             // Parked requests are limited per address, and keep only what the rules read.
             state
@@ -207,14 +297,16 @@ async fn decide(
 
 /// Counts a decided request: by client once the client is known to be registered (the
 /// request was validated, or its error goes back to the client's registered redirect URI).
-fn count(state: &AppState, client_id: Option<&str>, decided: &Result<Next, AuthorizeError>) {
+fn count(state: &AppState, client_id: Option<&str>, decided: &Result<Next, Failure>) {
     let (known, result) = match decided {
         Ok(Next::Redirect(_)) => (true, "code"),
         Ok(Next::SignIn { .. }) => (true, "sign_in"),
         Ok(Next::Consent { .. }) => (true, "consent"),
-        Err(AuthorizeError::NotAllowed { .. }) => (true, "not_allowed"),
-        Err(AuthorizeError::Redirect { error, .. }) => (true, error.code.as_str()),
-        Err(AuthorizeError::Page(_)) => (false, "refused"),
+        Err(Failure::ToClient(AuthorizeError::NotAllowed { .. })) => (true, "not_allowed"),
+        Err(Failure::ToClient(AuthorizeError::Redirect { error, .. })) => {
+            (true, error.code.as_str())
+        }
+        Err(_) => (false, "refused"),
     };
     let client = client_id
         .filter(|_| known)
@@ -248,7 +340,7 @@ async fn take_parked(req: &HttpRequest, state: &State) -> Result<(Params, UnixTi
 pub(super) async fn authorize_resume(
     req: HttpRequest,
     state: State,
-) -> Result<HttpResponse, AuthorizeError> {
+) -> Result<HttpResponse, Failure> {
     let (params, parked_at) = take_parked(&req, &state).await?;
     let progress = Progress {
         parked_at: Some(parked_at),
@@ -268,7 +360,7 @@ pub(super) async fn consent(
     req: HttpRequest,
     state: State,
     form: web::Form<ConsentForm>,
-) -> Result<HttpResponse, AuthorizeError> {
+) -> Result<HttpResponse, Failure> {
     csrf::verify(&req, &state.settings.issuer, Some(&form.csrf_token))?;
     let answer = match form.decision.as_str() {
         "allow" => ConsentAnswer::Allowed,
@@ -285,4 +377,34 @@ pub(super) async fn consent(
         answer,
     };
     decide(req, state, params, progress).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page_of(error: AuthorizeError) -> PageError {
+        match Failure::from(error) {
+            Failure::Page(page) => page,
+            Failure::ToClient(refusal) => panic!("not a page: {refusal}"),
+        }
+    }
+
+    #[test]
+    fn a_store_failure_is_our_fault_not_the_clients() {
+        let store = StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows);
+        let page = page_of(AuthorizeError::Store(store));
+        assert_eq!(page.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn an_untrusted_request_is_a_page_about_it() {
+        let unknown = UntrustedRequest::UnknownClient {
+            client_id: "nobody".into(),
+        };
+        let page = page_of(unknown.into());
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert_eq!(page.title, "Unknown application");
+        assert!(page.message.contains("\"nobody\""), "{}", page.message);
+    }
 }

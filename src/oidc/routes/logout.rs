@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{csp_allowing_form_to, form_params, query_params};
 use crate::auth::session;
 use crate::clock;
-use crate::oidc::logout;
+use crate::oidc::logout::{self, LogoutError};
 use crate::oidc::params::Params;
 use crate::state::{AppState, State, blocking};
 use crate::web::cookies;
@@ -14,9 +14,37 @@ use crate::web::csrf;
 use crate::web::error::PageError;
 use crate::web::pages::{self, LogoutPage, SignedOutPage};
 
+/// The title of every page refusing a sign-out request.
+const NOT_VALID: &str = "Sign-out request not valid";
+
+/// How a refused logout request is shown: the store failing is our fault (500); anything
+/// else is the application's mistake (400).
+impl From<LogoutError> for PageError {
+    fn from(e: LogoutError) -> Self {
+        let message = match e {
+            LogoutError::Store(store) => return store.into(),
+            LogoutError::ForeignHint(_) => {
+                "The application sent an ID token that was not issued here.".to_string()
+            }
+            LogoutError::AudienceMismatch => {
+                "client_id does not match the ID token's audience.".to_string()
+            }
+            LogoutError::UnknownClient { client_id } => {
+                format!("No application with client id \"{client_id}\".")
+            }
+            LogoutError::RedirectWithoutClient => {
+                "A post-logout redirect needs id_token_hint or client_id.".to_string()
+            }
+            LogoutError::RedirectNotRegistered { uri, client_name } => {
+                format!("\"{uri}\" is not a registered post-logout redirect URI of {client_name}.")
+            }
+        };
+        PageError::bad_request(NOT_VALID, message)
+    }
+}
+
 pub(super) async fn logout_get(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
-    let params = query_params(&req)
-        .map_err(|why| PageError::bad_request("Sign-out request not valid", why))?;
+    let params = query_params(&req).map_err(|why| PageError::bad_request(NOT_VALID, why))?;
     // Any site can send a browser here: a GET never counts as the person's confirmation.
     logout_flow(req, state, params, false).await
 }
@@ -26,8 +54,7 @@ pub(super) async fn logout_post(
     state: State,
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let params = form_params(&req, &body)
-        .map_err(|why| PageError::bad_request("Sign-out request not valid", why))?;
+    let params = form_params(&req, &body).map_err(|why| PageError::bad_request(NOT_VALID, why))?;
     let confirmed = params.get("confirm").is_some();
     if confirmed {
         csrf::verify(&req, &state.settings.issuer, params.get(csrf::FIELD))?;
@@ -107,5 +134,28 @@ async fn logout_flow(
             .cookie(removal)
             .finish()),
         None => pages::render(&SignedOutPage, [removal]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn a_store_failure_is_our_fault_not_the_clients() {
+        let store = StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows);
+        let page = PageError::from(LogoutError::Store(store));
+        assert_eq!(
+            page.status,
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn a_refused_request_is_the_applications_mistake() {
+        let page = PageError::from(LogoutError::AudienceMismatch);
+        assert_eq!(page.status, actix_web::http::StatusCode::BAD_REQUEST);
+        assert_eq!(page.title, NOT_VALID);
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP adapters for the protocol endpoints: parse, call the rule, shape the response.
 
 mod authorize;
+mod errors;
 mod logout;
 mod metadata;
 mod tokens;
