@@ -95,9 +95,7 @@ impl World {
     /// Signs alice in at `at`; returns the session cookie's value.
     fn sign_in(&self, policy: &SessionPolicy, at: UnixTime) -> String {
         self.store
-            .write(|tx| {
-                session::start(tx, policy, &self.alice, &["hwk"], &Origin::default(), at)
-            })
+            .write(|tx| session::start(tx, policy, &self.alice, &["hwk"], &Origin::default(), at))
             .unwrap()
             .secret
     }

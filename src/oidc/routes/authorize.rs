@@ -17,7 +17,7 @@ use crate::state::{AppState, State, blocking};
 use crate::store::pending;
 use crate::web::cookies;
 use crate::web::error::PageError;
-use crate::web::pages::{self, ConsentPage, NotAllowedPage};
+use crate::web::pages::{self, Base, ConsentPage, NotAllowedPage};
 use crate::web::{csrf, parked};
 
 pub(super) async fn authorize_get(
@@ -51,6 +51,7 @@ async fn authorize(
 /// Anything else (or `prompt=none`) gets the redirect at once.
 fn explain_refusal(
     req: &HttpRequest,
+    state: &AppState,
     error: AuthorizeError,
 ) -> Result<HttpResponse, AuthorizeError> {
     let navigating = req
@@ -67,6 +68,7 @@ fn explain_refusal(
             Some(return_url),
         ) if navigating => {
             let page = NotAllowedPage {
+                base: Base::of(&state.settings.issuer),
                 client_name: client_name.clone(),
                 username: username.clone(),
                 return_url,
@@ -154,6 +156,7 @@ async fn decide(
                 (Outcome::Consent, Some((_, user))) => Next::Consent {
                     parked,
                     page: ConsentPage {
+                        base: Base::of(issuer),
                         client_name: request.client.name.clone(),
                         username: user.username,
                         shares: request.scopes.names().map(scope_description).collect(),
@@ -168,7 +171,7 @@ async fn decide(
     count(&state, client_id.as_deref(), &decided);
     let next = match decided {
         Ok(next) => next,
-        Err(error) => return explain_refusal(&req, error),
+        Err(error) => return explain_refusal(&req, &state, error),
     };
     let issuer = &state.settings.issuer;
     let pending_cookie = |parked| {

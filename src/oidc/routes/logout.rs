@@ -12,7 +12,7 @@ use crate::state::{AppState, State, blocking};
 use crate::web::cookies;
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::pages::{self, LogoutPage, SignedOutPage};
+use crate::web::pages::{self, Base, LogoutPage, SignedOutPage};
 
 pub(super) async fn logout_get(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
     let params = query_params(&req)
@@ -85,6 +85,7 @@ async fn logout_flow(
         .filter_map(|name| carried.get(name).map(|v| (name.to_string(), v.to_string())))
         .collect();
         let page = LogoutPage {
+            base: Base::of(&issuer),
             username,
             client_name: request.client.map(|c| c.name),
             fields,
@@ -106,6 +107,11 @@ async fn logout_flow(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .cookie(removal)
             .finish()),
-        None => pages::render(&SignedOutPage, [removal]),
+        None => pages::render(
+            &SignedOutPage {
+                base: Base::of(&issuer),
+            },
+            [removal],
+        ),
     }
 }
