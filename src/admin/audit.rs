@@ -10,12 +10,14 @@ use crate::clock;
 use crate::state::State;
 use crate::store::audit::{self, Filter, Page, Recorded, UnknownEventKind};
 use crate::web::error::PageError;
+use crate::web::pages::Base;
 
 pub const PER_PAGE: i64 = 50;
 
 #[derive(Template)]
 #[template(path = "admin/audit.html")]
 struct AuditPage {
+    base: Base,
     frame: Frame,
     user: String,
     client: String,
@@ -179,6 +181,7 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
         Err(UnknownEventKind(_)) => Page::empty(number),
     };
     let page = AuditPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(&req, &state, &admin, Section::Audit),
         user: narrowed.username.clone().unwrap_or_default(),
         client: narrowed.client_id.clone().unwrap_or_default(),

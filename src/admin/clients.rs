@@ -18,6 +18,7 @@ use crate::directory::{DirectoryError, DirectoryResult};
 use crate::state::State;
 use crate::store::clients::{self as stored_clients, Client};
 use crate::store::signing_keys::SigningAlg;
+use crate::web::pages::Base;
 
 /// The admin path of a client's page.
 pub(super) fn client_path(id: &str) -> String {
@@ -194,6 +195,7 @@ async fn group_names(state: &State) -> Result<Vec<String>, access::AdminError> {
 #[derive(Template)]
 #[template(path = "admin/clients.html")]
 struct ClientsPage {
+    base: Base,
     frame: Frame,
     clients: Vec<Client>,
     client_id: String,
@@ -204,6 +206,7 @@ pub async fn list(req: HttpRequest, state: State) -> AdminResult {
     let admin = access::require(&req, &state).await?;
     let groups = group_names(&state).await?;
     let page = ClientsPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(&req, &state, &admin, Section::Clients),
         clients: read(&state, |conn| Ok(stored_clients::list(conn)?)).await?,
         client_id: String::new(),
@@ -248,6 +251,7 @@ impl Snippets {
 #[derive(Template)]
 #[template(path = "admin/client_secret.html")]
 struct SecretPage {
+    base: Base,
     frame: Frame,
     client: Client,
     secret: Option<String>,
@@ -281,6 +285,7 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
     match made {
         Ok(client) => {
             let page = SecretPage {
+                base: Base::of(&state.settings.issuer),
                 frame: Frame::new(&req, &state, &admin, Section::Clients),
                 snippets: Snippets::new(
                     &state,
@@ -295,6 +300,7 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
         Err(refusal) => {
             let groups = group_names(&state).await?;
             let page = ClientsPage {
+                base: Base::of(&state.settings.issuer),
                 frame: Frame::new(&req, &state, &admin, Section::Clients).refused(Some(refusal)),
                 clients: read(&state, |conn| Ok(stored_clients::list(conn)?)).await?,
                 client_id: posted.client_id.clone(),
@@ -308,6 +314,7 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
 #[derive(Template)]
 #[template(path = "admin/client.html")]
 struct ClientPage {
+    base: Base,
     frame: Frame,
     client: Client,
     form: SettingsForm,
@@ -359,6 +366,7 @@ pub(super) async fn client_page_with(
         .collect();
     let proxmox = proxmox_view::view(state, &client, shown).await?;
     let page = ClientPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(req, state, admin, Section::Clients).refused(refusal),
         snippets: Snippets::new(state, &client.client_id, None),
         client,
@@ -394,6 +402,7 @@ pub async fn edit(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     match updated {
         Ok((client, was_public)) if was_public && !client.public => {
             let page = SecretPage {
+                base: Base::of(&state.settings.issuer),
                 frame: Frame::new(&req, &state, &admin, Section::Clients),
                 snippets: Snippets::new(
                     &state,
@@ -429,6 +438,7 @@ pub async fn rotate_secret(req: HttpRequest, state: State, body: Bytes) -> Admin
     match rotated {
         Ok(client) => {
             let page = SecretPage {
+                base: Base::of(&state.settings.issuer),
                 frame: Frame::new(&req, &state, &admin, Section::Clients),
                 snippets: Snippets::new(&state, &client.client_id, Some(&secret.secret)),
                 secret: Some(secret.secret),

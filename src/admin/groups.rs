@@ -18,6 +18,7 @@ use crate::directory::{DirectoryError, DirectoryResult};
 use crate::state::State;
 use crate::store::groups::Group;
 use crate::store::users as stored_users;
+use crate::web::pages::Base;
 
 /// The admin path of a group's page.
 fn group_path(name: &str) -> String {
@@ -27,6 +28,7 @@ fn group_path(name: &str) -> String {
 #[derive(Template)]
 #[template(path = "admin/groups.html")]
 struct GroupsPage {
+    base: Base,
     frame: Frame,
     groups: Vec<Group>,
     /// What was typed in the "add a group" form, kept when it is refused.
@@ -47,6 +49,7 @@ async fn list_page(
 ) -> AdminResult {
     let groups = read(state, directory_groups::list).await?;
     let page = GroupsPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(req, state, admin, Section::Groups).refused(refusal),
         groups,
         new_name,
@@ -77,6 +80,7 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
 #[derive(Template)]
 #[template(path = "admin/group.html")]
 struct GroupPage {
+    base: Base,
     frame: Frame,
     group: Group,
     /// People who could be added: everyone not yet a member.
@@ -109,6 +113,7 @@ async fn group_page(
         .filter(|username| !group.members.contains(username))
         .collect();
     let page = GroupPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(req, state, admin, Section::Groups).refused(refusal),
         group,
         candidates,

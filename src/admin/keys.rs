@@ -14,10 +14,12 @@ use crate::state::{State, blocking};
 use crate::store::audit::{self, Event, EventKind};
 use crate::store::signing_keys::{self, StoredKey};
 use crate::web::error::PageError;
+use crate::web::pages::Base;
 
 #[derive(Template)]
 #[template(path = "admin/keys.html")]
 struct KeysPage {
+    base: Base,
     frame: Frame,
     keys: Vec<KeyRow>,
 }
@@ -48,6 +50,7 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
     let stored = read(&state, |conn| Ok(signing_keys::list(conn)?)).await?;
     let now = clock::now();
     let page = KeysPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(&req, &state, &admin, Section::Keys),
         keys: stored
             .iter()

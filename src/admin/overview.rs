@@ -10,6 +10,7 @@ use crate::clock;
 use crate::state::State;
 use crate::store::audit;
 use crate::store::{groups, signing_keys, users};
+use crate::web::pages::Base;
 
 /// How many of the newest events the overview shows.
 const RECENT_EVENTS: i64 = 10;
@@ -17,6 +18,7 @@ const RECENT_EVENTS: i64 = 10;
 #[derive(Template)]
 #[template(path = "admin/overview.html")]
 struct OverviewPage {
+    base: Base,
     frame: Frame,
     people: usize,
     admins: usize,
@@ -39,6 +41,7 @@ pub async fn page(req: HttpRequest, state: State) -> AdminResult {
     })
     .await?;
     let page = OverviewPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(&req, &state, &admin, Section::Overview),
         people: everyone.len(),
         admins: everyone

@@ -22,7 +22,7 @@ use crate::state::State;
 use crate::store::passkeys as stored_passkeys;
 use crate::store::sessions;
 use crate::store::users::User;
-use crate::web::pages::PasskeyRow;
+use crate::web::pages::{Base, PasskeyRow};
 
 /// How long a login link may live, as offered on the page.
 const LINK_LIFETIMES: &[(i64, &str)] = &[
@@ -40,6 +40,7 @@ fn user_path(username: &str) -> String {
 #[derive(Template)]
 #[template(path = "admin/users.html")]
 struct UsersPage {
+    base: Base,
     frame: Frame,
     query: String,
     users: Vec<User>,
@@ -84,6 +85,7 @@ async fn list_page(
     let search = query.clone();
     let users = read(state, move |conn| directory_users::search(conn, &search)).await?;
     let page = UsersPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(req, state, admin, Section::Users).refused(refusal),
         query,
         users,
@@ -117,6 +119,7 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
 #[derive(Template)]
 #[template(path = "admin/user.html")]
 struct UserPage {
+    base: Base,
     frame: Frame,
     user: User,
     /// The administrator is looking at their own account.
@@ -164,6 +167,7 @@ async fn user_page(
     })
     .await?;
     let page = UserPage {
+        base: Base::of(&state.settings.issuer),
         frame: Frame::new(req, state, admin, Section::Users).refused(refusal),
         is_self: user.id == admin.user.id,
         created: clock::display(user.created_at),
@@ -338,6 +342,7 @@ pub async fn end_all_sessions(req: HttpRequest, state: State, body: Bytes) -> Ad
 #[derive(Template)]
 #[template(path = "admin/login_link.html")]
 struct LinkPage {
+    base: Base,
     frame: Frame,
     username: String,
     url: String,
@@ -370,6 +375,7 @@ pub async fn login_link(req: HttpRequest, state: State, body: Bytes) -> AdminRes
     match issued {
         Ok((user, token, expires_at)) => {
             let page = LinkPage {
+                base: Base::of(&state.settings.issuer),
                 frame: Frame::new(&req, &state, &admin, Section::Users),
                 username: user.username,
                 url: format!(

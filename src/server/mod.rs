@@ -128,7 +128,6 @@ pub fn run_with_tls(
 ) -> std::io::Result<Server> {
     let https = state.settings.issuer.is_https();
     let mount = state.settings.issuer.path().to_string();
-    pages_web::pages::set_base(&mount);
     let state = web::Data::new(state);
     scrape::spawn(&state)?;
     actix_web::rt::spawn(purge_periodically(state.clone()));
@@ -172,6 +171,7 @@ pub fn run_with_tls(
             .app_data(
                 web::PathConfig::default().error_handler(|_, _| PageError::not_found().into()),
             )
+            .wrap(middleware::from_fn(pages_web::error::show_pages))
             .wrap(headers::security_headers(https))
             .wrap(middleware::from_fn(requests::observe))
             .service(web::scope(&mount).configure(routes))

@@ -33,9 +33,10 @@ pub(super) fn beside(writer: &mut Connection, conn: Connection) -> std::io::Resu
     writer
         .wal_hook(Some(move |wal: &mut Wal, pages| {
             if pages >= CATCH_UP_PAGES {
-                // What the hook returns would read as the commit's own result, and the
-                // commit stands either way; a checkpoint that fails is tried again later.
-                if let Err(error) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+                // RESTART waits for the thread's checkpoint and for readers, so that the next
+                // write starts the log over. What the hook returns would read as the commit's
+                // own result, and the commit stands either way: a failure is only logged.
+                if let Err(error) = wal.checkpoint_v2(CheckpointMode::RESTART) {
                     tracing::warn!(%error, "the database's log could not be checkpointed");
                 }
             } else if pages >= CHECKPOINT_PAGES {

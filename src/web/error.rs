@@ -1,12 +1,17 @@
 //! Errors shown to people as HTML pages, rendered in one place.
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
+use super::pages::Base;
 use crate::directory::DirectoryError;
 use crate::limits::Retry;
+use crate::state::State;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,25 +94,50 @@ impl From<askama::Error> for PageError {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    base: Base,
     title: &'a str,
     message: &'a str,
 }
 
+/// The answer without its page, which needs the issuer's path that only the request knows:
+/// the error travels in the answer's extensions, and `show_pages` renders it.
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         self.status
     }
 
     fn error_response(&self) -> HttpResponse {
-        let page = ErrorPage {
-            title: &self.title,
-            message: &self.message,
-        };
-        let body = page.render().unwrap_or_else(|_| self.to_string());
-        with_retry_after(HttpResponse::build(self.status), self.retry_after)
-            .content_type("text/html; charset=utf-8")
-            .body(body)
+        let mut response = with_retry_after(HttpResponse::build(self.status), self.retry_after)
+            .content_type("text/plain; charset=utf-8")
+            .body(self.to_string());
+        response.extensions_mut().insert(self.clone());
+        response
     }
+}
+
+/// Middleware: an answer carrying a page error gets the error's page, linking under the path
+/// of the issuer that serves the request.
+pub async fn show_pages(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut response = next.call(req).await?;
+    let error = response.response().extensions().get::<PageError>().cloned();
+    let state = response.request().app_data::<State>().cloned();
+    let (Some(error), Some(state)) = (error, state) else {
+        return Ok(response.map_into_left_body());
+    };
+    let page = ErrorPage {
+        base: Base::of(&state.settings.issuer),
+        title: &error.title,
+        message: &error.message,
+    };
+    let body = page.render().unwrap_or_else(|_| error.to_string());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    Ok(response.map_body(|_, _| body).map_into_right_body())
 }
 
 /// Errors of the JSON endpoints behind the pages' scripts: `{"error": "…"}` with a status.

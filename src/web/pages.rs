@@ -6,6 +6,24 @@ use actix_web::http::header;
 use askama::Template;
 
 use super::error::PageError;
+use crate::config::Issuer;
+
+/// The path every link in a page starts with: the issuer's path, where the routes are
+/// mounted (empty at the root). Each page carries its own, so that servers with different
+/// issuers can share a process.
+pub struct Base(String);
+
+impl Base {
+    pub fn of(issuer: &Issuer) -> Base {
+        Base(issuer.path().to_string())
+    }
+}
+
+impl std::fmt::Display for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Renders `page` as a 200 HTML response that is never cached, setting `cookies`.
 pub fn render(
@@ -25,6 +43,7 @@ pub fn render(
 #[derive(Template)]
 #[template(path = "login.html")]
 pub struct LoginPage {
+    pub base: Base,
     /// Someone is already signed in in this browser.
     pub signed_in_as: Option<String>,
     /// An application is waiting for the sign-in.
@@ -36,6 +55,7 @@ pub struct LoginPage {
 #[derive(Template)]
 #[template(path = "setup.html")]
 pub struct SetupPage {
+    pub base: Base,
     pub token: String,
     pub passkeys: bool,
 }
@@ -43,6 +63,7 @@ pub struct SetupPage {
 #[derive(Template)]
 #[template(path = "account.html")]
 pub struct AccountPage {
+    pub base: Base,
     pub username: String,
     pub display_name: String,
     pub email: String,
@@ -81,6 +102,7 @@ pub struct SessionRow {
 #[derive(Template)]
 #[template(path = "logout.html")]
 pub struct LogoutPage {
+    pub base: Base,
     pub username: String,
     pub client_name: Option<String>,
     /// The request's parameters, carried through the confirmation form.
@@ -91,6 +113,7 @@ pub struct LogoutPage {
 #[derive(Template)]
 #[template(path = "apps.html")]
 pub struct AppsPage {
+    pub base: Base,
     pub name: String,
     pub is_admin: bool,
     pub apps: Vec<AppLink>,
@@ -104,6 +127,7 @@ pub struct AppLink {
 #[derive(Template)]
 #[template(path = "not_allowed.html")]
 pub struct NotAllowedPage {
+    pub base: Base,
     pub client_name: String,
     pub username: String,
     /// The app's redirect URI with `error=access_denied`.
@@ -113,6 +137,7 @@ pub struct NotAllowedPage {
 #[derive(Template)]
 #[template(path = "consent.html")]
 pub struct ConsentPage {
+    pub base: Base,
     pub client_name: String,
     pub username: String,
     /// What the app will learn, in words.
@@ -124,18 +149,6 @@ pub struct ConsentPage {
 
 #[derive(Template)]
 #[template(path = "signed_out.html")]
-pub struct SignedOutPage;
-
-/// The path the routes are mounted under (the issuer's path), for links in pages.
-///
-/// Kept process-wide because error pages are rendered without a request at hand; one
-/// process serves one issuer.
-static MOUNT_PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-pub fn set_base(path: &str) {
-    let _ = MOUNT_PATH.set(path.to_string());
-}
-
-pub fn base() -> &'static str {
-    MOUNT_PATH.get().map(String::as_str).unwrap_or("")
+pub struct SignedOutPage {
+    pub base: Base,
 }

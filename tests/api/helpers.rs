@@ -25,7 +25,7 @@ use tempfile::TempDir;
 pub const PVE_REDIRECT: &str = "https://pve.example.com:8006";
 
 pub struct TestApp {
-    /// `http://127.0.0.1:PORT` or `http://localhost:PORT`, also the issuer.
+    /// `http://127.0.0.1:PORT` or `http://localhost:PORT`, perhaps with a path: the issuer.
     pub issuer: String,
     pub port: u16,
     pub data_dir: TempDir,
@@ -39,21 +39,26 @@ pub fn spawn_app() -> TestApp {
 /// Starts the server with the issuer `http://HOST:PORT`; it always listens on 127.0.0.1.
 /// Passkeys need a domain name, so their tests use `localhost`.
 pub fn spawn_app_at(host: &str) -> TestApp {
-    spawn_app_with("http", host, None)
+    spawn_app_with("http", host, "", None)
+}
+
+/// Starts the server with the issuer `http://127.0.0.1:PORT{path}`: its routes under `path`.
+pub fn spawn_app_under(path: &str) -> TestApp {
+    spawn_app_with("http", "127.0.0.1", path, None)
 }
 
 /// Starts the server with the issuer `https://localhost:PORT`, as behind a TLS proxy; it
 /// still answers plain http on 127.0.0.1.
 pub fn spawn_app_https() -> TestApp {
-    spawn_app_with("https", "localhost", None)
+    spawn_app_with("https", "localhost", "", None)
 }
 
 /// Starts the server with `config` as its TOML config file (written into the data dir).
 pub fn spawn_app_with_config(config: &str) -> TestApp {
-    spawn_app_with("http", "127.0.0.1", Some(config))
+    spawn_app_with("http", "127.0.0.1", "", Some(config))
 }
 
-fn spawn_app_with(scheme: &str, host: &str, config: Option<&str>) -> TestApp {
+fn spawn_app_with(scheme: &str, host: &str, path: &str, config: Option<&str>) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let config = config.map(|text| {
         let path = data_dir.path().join("latchkey.toml");
@@ -62,7 +67,7 @@ fn spawn_app_with(scheme: &str, host: &str, config: Option<&str>) -> TestApp {
     });
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
-    let issuer = format!("{scheme}://{host}:{port}");
+    let issuer = format!("{scheme}://{host}:{port}{path}");
     let settings = Settings::resolve(Overrides {
         data_dir: Some(data_dir.path().to_path_buf()),
         config,

@@ -16,6 +16,7 @@ mod helpers;
 mod id_token_algs;
 mod log_secrets;
 mod metrics;
+mod mount;
 mod notify;
 mod ops;
 mod passkeys;

@@ -19,7 +19,7 @@ use crate::store::users::{self, User};
 use crate::store::{StoreError, consents, grants, passkeys as stored_passkeys};
 use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
-use crate::web::pages::{self, AccountPage, ConsentRow, PasskeyRow, SessionRow};
+use crate::web::pages::{self, AccountPage, Base, ConsentRow, PasskeyRow, SessionRow};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let post = web::post;
@@ -107,6 +107,7 @@ async fn account_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
     .await?;
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
     let page = AccountPage {
+        base: Base::of(&state.settings.issuer),
         username: user.username,
         display_name: user.display_name,
         email: user.email.unwrap_or_default(),

@@ -7,7 +7,7 @@ use crate::directory::clients::admits;
 use crate::state::{State, blocking};
 use crate::store::{StoreError, clients, users};
 use crate::web::error::PageError;
-use crate::web::pages::{self, AppLink, AppsPage};
+use crate::web::pages::{self, AppLink, AppsPage, Base};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(landing_page));
@@ -46,6 +46,7 @@ async fn landing_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
     };
     pages::render(
         &AppsPage {
+            base: Base::of(&state.settings.issuer),
             name,
             is_admin: user.is_admin,
             apps,

@@ -13,7 +13,7 @@ use crate::observe::metrics::{Ceremony, SignInMethod};
 use crate::state::{State, blocking};
 use crate::web::cookies;
 use crate::web::error::{ApiError, PageError};
-use crate::web::pages::{self, SetupPage};
+use crate::web::pages::{self, Base, SetupPage};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/setup/{token}", web::get().to(setup_page))
@@ -38,6 +38,7 @@ async fn setup_page(
     .await?;
     pages::render(
         &SetupPage {
+            base: Base::of(&state.settings.issuer),
             token,
             passkeys: state.passkeys.is_some(),
         },

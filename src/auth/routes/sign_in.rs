@@ -20,7 +20,7 @@ use crate::store::sessions;
 use crate::web::cookies;
 use crate::web::csrf;
 use crate::web::error::{ApiError, PageError};
-use crate::web::pages::{self, LoginPage};
+use crate::web::pages::{self, Base, LoginPage};
 use crate::web::parked::{self, after_sign_in};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn login_page(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
     let current = signed_in(&req, &state).await?;
     let page = LoginPage {
+        base: Base::of(&state.settings.issuer),
         signed_in_as: current.map(|(_, user)| user.username),
         pending: parked::is_waiting(&req, &state.settings.issuer),
         passkeys: state.passkeys.is_some(),
@@ -63,6 +64,7 @@ fn replace_session(
 #[derive(Template)]
 #[template(path = "login_link.html")]
 struct LoginLinkPage {
+    base: Base,
     token: String,
     username: String,
     continue_to: Option<String>,
@@ -101,6 +103,7 @@ async fn login_link_page(
     let current = signed_in(&req, &state).await?;
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
     let page = LoginLinkPage {
+        base: Base::of(&state.settings.issuer),
         token,
         username: user.username,
         continue_to: waiting_client(&req, &state).await?,

@@ -17,7 +17,7 @@ use crate::state::{AppState, State, blocking};
 use crate::store::{StoreError, pending};
 use crate::web::cookies;
 use crate::web::error::PageError;
-use crate::web::pages::{self, ConsentPage, NotAllowedPage};
+use crate::web::pages::{self, Base, ConsentPage, NotAllowedPage};
 use crate::web::{csrf, parked};
 
 /// The title of pages refusing a sign-in request that cannot go back to its client.
@@ -139,7 +139,11 @@ async fn authorize(
 /// A person in a browser who may not use the app reads why before going back to it: the page
 /// links to the app's `access_denied` redirect and follows it by itself after a moment.
 /// Anything else (or `prompt=none`) gets the redirect at once.
-fn explain_refusal(req: &HttpRequest, failure: Failure) -> Result<HttpResponse, Failure> {
+fn explain_refusal(
+    req: &HttpRequest,
+    state: &AppState,
+    failure: Failure,
+) -> Result<HttpResponse, Failure> {
     let navigating = req
         .headers()
         .get("sec-fetch-dest")
@@ -157,6 +161,7 @@ fn explain_refusal(req: &HttpRequest, failure: Failure) -> Result<HttpResponse, 
             Some(return_url),
         ) if navigating => {
             let page = NotAllowedPage {
+                base: Base::of(&state.settings.issuer),
                 client_name: client_name.clone(),
                 username: username.clone(),
                 return_url,
@@ -244,6 +249,7 @@ async fn decide(
                 (Outcome::Consent, Some((_, user))) => Next::Consent {
                     parked,
                     page: ConsentPage {
+                        base: Base::of(issuer),
                         client_name: request.client.name.clone(),
                         username: user.username,
                         shares: request.scopes.names().map(scope_description).collect(),
@@ -258,7 +264,7 @@ async fn decide(
     count(&state, client_id.as_deref(), &decided);
     let next = match decided {
         Ok(next) => next,
-        Err(error) => return explain_refusal(&req, error),
+        Err(error) => return explain_refusal(&req, &state, error),
     };
     let issuer = &state.settings.issuer;
     let pending_cookie = |parked| {

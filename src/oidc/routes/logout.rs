@@ -12,7 +12,7 @@ use crate::state::{AppState, State, blocking};
 use crate::web::cookies;
 use crate::web::csrf;
 use crate::web::error::PageError;
-use crate::web::pages::{self, LogoutPage, SignedOutPage};
+use crate::web::pages::{self, Base, LogoutPage, SignedOutPage};
 
 /// The title of every page refusing a sign-out request.
 const NOT_VALID: &str = "Sign-out request not valid";
@@ -112,6 +112,7 @@ async fn logout_flow(
         .filter_map(|name| carried.get(name).map(|v| (name.to_string(), v.to_string())))
         .collect();
         let page = LogoutPage {
+            base: Base::of(&issuer),
             username,
             client_name: request.client.map(|c| c.name),
             fields,
@@ -133,7 +134,12 @@ async fn logout_flow(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .cookie(removal)
             .finish()),
-        None => pages::render(&SignedOutPage, [removal]),
+        None => pages::render(
+            &SignedOutPage {
+                base: Base::of(&issuer),
+            },
+            [removal],
+        ),
     }
 }
 
