@@ -248,7 +248,7 @@ impl Store {
             path: self.path.clone(),
         };
         let mut conn = manager.connect_configured()?;
-        checkpoint::beside(&mut conn, manager.connect_configured()?)
+        checkpoint::beside(&mut conn, manager.connect_configured()?, self.turn.clone())
             .map_err(StoreError::WriterStart)?;
         let writer = Writer::start(conn, self.turn.clone(), self.waits.clone())
             .map_err(StoreError::WriterStart)?;
