@@ -111,6 +111,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::{CATCH_UP_PAGES, CHECKPOINT_PAGES};
+    use crate::store::writer::tests::store_with_table;
     use crate::store::{DATABASE_FILE, Store, StoreError};
 
     /// A page of the database, or a frame of the log with its header.
@@ -122,7 +123,7 @@ mod tests {
         for _ in 0..pages / 16 {
             store
                 .write_async(|conn| {
-                    conn.execute("INSERT INTO t (b) VALUES (zeroblob(16 * 4096 - 64))", [])?;
+                    conn.execute("INSERT INTO t (x) VALUES (zeroblob(16 * 4096 - 64))", [])?;
                     Ok::<_, StoreError>(())
                 })
                 .await
@@ -136,12 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_log_is_checkpointed_beside_the_writer_and_starts_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store
-            .write_async(|conn| Ok::<_, StoreError>(conn.execute_batch("CREATE TABLE t (b)")?))
-            .await
-            .unwrap();
+        let (dir, store) = store_with_table().await;
         let pages = CHECKPOINT_PAGES + CHECKPOINT_PAGES / 5;
         fill(&store, pages).await;
         // The thread copies the log into the database on its own, without another write.

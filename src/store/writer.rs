@@ -166,7 +166,7 @@ fn commit_batch(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use crate::store::{Store, StoreError};
 
     async fn insert(store: &Store, x: i64, fail: bool) -> Result<(), StoreError> {
@@ -185,8 +185,8 @@ mod tests {
             .await
     }
 
-    /// A fresh store with an empty table `t`; the directory lives as long as the store.
-    async fn store_with_table() -> (tempfile::TempDir, Store) {
+    /// A fresh store with an empty table `t (x)`; the directory lives as long as the store.
+    pub(in crate::store) async fn store_with_table() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store

@@ -195,14 +195,8 @@ async fn lists_keep_members_and_allowed_groups_apart() {
         app.cli_ok(&args);
     }
     let groups: Value = serde_json::from_str(&app.cli_ok(&["group", "list", "--json"])).unwrap();
-    let members: Vec<(&str, &Value)> = groups
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| (g["name"].as_str().unwrap(), &g["members"]))
-        .collect();
     assert_eq!(
-        members,
+        pairs(&groups, "name", "members"),
         [
             ("devs", &serde_json::json!(["carol"])),
             ("idle", &serde_json::json!([])),
@@ -210,20 +204,22 @@ async fn lists_keep_members_and_allowed_groups_apart() {
         ]
     );
     let clients: Value = serde_json::from_str(&app.cli_ok(&["client", "list", "--json"])).unwrap();
-    let allowed: Vec<(&str, &Value)> = clients
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| (c["client_id"].as_str().unwrap(), &c["allowed_groups"]))
-        .collect();
     assert_eq!(
-        allowed,
+        pairs(&clients, "client_id", "allowed_groups"),
         [
             ("open", &serde_json::json!([])),
             ("pve", &serde_json::json!(["ops"])),
             ("wiki", &serde_json::json!(["devs", "ops"])),
         ]
     );
+}
+
+/// Each listed item's `name` with its `field`.
+fn pairs<'a>(list: &'a Value, name: &str, field: &str) -> Vec<(&'a str, &'a Value)> {
+    let items = list.as_array().unwrap().iter();
+    items
+        .map(|item| (item[name].as_str().unwrap(), &item[field]))
+        .collect()
 }
 
 #[tokio::test]
