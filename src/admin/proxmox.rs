@@ -374,10 +374,10 @@ pub async fn remove_rule(req: HttpRequest, state: State, body: Bytes) -> AdminRe
 /// Asks for a sync as soon as possible.
 pub async fn sync_now(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, _): (_, Nothing) = access::form(&req, &state, &body).await?;
+    let origin = state.origin(&req).by(&admin.user.username);
     let id = segment(&req, "id");
-    let requested = change(&state, move |tx, _| {
-        directory_clients::find(tx, &id)?;
-        match stored::request(tx, &id)? {
+    let requested = change(&state, move |tx, now| {
+        match rules::request_sync(tx, &id, &origin, now)? {
             true => Ok(()),
             false => Err(no_target()),
         }

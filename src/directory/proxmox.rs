@@ -155,6 +155,28 @@ pub fn unset(
     Ok(())
 }
 
+/// Asks for the client's server to be synced as soon as possible; false when the client has
+/// no target.
+pub fn request_sync(
+    conn: &Connection,
+    client_id: &str,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<bool> {
+    // Declared clients too: asking for a sync changes nothing the config file says.
+    directory_clients::find(conn, client_id)?;
+    if !stored::request(conn, client_id)? {
+        return Ok(false);
+    }
+    audit::record(
+        conn,
+        &Event::new(EventKind::ProxmoxSyncRequested).client(client_id),
+        origin,
+        now,
+    )?;
+    Ok(true)
+}
+
 /// Adds a rule (or changes its `propagate`); false when it was already there as it is.
 pub fn allow(
     conn: &Connection,

@@ -239,6 +239,7 @@ async fn an_admin_connects_a_server_that_does_not_answer_then_adds_rules_syncs_a
         EventKind::ProxmoxTargetSet,
         EventKind::ProxmoxRuleAdded,
         EventKind::ProxmoxRuleRemoved,
+        EventKind::ProxmoxSyncRequested,
         EventKind::ProxmoxTargetUnset,
     ] {
         let event = events.iter().find(|e| e.event == kind.as_str());

@@ -58,6 +58,7 @@ event_kinds! {
     ProxmoxRuleAdded => "proxmox.rule_added",
     ProxmoxRuleRemoved => "proxmox.rule_removed",
     ProxmoxSyncFailed => "proxmox.sync_failed",
+    ProxmoxSyncRequested => "proxmox.sync_requested",
     ProxmoxTargetSet => "proxmox.target_set",
     ProxmoxTargetUndeclared => "proxmox.target_undeclared",
     ProxmoxTargetUnset => "proxmox.target_unset",
