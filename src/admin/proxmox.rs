@@ -109,7 +109,7 @@ impl PostedTarget {
             "fingerprint" => Ok(Trust::Fingerprint(target::fingerprint(shown_fingerprint(
                 &self.fingerprint,
             ))?)),
-            "ca" => ca_pem(&self.ca_pem).map(Trust::CaPem),
+            "ca" => Ok(Trust::CaPem(target::ca_pem(&self.ca_pem)?)),
             "system" => Ok(Trust::SystemRoots),
             other => Err(TargetError(format!(
                 "invalid trust {other:?}: choose the fingerprint, a CA certificate or the \
@@ -134,17 +134,6 @@ fn token_secret(typed: &str, kept: Option<&str>) -> Result<String, TargetError> 
                 .into(),
         )),
         (secret, _) => target::token_secret(secret),
-    }
-}
-
-fn ca_pem(text: &str) -> Result<String, TargetError> {
-    let pem = text.replace("\r\n", "\n").trim().to_string();
-    if pem.contains("-----BEGIN CERTIFICATE-----") {
-        Ok(pem + "\n")
-    } else {
-        Err(TargetError(
-            "paste the CA certificate in PEM form, from -----BEGIN CERTIFICATE----- on".into(),
-        ))
     }
 }
 

@@ -13,7 +13,7 @@ use crate::directory::clients as directory_clients;
 use crate::directory::proxmox::{self as rules, Configured};
 use crate::proxmox::queue;
 use crate::proxmox::sync;
-use crate::proxmox::target::{self, Rule, Target, Trust};
+use crate::proxmox::target::{self, CaPemError, Rule, Target, Trust};
 use crate::store::Store;
 use crate::store::audit::Origin;
 use crate::store::proxmox::{self as stored, SyncStatus};
@@ -284,14 +284,13 @@ fn check_token(target: &Target) -> CliResult {
 }
 
 fn ca_pem(file: &Path) -> CliResult<String> {
-    let pem = read_file(file, "CA file")?;
-    if !pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(CliError::Usage(format!(
-            "{} holds no PEM certificate",
-            file.display()
-        )));
-    }
-    Ok(pem)
+    let shown = file.display();
+    target::ca_pem(&read_file(file, "CA file")?).map_err(|error| {
+        CliError::Usage(match error {
+            CaPemError::NoCertificate => format!("{shown} holds no PEM certificate"),
+            error => format!("{shown}: {error}"),
+        })
+    })
 }
 
 fn chosen(store: &Store, client_id: Option<String>) -> CliResult<Vec<Configured>> {

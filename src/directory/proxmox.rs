@@ -298,10 +298,13 @@ fn invalid(error: crate::proxmox::target::TargetError) -> DirectoryError {
     DirectoryError::Invalid(error.0)
 }
 
-fn read_file(path: &std::path::Path, what: &str) -> DirectoryResult<String> {
-    std::fs::read_to_string(path).map_err(|e| {
-        DirectoryError::Invalid(format!("cannot read the {what} {}: {e}", path.display()))
-    })
+/// The CA certificate a `ca_file` holds.
+fn ca_file(path: &std::path::Path) -> DirectoryResult<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DirectoryError::Invalid(format!("cannot read the ca_file {}: {e}", path.display()))
+    })?;
+    target::ca_pem(&text)
+        .map_err(|e| DirectoryError::Invalid(format!("ca_file {}: {e}", path.display())))
 }
 
 fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResult<Target> {
@@ -318,7 +321,7 @@ fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResu
         (Some(fingerprint), None) => {
             Trust::Fingerprint(target::fingerprint(fingerprint).map_err(invalid)?)
         }
-        (None, Some(file)) => Trust::CaPem(read_file(file, "ca_file")?),
+        (None, Some(file)) => Trust::CaPem(ca_file(file)?),
         (None, None) => Trust::SystemRoots,
         (Some(_), Some(_)) => {
             return Err(DirectoryError::Invalid(

@@ -2,6 +2,9 @@
 //! file give them: parsed once here, so that the rest of the module takes only valid values.
 //! The types themselves are records of the store's.
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
 pub use crate::store::proxmox::{Leavers, Product, Rule, Target, Trust};
 
 /// A value that is not a valid part of a target or rule.
@@ -25,6 +28,40 @@ pub fn leavers(input: &str) -> Result<Leavers, TargetError> {
 
 fn invalid(what: &str, input: &str, why: &str) -> TargetError {
     TargetError(format!("invalid {what} {input:?}: {why}"))
+}
+
+/// Why a CA certificate was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CaPemError {
+    #[error("paste the CA certificate in PEM form, from -----BEGIN CERTIFICATE----- on")]
+    NoCertificate,
+    #[error("the CA certificate is not valid PEM: {0}")]
+    Malformed(#[source] rustls::pki_types::pem::Error),
+    #[error("the CA certificate cannot be used: {0}")]
+    Unusable(#[source] rustls::Error),
+}
+
+impl From<CaPemError> for TargetError {
+    fn from(error: CaPemError) -> TargetError {
+        TargetError(error.to_string())
+    }
+}
+
+/// A CA certificate (or several) in PEM form, as pasted or read from a file: kept with Unix
+/// line ends, and only when every certificate in it can be a trust anchor, so that a bad one
+/// is refused where it is given rather than at the next sync.
+pub fn ca_pem(text: &str) -> Result<String, CaPemError> {
+    let pem = text.replace("\r\n", "\n").trim().to_string() + "\n";
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots
+            .add(cert.map_err(CaPemError::Malformed)?)
+            .map_err(CaPemError::Unusable)?;
+    }
+    if roots.is_empty() {
+        return Err(CaPemError::NoCertificate);
+    }
+    Ok(pem)
 }
 
 /// The API's base URL: `https://host[:port]`, kept without a trailing slash.

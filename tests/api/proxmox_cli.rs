@@ -9,6 +9,10 @@ use crate::helpers::*;
 const UNREACHABLE: &str = "https://127.0.0.1:1";
 const FINGERPRINT: &str = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
 
+/// PEM armour around bytes that are no certificate.
+const NOT_A_CERTIFICATE: &str =
+    "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+
 fn status(app: &TestApp) -> Value {
     serde_json::from_str(&app.cli_ok(&["proxmox", "status", "--json"])).unwrap()
 }
@@ -238,6 +242,60 @@ fn taking_over_a_realm_mints_a_secret_for_it_and_rotation_hands_over_the_next() 
     assert_eq!(pending, rotated["client_secret"].as_str().unwrap());
 }
 
+/// `proxmox set` with a CA file holding `pem` instead of a fingerprint.
+fn set_with_ca(app: &TestApp, pem: &str) -> std::process::Output {
+    let secret = app.data_dir.path().join("token");
+    std::fs::write(&secret, "token-secret-value\n").unwrap();
+    let ca = app.data_dir.path().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    app.cli(&[
+        "proxmox",
+        "set",
+        "proxmox",
+        "--product",
+        "pve",
+        "--api-url",
+        UNREACHABLE,
+        "--token-id",
+        "root@pam!latchkey",
+        "--token-secret-file",
+        secret.to_str().unwrap(),
+        "--ca-file",
+        ca.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_ca_file_must_hold_a_usable_certificate() {
+    let app = spawn_app();
+    app.setup_proxmox();
+    for (pem, why) in [
+        (NOT_A_CERTIFICATE, "the CA certificate cannot be used"),
+        ("a certificate, surely", "holds no PEM certificate"),
+    ] {
+        let out = set_with_ca(&app, pem);
+        assert!(!out.status.success(), "{pem:?} was taken");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params
+        .self_signed(&key)
+        .unwrap()
+        .pem()
+        .replace('\n', "\r\n");
+    let out = set_with_ca(&app, &ca);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status(&app)[0]["trust"], "ca");
+}
+
 fn declared(permission_group: &str, fingerprint: &str) -> String {
     format!(
         r#"
@@ -276,9 +334,17 @@ fn the_config_file_declares_targets_and_rules_read_only() {
 
 #[test]
 fn a_mistake_in_the_declaration_stops_the_start_with_its_line() {
+    let files = tempfile::tempdir().unwrap();
+    let broken = files.path().join("ca.pem");
+    std::fs::write(&broken, NOT_A_CERTIFICATE).unwrap();
+    let with_ca_file = declared("pbs-admins", FINGERPRINT).replace(
+        &format!("fingerprint = \"{FINGERPRINT}\""),
+        &format!("ca_file = \"{}\"", broken.display()),
+    );
     for (config, why) in [
         (declared("nobody", FINGERPRINT), "no group"),
         (declared("pbs-admins", "AB:CD"), "invalid fingerprint"),
+        (with_ca_file, "the CA certificate cannot be used"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("latchkey.toml");
