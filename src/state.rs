@@ -1,15 +1,13 @@
 //! What every request handler shares: the application state, and the way to run blocking
-//! work (SQLite, argon2, RSA) without stalling the async workers.
+//! work (SQLite, argon2, RSA) without stalling the async workers. What only one area needs
+//! (passkeys for signing in, client secrets for the protocol) is that area's own state.
 
 use actix_web::{HttpRequest, web};
 
-use crate::auth::passkeys::Passkeys;
 use crate::config::{LimitSettings, Settings};
 use crate::keys::Signer;
 use crate::limits::RateLimiter;
 use crate::observe::metrics::Metrics;
-use crate::oidc::client_auth::{ClientAuth, SecretCache};
-use crate::oidc::discovery;
 use crate::store::Store;
 use crate::store::audit::{Origin, Repeats};
 
@@ -18,14 +16,10 @@ pub struct AppState {
     pub store: Store,
     pub settings: Settings,
     pub signer: Signer,
-    pub secrets: SecretCache,
-    /// `None` when the issuer cannot be a WebAuthn relying party (an IP address).
-    pub passkeys: Option<Passkeys>,
     pub limits: Limits,
     pub metrics: Metrics,
     /// Failures anyone can cause, counted rather than written again (see `audit::Repeats`).
     pub failures: Repeats,
-    discovery: String,
     /// Set once a request carried `X-Forwarded-For` from a peer that is not a trusted proxy.
     warned_untrusted_proxy: std::sync::atomic::AtomicBool,
 }
@@ -54,16 +48,10 @@ pub type State = web::Data<AppState>;
 
 impl AppState {
     pub fn new(store: Store, settings: Settings) -> AppState {
-        let passkeys = Passkeys::new(&settings.issuer)
-            .inspect_err(|e| tracing::warn!("passkeys are off: {e}"))
-            .ok();
         let metrics = Metrics::new();
         let store = store.observe_waits(metrics.write_waits());
         AppState {
-            discovery: discovery::rendered(&settings.issuer),
             signer: Signer::default(),
-            secrets: SecretCache::new(settings.limits.client_secret_checks),
-            passkeys,
             limits: Limits::new(&settings.limits),
             metrics,
             failures: Repeats::default(),
@@ -71,10 +59,6 @@ impl AppState {
             store,
             settings,
         }
-    }
-
-    pub fn discovery(&self) -> &str {
-        &self.discovery
     }
 
     /// The audit origin of a request. Warns once when a peer that is not a trusted proxy
@@ -95,15 +79,6 @@ impl AppState {
             );
         }
         origin.origin
-    }
-
-    /// What the back-channel endpoints need to authenticate clients.
-    pub fn client_auth(&self) -> ClientAuth<'_> {
-        ClientAuth {
-            store: &self.store,
-            secrets: &self.secrets,
-            failures: &self.failures,
-        }
     }
 
     /// The value of a cookie of ours, if the browser sent it.

@@ -9,11 +9,12 @@ use actix_web::dev::Server;
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpResponse, HttpServer, middleware, web};
 
+use crate::auth::AuthState;
 use crate::clock;
 use crate::config::Settings;
 use crate::directory::declared::{self, Applied, DeclarationError};
 use crate::keys;
-use crate::oidc;
+use crate::oidc::{self, OidcState};
 use crate::state::{AppState, State, blocking};
 use crate::store::{Store, StoreError, meta};
 use crate::web::error::{ApiError, PageError};
@@ -128,8 +129,10 @@ pub fn run_with_tls(
 ) -> std::io::Result<Server> {
     let https = state.settings.issuer.is_https();
     let mount = state.settings.issuer.path().to_string();
+    let auth = web::Data::new(AuthState::new(&state.settings.issuer));
+    let oidc = web::Data::new(OidcState::new(&state.settings));
     let state = web::Data::new(state);
-    scrape::spawn(&state)?;
+    scrape::spawn(&state, &oidc)?;
     actix_web::rt::spawn(purge_periodically(state.clone()));
     actix_web::rt::spawn(crate::backups::schedule(
         state.store.clone(),
@@ -143,6 +146,8 @@ pub fn run_with_tls(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(auth.clone())
+            .app_data(oidc.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .app_data(
                 web::JsonConfig::default()

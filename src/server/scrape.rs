@@ -8,12 +8,13 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::clock;
 use crate::observe::metrics::{CONTENT_TYPE, Live};
+use crate::oidc::OidcState;
 use crate::state::{AppState, State, blocking};
 use crate::store::stats;
 use crate::web::error::PageError;
 
 /// Starts serving `/metrics` when `metrics_listen` is set.
-pub fn spawn(state: &State) -> std::io::Result<()> {
+pub fn spawn(state: &State, oidc: &web::Data<OidcState>) -> std::io::Result<()> {
     let Some(address) = state.settings.observe.metrics_listen else {
         return Ok(());
     };
@@ -24,9 +25,11 @@ pub fn spawn(state: &State) -> std::io::Result<()> {
         )
     })?;
     let state = state.clone();
+    let oidc = oidc.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(oidc.clone())
             .route("/metrics", web::get().to(metrics))
     })
     .workers(1)
@@ -38,9 +41,9 @@ pub fn spawn(state: &State) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn metrics(state: State) -> Result<HttpResponse, PageError> {
-    let text = blocking(&state, |state| {
-        let live = live(state)?;
+async fn metrics(state: State, oidc: web::Data<OidcState>) -> Result<HttpResponse, PageError> {
+    let text = blocking(&state, move |state| {
+        let live = live(state, &oidc)?;
         state
             .metrics
             .render(&live)
@@ -54,7 +57,7 @@ async fn metrics(state: State) -> Result<HttpResponse, PageError> {
 }
 
 /// What the store and the limiters know now.
-fn live(state: &AppState) -> Result<Live, PageError> {
+fn live(state: &AppState, oidc: &OidcState) -> Result<Live, PageError> {
     let counts = state
         .store
         .read(|conn| stats::counts(conn, state.settings.sessions.idle_secs, clock::now()))
@@ -68,7 +71,7 @@ fn live(state: &AppState) -> Result<Live, PageError> {
             ("passkey_ceremonies", limits.ceremonies.refused()),
             ("login_links", limits.links.refused()),
             ("authorization_requests", limits.parked.refused()),
-            ("client_secret_checks", state.secrets.refused()),
+            ("client_secret_checks", oidc.secrets.refused()),
         ],
     })
 }

@@ -8,7 +8,7 @@ use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
 use super::{ceremony_allowed, ceremony_started, passkeys, see_other, signed_in};
-use crate::auth::session;
+use crate::auth::{AuthState, session};
 use crate::clock;
 use crate::directory::users as directory_users;
 use crate::observe::metrics::Ceremony;
@@ -85,7 +85,11 @@ fn device(user_agent: Option<&str>) -> String {
     }
 }
 
-async fn account_page(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
+async fn account_page(
+    req: HttpRequest,
+    state: State,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
     let (session, user) = match require_session(&req, &state).await {
         Ok(found) => found,
         Err(redirect) => return Ok(redirect),
@@ -114,7 +118,7 @@ async fn account_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
         groups,
         is_admin: user.is_admin,
         signed_in_at: clock::display(session.auth_time),
-        passkeys_enabled: state.passkeys.is_some(),
+        passkeys_enabled: auth.passkeys.is_some(),
         passkeys: keys
             .into_iter()
             .map(|key| PasskeyRow {
@@ -232,7 +236,11 @@ async fn update_profile(
     .await
 }
 
-async fn start_registration(req: HttpRequest, state: State) -> Result<HttpResponse, ApiError> {
+async fn start_registration(
+    req: HttpRequest,
+    state: State,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
     let Ok((session, user)) = require_session(&req, &state).await else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "Sign in first."));
@@ -245,7 +253,7 @@ async fn start_registration(req: HttpRequest, state: State) -> Result<HttpRespon
         ));
     }
     let (ceremony, options) = blocking(&state, move |state| {
-        let passkeys = passkeys(state)?;
+        let passkeys = passkeys(&auth)?;
         state.store.write(|tx| {
             passkeys
                 .start_registration(tx, &user, clock::now())
@@ -260,6 +268,7 @@ async fn start_registration(req: HttpRequest, state: State) -> Result<HttpRespon
 async fn finish_registration(
     req: HttpRequest,
     state: State,
+    auth: web::Data<AuthState>,
     body: web::Json<FinishRequest<RegisterPublicKeyCredential>>,
 ) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
@@ -272,7 +281,7 @@ async fn finish_registration(
         credential,
     } = body.into_inner();
     let saved = blocking(&state, move |state| {
-        let passkeys = passkeys(state)?;
+        let passkeys = passkeys(&auth)?;
         // The ceremony is spent even when the attempt fails.
         state.store.write(|tx| {
             Ok::<_, ApiError>(

@@ -8,6 +8,7 @@ mod sign_in;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use super::AuthState;
 use super::passkeys::{PasskeyError, Passkeys};
 use super::session;
 use super::setup::SetupError;
@@ -88,8 +89,8 @@ fn ceremony_started(ceremony: &str, public_key: &impl serde::Serialize) -> HttpR
 }
 
 /// The relying party, or a clear error when the issuer cannot have passkeys.
-fn passkeys(state: &AppState) -> Result<&Passkeys, ApiError> {
-    state.passkeys.as_ref().ok_or_else(|| {
+fn passkeys(auth: &AuthState) -> Result<&Passkeys, ApiError> {
+    auth.passkeys.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "Passkeys need Latchkey's issuer to be a domain name (such as localhost or \

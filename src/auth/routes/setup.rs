@@ -7,7 +7,7 @@ use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
 use super::{ceremony_allowed, ceremony_started, passkeys, signed_in_json, within_limit};
-use crate::auth::{session, setup};
+use crate::auth::{AuthState, session, setup};
 use crate::clock;
 use crate::observe::metrics::{Ceremony, SignInMethod};
 use crate::state::{State, blocking};
@@ -24,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn setup_page(
     req: HttpRequest,
     state: State,
+    auth: web::Data<AuthState>,
     token: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     within_limit(&req, &state, &state.limits.links).map_err(PageError::too_many)?;
@@ -40,7 +41,7 @@ async fn setup_page(
         &SetupPage {
             base: Base::of(&state.settings.issuer),
             token,
-            passkeys: state.passkeys.is_some(),
+            passkeys: auth.passkeys.is_some(),
         },
         [],
     )
@@ -58,6 +59,7 @@ struct Profile {
 async fn start(
     req: HttpRequest,
     state: State,
+    auth: web::Data<AuthState>,
     token: web::Path<String>,
     body: web::Json<Profile>,
 ) -> Result<HttpResponse, ApiError> {
@@ -65,7 +67,7 @@ async fn start(
     let token = token.into_inner();
     let profile = body.into_inner();
     let (ceremony, options) = blocking(&state, move |state| {
-        let passkeys = passkeys(state)?;
+        let passkeys = passkeys(&auth)?;
         let profile = setup::profile(&profile.username, &profile.display_name, &profile.email)?;
         let now = clock::now();
         state.store.write(|tx| {
@@ -81,6 +83,7 @@ async fn start(
 async fn finish(
     req: HttpRequest,
     state: State,
+    auth: web::Data<AuthState>,
     body: web::Json<FinishRequest<RegisterPublicKeyCredential>>,
 ) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
@@ -90,7 +93,7 @@ async fn finish(
         credential,
     } = body.into_inner();
     let started = blocking(&state, move |state| {
-        let passkeys = passkeys(state)?;
+        let passkeys = passkeys(&auth)?;
         let now = clock::now();
         // The ceremony is spent even when the attempt fails.
         state.store.write(|tx| {

@@ -10,7 +10,7 @@ use super::{
     ceremony_allowed, ceremony_started, passkeys, see_other, signed_in, signed_in_json,
     within_limit,
 };
-use crate::auth::{login_link, session};
+use crate::auth::{AuthState, login_link, session};
 use crate::clock;
 use crate::observe::metrics::{Ceremony, SignInMethod};
 use crate::observe::note_user;
@@ -31,13 +31,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/login/passkey/finish", web::post().to(finish));
 }
 
-async fn login_page(req: HttpRequest, state: State) -> Result<HttpResponse, PageError> {
+async fn login_page(
+    req: HttpRequest,
+    state: State,
+    auth: web::Data<AuthState>,
+) -> Result<HttpResponse, PageError> {
     let current = signed_in(&req, &state).await?;
     let page = LoginPage {
         base: Base::of(&state.settings.issuer),
         signed_in_as: current.map(|(_, user)| user.username),
         pending: parked::is_waiting(&req, &state.settings.issuer),
-        passkeys: state.passkeys.is_some(),
+        passkeys: auth.passkeys.is_some(),
     };
     pages::render(&page, [])
 }
@@ -163,6 +167,7 @@ struct StartRequest {
 async fn start(
     req: HttpRequest,
     state: State,
+    auth: web::Data<AuthState>,
     body: web::Json<StartRequest>,
 ) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
@@ -172,7 +177,7 @@ async fn start(
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
     let (ceremony, options) = blocking(&state, move |state| {
-        let passkeys = passkeys(state)?;
+        let passkeys = passkeys(&auth)?;
         state.store.write(|tx| {
             passkeys
                 .start_authentication(tx, username.as_deref(), clock::now())
@@ -193,6 +198,7 @@ pub(super) struct FinishRequest<T> {
 async fn finish(
     req: HttpRequest,
     state: State,
+    auth: web::Data<AuthState>,
     body: web::Json<FinishRequest<PublicKeyCredential>>,
 ) -> Result<HttpResponse, ApiError> {
     ceremony_allowed(&req, &state)?;
@@ -203,7 +209,7 @@ async fn finish(
         credential,
     } = body.into_inner();
     let started = blocking(&state, move |state| {
-        let passkeys = passkeys(state)?;
+        let passkeys = passkeys(&auth)?;
         let now = clock::now();
         // The failure's audit event must be kept even though the sign-in is refused.
         state.store.write(|tx| {

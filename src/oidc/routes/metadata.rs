@@ -1,11 +1,12 @@
 //! Discovery and the JWKS.
 
-use actix_web::HttpResponse;
 use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpResponse, web};
 use serde_json::Value;
 
 use crate::clock;
 use crate::keys;
+use crate::oidc::OidcState;
 use crate::oidc::error::OAuthError;
 use crate::state::{State, blocking};
 use crate::store::signing_keys;
@@ -19,8 +20,8 @@ fn public_json(body: String) -> HttpResponse {
         .body(body)
 }
 
-pub(super) async fn discovery_document(state: State) -> HttpResponse {
-    public_json(state.discovery().to_string())
+pub(super) async fn discovery_document(oidc: web::Data<OidcState>) -> HttpResponse {
+    public_json(oidc.discovery().to_string())
 }
 
 pub(super) async fn jwks(state: State) -> Result<HttpResponse, OAuthError> {

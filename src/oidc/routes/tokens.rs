@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{form_params, header_str, no_store_json};
 use crate::clock;
+use crate::oidc::OidcState;
 use crate::oidc::client_auth::Identified;
 use crate::oidc::error::OAuthError;
 use crate::oidc::params::Params;
@@ -15,11 +16,12 @@ use crate::state::{AppState, State, blocking};
 pub(super) async fn token_endpoint(
     req: HttpRequest,
     state: State,
+    oidc: web::Data<OidcState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let params = form_params(&req, &body).map_err(OAuthError::invalid_request)?;
     let grant_type = params.get("grant_type").map(str::to_string);
-    let response = exchange(&req, &state, params).await;
+    let response = exchange(&req, &state, oidc, params).await;
     let result = match &response {
         Ok(_) => "issued",
         Err(error) => error.code.as_str(),
@@ -34,12 +36,13 @@ pub(super) async fn token_endpoint(
 async fn exchange(
     req: &HttpRequest,
     state: &State,
+    oidc: web::Data<OidcState>,
     params: Params,
 ) -> Result<token::TokenResponse, OAuthError> {
     let grant_type = token::GrantType::of(&params)?;
     let origin = state.origin(req);
     let identified = client_auth::identify(
-        &state.client_auth(),
+        &oidc.client_auth(state),
         header_str(req, header::AUTHORIZATION),
         &params,
         &origin,
@@ -49,7 +52,7 @@ async fn exchange(
         Identified::Client(client) => client,
         Identified::Unverified(unverified) => {
             blocking(state, move |state| {
-                unverified.verify(&state.client_auth(), clock::now())
+                unverified.verify(&oidc.client_auth(state), clock::now())
             })
             .await?
         }
@@ -117,6 +120,7 @@ pub(super) async fn userinfo_endpoint(
 async fn client_request<T: Send + 'static>(
     req: &HttpRequest,
     state: &State,
+    oidc: web::Data<OidcState>,
     body: &[u8],
     work: impl FnOnce(
         &AppState,
@@ -136,7 +140,7 @@ async fn client_request<T: Send + 'static>(
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?
             .to_string();
         let client = client_auth::authenticate(
-            &state.client_auth(),
+            &oidc.client_auth(state),
             authorization.as_deref(),
             &params,
             &origin,
@@ -150,10 +154,11 @@ async fn client_request<T: Send + 'static>(
 pub(super) async fn revoke_endpoint(
     req: HttpRequest,
     state: State,
+    oidc: web::Data<OidcState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
     let origin = state.origin(&req);
-    client_request(&req, &state, &body, move |_, tx, client, token| {
+    client_request(&req, &state, oidc, &body, move |_, tx, client, token| {
         Ok(revoke::revoke(tx, client, token, &origin, clock::now())?)
     })
     .await?;
@@ -165,9 +170,10 @@ pub(super) async fn revoke_endpoint(
 pub(super) async fn introspect_endpoint(
     req: HttpRequest,
     state: State,
+    oidc: web::Data<OidcState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, OAuthError> {
-    let answer = client_request(&req, &state, &body, |state, tx, client, token| {
+    let answer = client_request(&req, &state, oidc, &body, |state, tx, client, token| {
         introspect::introspect(tx, &state.settings.issuer, client, token, clock::now())
     })
     .await?;
