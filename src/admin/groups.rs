@@ -14,6 +14,7 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::directory::groups as directory_groups;
+use crate::directory::users as directory_users;
 use crate::directory::{DirectoryError, DirectoryResult};
 use crate::state::State;
 use crate::store::groups::Group;
@@ -127,9 +128,11 @@ async fn change_group<F: DeserializeOwned + Send + 'static>(
     req: &HttpRequest,
     state: &State,
     body: &[u8],
-    work: impl FnOnce(&Connection, Change<F>, UnixTime) -> DirectoryResult<String> + Send + 'static,
+    work: impl FnOnce(&Connection, Change<F, String>, UnixTime) -> DirectoryResult<String>
+    + Send
+    + 'static,
 ) -> AdminResult {
-    match apply(req, state, body, "name", work).await? {
+    match apply(req, state, body, "name", |name| Ok(name.to_string()), work).await? {
         Applied::Done(response) => Ok(response),
         Applied::Refused(admin, name, refusal) => {
             group_page(req, state, &admin, &name, Some(refusal)).await
@@ -138,7 +141,7 @@ async fn change_group<F: DeserializeOwned + Send + 'static>(
 }
 
 pub async fn rename(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_group(&req, &state, &body, |tx, c: Change<NameForm>, now| {
+    change_group(&req, &state, &body, |tx, c: Change<NameForm, _>, now| {
         let renamed = directory_groups::rename(tx, &c.subject, &c.form.name, &c.origin, now)?;
         Ok(group_path(&renamed))
     })
@@ -152,7 +155,7 @@ struct DeleteForm {
 }
 
 pub async fn delete(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_group(&req, &state, &body, |tx, c: Change<DeleteForm>, now| {
+    change_group(&req, &state, &body, |tx, c: Change<DeleteForm, _>, now| {
         directory_groups::ensure_editable(tx, &c.subject)?;
         if c.form.confirm.as_deref() != Some("yes") {
             return Err(DirectoryError::Invalid(
@@ -172,8 +175,9 @@ struct MemberForm {
 }
 
 pub async fn add_member(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_group(&req, &state, &body, |tx, c: Change<MemberForm>, now| {
-        directory_groups::add_member(tx, &c.subject, &c.form.username, &c.origin, now)?;
+    change_group(&req, &state, &body, |tx, c: Change<MemberForm, _>, now| {
+        let username = directory_users::named(&c.form.username)?;
+        directory_groups::add_member(tx, &c.subject, &username, &c.origin, now)?;
         Ok(group_path(&c.subject))
     })
     .await
@@ -185,7 +189,8 @@ pub async fn remove_member(req: HttpRequest, state: State, body: Bytes) -> Admin
         &req,
         &state,
         &body,
-        move |tx, c: Change<IgnoredAny>, now| {
+        move |tx, c: Change<IgnoredAny, _>, now| {
+            let username = directory_users::named(&username)?;
             directory_groups::remove_member(tx, &c.subject, &username, &c.origin, now)?;
             Ok(group_path(&c.subject))
         },

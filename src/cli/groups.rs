@@ -4,7 +4,7 @@ use clap::Subcommand;
 
 use super::{CliResult, print_json};
 use crate::clock;
-use crate::directory::groups;
+use crate::directory::{groups, users};
 use crate::store::Store;
 use crate::store::audit::Origin;
 
@@ -47,6 +47,7 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
             println!("Removed group {name}.");
         }
         GroupCommand::AddMember { group, user } => {
+            let user = users::named(&user)?;
             let added = store.write(|tx| groups::add_member(tx, &group, &user, &origin, now))?;
             if added {
                 println!("Added {user} to {group}.");
@@ -55,6 +56,7 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
             }
         }
         GroupCommand::RemoveMember { group, user } => {
+            let user = users::named(&user)?;
             let removed =
                 store.write(|tx| groups::remove_member(tx, &group, &user, &origin, now))?;
             if removed {

@@ -2,10 +2,12 @@
 
 use rusqlite::Connection;
 
-use super::{DirectoryError, DirectoryResult, names, users as directory_users};
+use super::names::{self, Username};
+use super::{DirectoryError, DirectoryResult, users as directory_users};
 use crate::clock::UnixTime;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::groups::{self, Group};
+use crate::store::users::User;
 
 pub fn add(
     conn: &Connection,
@@ -73,22 +75,26 @@ pub fn remove(
 pub fn add_member(
     conn: &Connection,
     group: &str,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
-    change_membership(conn, Membership::Add, group, username, origin, now)
+    let id = find(conn, group)?;
+    let user = directory_users::find(conn, username)?;
+    change_membership(conn, Membership::Add, (id, group), &user, origin, now)
 }
 
 /// Removes `username` from `group`; false when they were not a member.
 pub fn remove_member(
     conn: &Connection,
     group: &str,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
-    change_membership(conn, Membership::Remove, group, username, origin, now)
+    let id = find(conn, group)?;
+    let user = directory_users::find(conn, username)?;
+    change_membership(conn, Membership::Remove, (id, group), &user, origin, now)
 }
 
 enum Membership {
@@ -96,17 +102,16 @@ enum Membership {
     Remove,
 }
 
-/// Applies one membership change, audit-logged when it changed anything.
+/// Applies one membership change to the group with this id and name, audit-logged when it
+/// changed anything.
 fn change_membership(
     conn: &Connection,
     change: Membership,
-    group: &str,
-    username: &str,
+    (id, group): (i64, &str),
+    user: &User,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
-    let id = find(conn, group)?;
-    let user = directory_users::find(conn, username)?;
     let (changed, event) = match change {
         Membership::Add => (
             groups::add_member(conn, id, &user.id)?,
@@ -176,7 +181,7 @@ pub fn rename(
 /// (each change audit-logged) only what differs.
 pub fn set_memberships(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     wanted: &[String],
     origin: &Origin,
     now: UnixTime,
@@ -188,15 +193,12 @@ pub fn set_memberships(
     let user = directory_users::find(conn, username)?;
     for group in &all {
         let member = group.members.contains(&user.username);
-        match (member, wanted.contains(&group.name)) {
-            (false, true) => {
-                add_member(conn, &group.name, &user.username, origin, now)?;
-            }
-            (true, false) => {
-                remove_member(conn, &group.name, &user.username, origin, now)?;
-            }
-            _ => {}
-        }
+        let change = match (member, wanted.contains(&group.name)) {
+            (false, true) => Membership::Add,
+            (true, false) => Membership::Remove,
+            _ => continue,
+        };
+        change_membership(conn, change, (group.id, &group.name), &user, origin, now)?;
     }
     Ok(())
 }
