@@ -14,6 +14,7 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::directory::groups as directory_groups;
+use crate::directory::names::GroupName;
 use crate::directory::users as directory_users;
 use crate::directory::{DirectoryError, DirectoryResult};
 use crate::state::State;
@@ -22,7 +23,7 @@ use crate::store::users as stored_users;
 use crate::web::pages::Base;
 
 /// The admin path of a group's page.
-fn group_path(name: &str) -> String {
+fn group_path(name: &GroupName) -> String {
     format!("/groups/{name}")
 }
 
@@ -69,7 +70,9 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
     let origin = state.origin(&req).by(&admin.user.username);
     let name = form.name.clone();
     match change(&state, move |tx, now| {
-        directory_groups::add(tx, &name, &origin, now)
+        let name = GroupName::parse(&name)?;
+        directory_groups::add(tx, &name, &origin, now)?;
+        Ok(name)
     })
     .await?
     {
@@ -103,7 +106,7 @@ async fn group_page(
     let name = name.to_string();
     let (group, everyone) = read(state, move |conn| {
         Ok((
-            directory_groups::get(conn, &name)?,
+            directory_groups::get(conn, &directory_groups::named(&name)?)?,
             stored_users::list(conn)?,
         ))
     })
@@ -128,11 +131,11 @@ async fn change_group<F: DeserializeOwned + Send + 'static>(
     req: &HttpRequest,
     state: &State,
     body: &[u8],
-    work: impl FnOnce(&Connection, Change<F, String>, UnixTime) -> DirectoryResult<String>
+    work: impl FnOnce(&Connection, Change<F, GroupName>, UnixTime) -> DirectoryResult<String>
     + Send
     + 'static,
 ) -> AdminResult {
-    match apply(req, state, body, "name", |name| Ok(name.to_string()), work).await? {
+    match apply(req, state, body, "name", directory_groups::named, work).await? {
         Applied::Done(response) => Ok(response),
         Applied::Refused(admin, name, refusal) => {
             group_page(req, state, &admin, &name, Some(refusal)).await
@@ -142,8 +145,9 @@ async fn change_group<F: DeserializeOwned + Send + 'static>(
 
 pub async fn rename(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     change_group(&req, &state, &body, |tx, c: Change<NameForm, _>, now| {
-        let renamed = directory_groups::rename(tx, &c.subject, &c.form.name, &c.origin, now)?;
-        Ok(group_path(&renamed))
+        let new_name = GroupName::parse(&c.form.name)?;
+        directory_groups::rename(tx, &c.subject, &new_name, &c.origin, now)?;
+        Ok(group_path(&new_name))
     })
     .await
 }

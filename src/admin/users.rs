@@ -255,12 +255,12 @@ pub async fn set_groups(req: HttpRequest, state: State, body: Bytes) -> AdminRes
         &state,
         &body,
         |tx, c: Change<Vec<(String, String)>, _>, now| {
-            let wanted: Vec<String> = c
+            let wanted = c
                 .form
                 .into_iter()
                 .filter(|(field, _)| field == "group")
-                .map(|(_, group)| group)
-                .collect();
+                .map(|(_, group)| directory_groups::named(&group))
+                .collect::<DirectoryResult<Vec<_>>>()?;
             directory_groups::set_memberships(tx, &c.subject, &wanted, &c.origin, now)?;
             Ok(user_path(c.subject.as_str()))
         },
