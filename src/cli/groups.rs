@@ -50,8 +50,8 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
             println!("Removed group {name}.");
         }
         GroupCommand::AddMember { group, user } => {
-            let (group, user) = (groups::named(&group)?, users::named(&user)?);
-            let added = store.write(|tx| groups::add_member(tx, &group, &user, &origin, now))?;
+            let (named, member) = (groups::named(&group)?, users::named(&user)?);
+            let added = store.write(|tx| groups::add_member(tx, &named, &member, &origin, now))?;
             if added {
                 println!("Added {user} to {group}.");
             } else {
@@ -59,9 +59,9 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
             }
         }
         GroupCommand::RemoveMember { group, user } => {
-            let (group, user) = (groups::named(&group)?, users::named(&user)?);
+            let (named, member) = (groups::named(&group)?, users::named(&user)?);
             let removed =
-                store.write(|tx| groups::remove_member(tx, &group, &user, &origin, now))?;
+                store.write(|tx| groups::remove_member(tx, &named, &member, &origin, now))?;
             if removed {
                 println!("Removed {user} from {group}.");
             } else {
