@@ -55,7 +55,8 @@ pub fn remove(
     remove_group(conn, &group, origin, now)
 }
 
-/// Removes this group, unless a client still depends on it.
+/// Removes this group, unless a client still depends on it, whether or not the config file
+/// declares it: applying the file removes what it no longer declares.
 pub fn remove_group(
     conn: &Connection,
     group: &Group,
@@ -96,16 +97,7 @@ pub fn add_member(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
-    let id = find(conn, group)?;
-    let user = directory_users::find(conn, username)?;
-    change_membership(
-        conn,
-        Membership::Add,
-        (id, group.as_str()),
-        &user,
-        origin,
-        now,
-    )
+    change_membership(conn, Membership::Add, group, username, origin, now)
 }
 
 /// Removes `username` from `group`; false when they were not a member.
@@ -116,16 +108,7 @@ pub fn remove_member(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
-    let id = find(conn, group)?;
-    let user = directory_users::find(conn, username)?;
-    change_membership(
-        conn,
-        Membership::Remove,
-        (id, group.as_str()),
-        &user,
-        origin,
-        now,
-    )
+    change_membership(conn, Membership::Remove, group, username, origin, now)
 }
 
 enum Membership {
@@ -133,9 +116,23 @@ enum Membership {
     Remove,
 }
 
+/// Applies one membership change, by names.
+fn change_membership(
+    conn: &Connection,
+    change: Membership,
+    group: &GroupName,
+    username: &Username,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<bool> {
+    let id = find(conn, group)?;
+    let user = directory_users::find(conn, username)?;
+    apply_membership(conn, change, (id, group.as_str()), &user, origin, now)
+}
+
 /// Applies one membership change to the group with this id and name, audit-logged when it
 /// changed anything.
-fn change_membership(
+fn apply_membership(
     conn: &Connection,
     change: Membership,
     (id, group): (i64, &str),
@@ -181,8 +178,8 @@ pub fn ensure_editable(conn: &Connection, name: &GroupName) -> DirectoryResult<G
     Ok(group)
 }
 
-/// Renames a group. Clients that allow it keep allowing it (they hold
-/// its id), but apps see the new name in the `groups` claim at the next sign-in.
+/// Renames a group. Clients that allow it keep allowing it (they hold its id), but apps see
+/// the new name in the `groups` claim at the next sign-in.
 pub fn rename(
     conn: &Connection,
     name: &GroupName,
@@ -232,7 +229,7 @@ pub fn set_memberships(
             (true, false) => Membership::Remove,
             _ => continue,
         };
-        change_membership(conn, change, (group.id, &group.name), &user, origin, now)?;
+        apply_membership(conn, change, (group.id, &group.name), &user, origin, now)?;
     }
     Ok(())
 }
