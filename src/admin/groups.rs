@@ -14,6 +14,8 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::directory::groups as directory_groups;
+use crate::directory::names::GroupName;
+use crate::directory::users as directory_users;
 use crate::directory::{DirectoryError, DirectoryResult};
 use crate::state::State;
 use crate::store::groups::Group;
@@ -21,7 +23,7 @@ use crate::store::users as stored_users;
 use crate::web::pages::Base;
 
 /// The admin path of a group's page.
-fn group_path(name: &str) -> String {
+fn group_path(name: &GroupName) -> String {
     format!("/groups/{name}")
 }
 
@@ -68,7 +70,9 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
     let origin = state.origin(&req).by(&admin.user.username);
     let name = form.name.clone();
     match change(&state, move |tx, now| {
-        directory_groups::add(tx, &name, &origin, now)
+        let name = GroupName::parse(&name)?;
+        directory_groups::add(tx, &name, &origin, now)?;
+        Ok(name)
     })
     .await?
     {
@@ -102,7 +106,7 @@ async fn group_page(
     let name = name.to_string();
     let (group, everyone) = read(state, move |conn| {
         Ok((
-            directory_groups::get(conn, &name)?,
+            directory_groups::get(conn, &directory_groups::named(&name)?)?,
             stored_users::list(conn)?,
         ))
     })
@@ -127,9 +131,11 @@ async fn change_group<F: DeserializeOwned + Send + 'static>(
     req: &HttpRequest,
     state: &State,
     body: &[u8],
-    work: impl FnOnce(&Connection, Change<F>, UnixTime) -> DirectoryResult<String> + Send + 'static,
+    work: impl FnOnce(&Connection, Change<F, GroupName>, UnixTime) -> DirectoryResult<String>
+    + Send
+    + 'static,
 ) -> AdminResult {
-    match apply(req, state, body, "name", work).await? {
+    match apply(req, state, body, "name", directory_groups::named, work).await? {
         Applied::Done(response) => Ok(response),
         Applied::Refused(admin, name, refusal) => {
             group_page(req, state, &admin, &name, Some(refusal)).await
@@ -138,9 +144,10 @@ async fn change_group<F: DeserializeOwned + Send + 'static>(
 }
 
 pub async fn rename(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_group(&req, &state, &body, |tx, c: Change<NameForm>, now| {
-        let renamed = directory_groups::rename(tx, &c.subject, &c.form.name, &c.origin, now)?;
-        Ok(group_path(&renamed))
+    change_group(&req, &state, &body, |tx, c: Change<NameForm, _>, now| {
+        let new_name = GroupName::parse(&c.form.name)?;
+        directory_groups::rename(tx, &c.subject, &new_name, &c.origin, now)?;
+        Ok(group_path(&new_name))
     })
     .await
 }
@@ -152,7 +159,7 @@ struct DeleteForm {
 }
 
 pub async fn delete(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_group(&req, &state, &body, |tx, c: Change<DeleteForm>, now| {
+    change_group(&req, &state, &body, |tx, c: Change<DeleteForm, _>, now| {
         directory_groups::ensure_editable(tx, &c.subject)?;
         if c.form.confirm.as_deref() != Some("yes") {
             return Err(DirectoryError::Invalid(
@@ -172,8 +179,9 @@ struct MemberForm {
 }
 
 pub async fn add_member(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_group(&req, &state, &body, |tx, c: Change<MemberForm>, now| {
-        directory_groups::add_member(tx, &c.subject, &c.form.username, &c.origin, now)?;
+    change_group(&req, &state, &body, |tx, c: Change<MemberForm, _>, now| {
+        let username = directory_users::named(&c.form.username)?;
+        directory_groups::add_member(tx, &c.subject, &username, &c.origin, now)?;
         Ok(group_path(&c.subject))
     })
     .await
@@ -185,7 +193,8 @@ pub async fn remove_member(req: HttpRequest, state: State, body: Bytes) -> Admin
         &req,
         &state,
         &body,
-        move |tx, c: Change<IgnoredAny>, now| {
+        move |tx, c: Change<IgnoredAny, _>, now| {
+            let username = directory_users::named(&username)?;
             directory_groups::remove_member(tx, &c.subject, &username, &c.origin, now)?;
             Ok(group_path(&c.subject))
         },

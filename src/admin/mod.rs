@@ -185,10 +185,10 @@ async fn check<T: Send + 'static>(
 }
 
 /// What a posted change to the thing at its URL (a person, a group) works with.
-struct Change<F> {
+struct Change<F, S> {
     actor: User,
-    /// The path parameter naming the thing changed.
-    subject: String,
+    /// The path parameter naming the thing changed, parsed.
+    subject: S,
     form: F,
     origin: Origin,
 }
@@ -202,29 +202,35 @@ enum Applied {
 }
 
 /// Handles a posted change to the thing named by the path parameter `subject`: admits the
-/// administrator, reads the form, and runs `work` in one transaction; `work` returns the
-/// admin path to go to next.
-async fn apply<F: DeserializeOwned + Send + 'static>(
+/// administrator, reads the form, parses the subject with `name` and runs `work` in one
+/// transaction; `work` returns the admin path to go to next.
+async fn apply<F: DeserializeOwned + Send + 'static, S: 'static>(
     req: &HttpRequest,
     state: &State,
     body: &[u8],
     subject: &str,
-    work: impl FnOnce(&Connection, Change<F>, UnixTime) -> DirectoryResult<String> + Send + 'static,
+    name: fn(&str) -> DirectoryResult<S>,
+    work: impl FnOnce(&Connection, Change<F, S>, UnixTime) -> DirectoryResult<String> + Send + 'static,
 ) -> Result<Applied, AdminError> {
     let (admin, form) = access::form::<F>(req, state, body).await?;
     let subject = segment(req, subject);
-    let posted = Change {
-        actor: admin.user.clone(),
-        subject: subject.clone(),
-        form,
-        origin: state.origin(req).by(&admin.user.username),
-    };
-    Ok(
-        match change(state, move |tx, now| work(tx, posted, now)).await? {
-            Ok(next) => Applied::Done(see_other(admin_url(state, &next))),
-            Err(refusal) => Applied::Refused(admin, subject, refusal),
-        },
-    )
+    let named = subject.clone();
+    let actor = admin.user.clone();
+    let origin = state.origin(req).by(&admin.user.username);
+    let outcome = change(state, move |tx, now| {
+        let posted = Change {
+            actor,
+            subject: name(&named)?,
+            form,
+            origin,
+        };
+        work(tx, posted, now)
+    })
+    .await?;
+    Ok(match outcome {
+        Ok(next) => Applied::Done(see_other(admin_url(state, &next))),
+        Err(refusal) => Applied::Refused(admin, subject, refusal),
+    })
 }
 
 /// Reads what a page shows on the blocking pool. What it looks for being gone is a 404.

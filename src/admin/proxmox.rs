@@ -283,7 +283,7 @@ pub async fn add_rule(req: HttpRequest, state: State, body: Bytes) -> AdminResul
     let (found, group) = (id.clone(), rule.group.clone());
     let target = match check(&state, move |conn| {
         let stored_target = editable(conn, &found)?.ok_or_else(no_target)?;
-        directory_groups::get(conn, &group)?;
+        directory_groups::get(conn, &directory_groups::named(&group)?)?;
         Ok(stored_target.target)
     })
     .await?

@@ -16,6 +16,7 @@ use super::{
 use crate::auth::login_link;
 use crate::clock::{self, UnixTime};
 use crate::directory::groups as directory_groups;
+use crate::directory::names::Username;
 use crate::directory::users::{self as directory_users, AccountEdit, NewUser};
 use crate::directory::{DirectoryError, DirectoryResult};
 use crate::state::State;
@@ -159,7 +160,7 @@ async fn user_page(
 ) -> AdminResult {
     let username = username.to_string();
     let (user, groups, keys, live) = read(state, move |conn| {
-        let user = directory_users::find(conn, &username)?;
+        let user = directory_users::find(conn, &directory_users::named(&username)?)?;
         let groups = directory_groups::list(conn)?;
         let keys = stored_passkeys::for_user(conn, &user.id)?;
         let live = sessions::for_user(conn, &user.id, clock::now())?;
@@ -210,9 +211,11 @@ async fn change_user<F: DeserializeOwned + Send + 'static>(
     req: &HttpRequest,
     state: &State,
     body: &[u8],
-    work: impl FnOnce(&Connection, Change<F>, UnixTime) -> DirectoryResult<String> + Send + 'static,
+    work: impl FnOnce(&Connection, Change<F, Username>, UnixTime) -> DirectoryResult<String>
+    + Send
+    + 'static,
 ) -> AdminResult {
-    match apply(req, state, body, "username", work).await? {
+    match apply(req, state, body, "username", directory_users::named, work).await? {
         Applied::Done(response) => Ok(response),
         Applied::Refused(admin, username, refusal) => {
             user_page(req, state, &admin, &username, Some(refusal)).await
@@ -232,9 +235,9 @@ struct EditForm {
 }
 
 pub async fn edit(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_user(&req, &state, &body, |tx, c: Change<EditForm>, now| {
+    change_user(&req, &state, &body, |tx, c: Change<EditForm, _>, now| {
         let edit = AccountEdit {
-            username: c.form.username,
+            username: Username::parse(&c.form.username)?,
             display_name: c.form.display_name,
             email: c.form.email,
             is_admin: c.form.is_admin.is_some(),
@@ -251,32 +254,32 @@ pub async fn set_groups(req: HttpRequest, state: State, body: Bytes) -> AdminRes
         &req,
         &state,
         &body,
-        |tx, c: Change<Vec<(String, String)>>, now| {
-            let wanted: Vec<String> = c
+        |tx, c: Change<Vec<(String, String)>, _>, now| {
+            let wanted = c
                 .form
                 .into_iter()
                 .filter(|(field, _)| field == "group")
-                .map(|(_, group)| group)
-                .collect();
+                .map(|(_, group)| directory_groups::named(&group))
+                .collect::<DirectoryResult<Vec<_>>>()?;
             directory_groups::set_memberships(tx, &c.subject, &wanted, &c.origin, now)?;
-            Ok(user_path(&c.subject))
+            Ok(user_path(c.subject.as_str()))
         },
     )
     .await
 }
 
 pub async fn disable(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_user(&req, &state, &body, |tx, c: Change<IgnoredAny>, now| {
+    change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::disable_by(tx, &c.actor, &c.subject, &c.origin, now)?;
-        Ok(user_path(&c.subject))
+        Ok(user_path(c.subject.as_str()))
     })
     .await
 }
 
 pub async fn enable(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_user(&req, &state, &body, |tx, c: Change<IgnoredAny>, now| {
+    change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::enable(tx, &c.subject, &c.origin, now)?;
-        Ok(user_path(&c.subject))
+        Ok(user_path(c.subject.as_str()))
     })
     .await
 }
@@ -288,7 +291,7 @@ struct DeleteForm {
 }
 
 pub async fn delete(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_user(&req, &state, &body, |tx, c: Change<DeleteForm>, now| {
+    change_user(&req, &state, &body, |tx, c: Change<DeleteForm, _>, now| {
         if c.form.confirm.as_deref() != Some("yes") {
             return Err(DirectoryError::Invalid(
                 "Tick the confirmation to delete this person.".into(),
@@ -308,9 +311,9 @@ pub async fn delete_passkey(req: HttpRequest, state: State, body: Bytes) -> Admi
         &req,
         &state,
         &body,
-        move |tx, c: Change<IgnoredAny>, now| {
+        move |tx, c: Change<IgnoredAny, _>, now| {
             directory_users::remove_passkey(tx, &c.subject, id, &c.origin, now)?;
-            Ok(user_path(&c.subject))
+            Ok(user_path(c.subject.as_str()))
         },
     )
     .await
@@ -322,19 +325,19 @@ pub async fn end_session(req: HttpRequest, state: State, body: Bytes) -> AdminRe
         &req,
         &state,
         &body,
-        move |tx, c: Change<IgnoredAny>, now| {
+        move |tx, c: Change<IgnoredAny, _>, now| {
             // Already ended (or never there) is as good as ended.
             directory_users::end_session(tx, &c.subject, &handle, &c.origin, now)?;
-            Ok(user_path(&c.subject))
+            Ok(user_path(c.subject.as_str()))
         },
     )
     .await
 }
 
 pub async fn end_all_sessions(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
-    change_user(&req, &state, &body, |tx, c: Change<IgnoredAny>, now| {
+    change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::end_all_sessions(tx, &c.subject, &c.origin, now)?;
-        Ok(user_path(&c.subject))
+        Ok(user_path(c.subject.as_str()))
     })
     .await
 }

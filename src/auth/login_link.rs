@@ -16,7 +16,8 @@ pub const MAX_TTL_SECS: i64 = 7 * 24 * 3600;
 /// The route a link token is appended to.
 pub const ROUTE: &str = "/login/link/";
 
-/// Creates a login link for `username`; returns the user and the token (shown once).
+/// Creates a login link for `username`, as typed; returns the user and the token (shown
+/// once).
 pub fn issue(
     conn: &Connection,
     username: &str,
@@ -29,7 +30,7 @@ pub fn issue(
             "a login link lives between 1 second and 7 days, not {ttl_secs} s"
         )));
     }
-    let user = directory_users::find(conn, username)?;
+    let user = directory_users::find(conn, &directory_users::named(username)?)?;
     if user.disabled {
         return Err(DirectoryError::Conflict(format!(
             "user {:?} is disabled",

@@ -4,7 +4,8 @@ use clap::Subcommand;
 
 use super::{CliResult, print_json};
 use crate::clock;
-use crate::directory::groups;
+use crate::directory::names::GroupName;
+use crate::directory::{groups, users};
 use crate::store::Store;
 use crate::store::audit::Origin;
 
@@ -30,7 +31,8 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
     let now = clock::now();
     match command {
         GroupCommand::Add { name } => {
-            let name = store.write(|tx| groups::add(tx, &name, &origin, now))?;
+            let name = GroupName::parse(&name)?;
+            store.write(|tx| groups::add(tx, &name, &origin, now))?;
             println!("Created group {name}.");
         }
         GroupCommand::List { json } => {
@@ -43,11 +45,13 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
             }
         }
         GroupCommand::Remove { name } => {
+            let name = groups::named(&name)?;
             store.write(|tx| groups::remove(tx, &name, &origin, now))?;
             println!("Removed group {name}.");
         }
         GroupCommand::AddMember { group, user } => {
-            let added = store.write(|tx| groups::add_member(tx, &group, &user, &origin, now))?;
+            let (named, member) = (groups::named(&group)?, users::named(&user)?);
+            let added = store.write(|tx| groups::add_member(tx, &named, &member, &origin, now))?;
             if added {
                 println!("Added {user} to {group}.");
             } else {
@@ -55,8 +59,9 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
             }
         }
         GroupCommand::RemoveMember { group, user } => {
+            let (named, member) = (groups::named(&group)?, users::named(&user)?);
             let removed =
-                store.write(|tx| groups::remove_member(tx, &group, &user, &origin, now))?;
+                store.write(|tx| groups::remove_member(tx, &named, &member, &origin, now))?;
             if removed {
                 println!("Removed {user} from {group}.");
             } else {

@@ -5,6 +5,7 @@ use rusqlite::Connection;
 
 use super::{CliError, CliResult, print_json};
 use crate::clock;
+use crate::directory::names::Username;
 use crate::directory::users::{self, NewUser};
 use crate::store::Store;
 use crate::store::audit::Origin;
@@ -52,7 +53,7 @@ pub enum UserCommand {
 }
 
 /// Refuses to take away the last enabled administrator, unless `force`d: then it warns.
-fn keeps_an_administrator(conn: &Connection, name: &str, force: bool) -> CliResult {
+fn keeps_an_administrator(conn: &Connection, name: &Username, force: bool) -> CliResult {
     let user = users::find(conn, name)?;
     match users::not_the_last_administrator(conn, &user) {
         Err(refusal) if force => {
@@ -125,7 +126,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
         }
         UserCommand::Show { name } => {
             let (user, groups) = store.read(|conn| {
-                let user = users::find(conn, &name)?;
+                let user = users::find(conn, &users::named(&name)?)?;
                 let groups = stored_users::group_names(conn, &user.id)?;
                 Ok::<_, super::CliError>((user, groups))
             })?;
@@ -139,6 +140,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
             println!("created:      {}", clock::display(user.created_at));
         }
         UserCommand::Disable { name, force } => {
+            let name = users::named(&name)?;
             let user = store.write(|tx| {
                 keeps_an_administrator(tx, &name, force)?;
                 Ok::<_, CliError>(users::disable(tx, &name, &origin, now)?)
@@ -149,6 +151,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
             );
         }
         UserCommand::Remove { name, force } => {
+            let name = users::named(&name)?;
             let user = store.write(|tx| {
                 keeps_an_administrator(tx, &name, force)?;
                 Ok::<_, CliError>(users::remove(tx, &name, &origin, now)?)

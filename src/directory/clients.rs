@@ -4,12 +4,12 @@
 
 use rusqlite::Connection;
 
-use super::{DirectoryError, DirectoryResult, names};
+use super::{DirectoryError, DirectoryResult, groups as directory_groups, names};
 use crate::clock::UnixTime;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::{self, Client};
-use crate::store::groups;
+
 use crate::store::signing_keys::SigningAlg;
 
 /// Bounds on per-client token lifetimes.
@@ -166,8 +166,7 @@ fn apply(
     client.id_token_signed_response_alg = settings.id_token_signed_response_alg;
     let mut group_ids = Vec::with_capacity(settings.allowed_groups.len());
     for group in &settings.allowed_groups {
-        let id = groups::id_by_name(conn, group)?
-            .ok_or_else(|| DirectoryError::NoSuchGroup(group.clone()))?;
+        let id = directory_groups::find(conn, &directory_groups::named(group)?)?;
         if !group_ids.contains(&id) {
             group_ids.push(id);
         }

@@ -5,7 +5,8 @@
 use rusqlite::Connection;
 
 use super::clients::{self, ClientSettings, NewClient};
-use super::{DirectoryError, names, proxmox};
+use super::names::GroupName;
+use super::{DirectoryError, proxmox};
 use crate::clock::UnixTime;
 use crate::config::{Declared, DeclaredClient, DeclaredGroup, Settings, parse_duration};
 use crate::secrets;
@@ -80,16 +81,16 @@ fn declare_group(
     origin: &Origin,
     now: UnixTime,
 ) -> Result<(), DirectoryError> {
-    let name = names::group_name(&group.name)?;
+    let name = GroupName::parse(&group.name)?;
     match groups::id_by_name(conn, &name)? {
         Some(id) => {
             groups::set_declared(conn, id, true)?;
         }
         None => {
-            groups::insert(conn, &name, true, now)?;
+            groups::insert(conn, name.as_str(), true, now)?;
             audit::record(
                 conn,
-                &Event::new(EventKind::GroupDeclared).detail(name),
+                &Event::new(EventKind::GroupDeclared).detail(name.to_string()),
                 origin,
                 now,
             )?;
@@ -230,8 +231,7 @@ fn remove_undeclared(
         .collect();
     for group in groups::list(conn)? {
         if group.declared && !still_groups.contains(&group.name.as_str()) {
-            groups::set_declared(conn, group.id, false)?;
-            super::groups::remove(conn, &group.name, origin, now)?;
+            super::groups::remove_group(conn, &group, origin, now)?;
             removed.push(format!("group {}", group.name));
         }
     }

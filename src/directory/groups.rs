@@ -2,36 +2,44 @@
 
 use rusqlite::Connection;
 
-use super::{DirectoryError, DirectoryResult, names, users as directory_users};
+use super::names::{GroupName, Username};
+use super::{DirectoryError, DirectoryResult, users as directory_users};
 use crate::clock::UnixTime;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::groups::{self, Group};
+use crate::store::users::User;
 
 pub fn add(
     conn: &Connection,
-    name: &str,
+    name: &GroupName,
     origin: &Origin,
     now: UnixTime,
-) -> DirectoryResult<String> {
-    let name = names::group_name(name)?;
-    if groups::id_by_name(conn, &name)?.is_some() {
-        return Err(DirectoryError::GroupExists(name));
+) -> DirectoryResult<()> {
+    if groups::id_by_name(conn, name)?.is_some() {
+        return Err(DirectoryError::GroupExists(name.to_string()));
     }
-    groups::insert(conn, &name, false, now)?;
+    groups::insert(conn, name.as_str(), false, now)?;
     audit::record(
         conn,
-        &Event::new(EventKind::GroupCreated).detail(name.clone()),
+        &Event::new(EventKind::GroupCreated).detail(name.to_string()),
         origin,
         now,
     )?;
-    Ok(name)
+    Ok(())
 }
 
 pub fn list(conn: &Connection) -> DirectoryResult<Vec<Group>> {
     Ok(groups::list(conn)?)
 }
 
-fn find(conn: &Connection, name: &str) -> DirectoryResult<i64> {
+/// The group name someone typed to name an existing group: one that breaks the group-name
+/// rule names none.
+pub fn named(input: &str) -> DirectoryResult<GroupName> {
+    GroupName::parse(input).map_err(|_| DirectoryError::NoSuchGroup(input.to_string()))
+}
+
+/// The id of the group with this name.
+pub fn find(conn: &Connection, name: &GroupName) -> DirectoryResult<i64> {
     groups::id_by_name(conn, name)?.ok_or_else(|| DirectoryError::NoSuchGroup(name.to_string()))
 }
 
@@ -39,11 +47,23 @@ fn find(conn: &Connection, name: &str) -> DirectoryResult<i64> {
 /// open up to every user. Nor can one the config file declares.
 pub fn remove(
     conn: &Connection,
-    name: &str,
+    name: &GroupName,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<()> {
-    let id = ensure_editable(conn, name)?.id;
+    let group = ensure_editable(conn, name)?;
+    remove_group(conn, &group, origin, now)
+}
+
+/// Removes this group, unless a client still depends on it, whether or not the config file
+/// declares it: applying the file removes what it no longer declares.
+pub fn remove_group(
+    conn: &Connection,
+    group: &Group,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<()> {
+    let (id, name) = (group.id, &group.name);
     let clients = groups::clients_allowing(conn, id)?;
     if !clients.is_empty() {
         return Err(DirectoryError::Conflict(format!(
@@ -72,8 +92,8 @@ pub fn remove(
 /// Adds `username` to `group`; false when they already were a member.
 pub fn add_member(
     conn: &Connection,
-    group: &str,
-    username: &str,
+    group: &GroupName,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
@@ -83,8 +103,8 @@ pub fn add_member(
 /// Removes `username` from `group`; false when they were not a member.
 pub fn remove_member(
     conn: &Connection,
-    group: &str,
-    username: &str,
+    group: &GroupName,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
@@ -96,17 +116,30 @@ enum Membership {
     Remove,
 }
 
-/// Applies one membership change, audit-logged when it changed anything.
+/// Applies one membership change, by names.
 fn change_membership(
     conn: &Connection,
     change: Membership,
-    group: &str,
-    username: &str,
+    group: &GroupName,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
     let id = find(conn, group)?;
     let user = directory_users::find(conn, username)?;
+    apply_membership(conn, change, (id, group.as_str()), &user, origin, now)
+}
+
+/// Applies one membership change to the group with this id and name, audit-logged when it
+/// changed anything.
+fn apply_membership(
+    conn: &Connection,
+    change: Membership,
+    (id, group): (i64, &str),
+    user: &User,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<bool> {
     let (changed, event) = match change {
         Membership::Add => (
             groups::add_member(conn, id, &user.id)?,
@@ -131,13 +164,13 @@ fn change_membership(
 }
 
 /// One group and its members.
-pub fn get(conn: &Connection, name: &str) -> DirectoryResult<Group> {
+pub fn get(conn: &Connection, name: &GroupName) -> DirectoryResult<Group> {
     groups::by_name(conn, name)?.ok_or_else(|| DirectoryError::NoSuchGroup(name.to_string()))
 }
 
 /// The group, if it may be renamed or removed here: a group declared in the config file is
 /// changed there, or the next start would bring it back.
-pub fn ensure_editable(conn: &Connection, name: &str) -> DirectoryResult<Group> {
+pub fn ensure_editable(conn: &Connection, name: &GroupName) -> DirectoryResult<Group> {
     let group = get(conn, name)?;
     if group.declared {
         return Err(DirectoryError::Declared(group.name));
@@ -145,58 +178,58 @@ pub fn ensure_editable(conn: &Connection, name: &str) -> DirectoryResult<Group> 
     Ok(group)
 }
 
-/// Renames a group; returns the new name. Clients that allow it keep allowing it (they hold
-/// its id), but apps see the new name in the `groups` claim at the next sign-in.
+/// Renames a group. Clients that allow it keep allowing it (they hold its id), but apps see
+/// the new name in the `groups` claim at the next sign-in.
 pub fn rename(
     conn: &Connection,
-    name: &str,
-    new_name: &str,
+    name: &GroupName,
+    new_name: &GroupName,
     origin: &Origin,
     now: UnixTime,
-) -> DirectoryResult<String> {
+) -> DirectoryResult<()> {
     let group = ensure_editable(conn, name)?;
-    let new_name = names::group_name(new_name)?;
-    if new_name == group.name {
-        return Ok(new_name);
+    if new_name.as_str() == group.name {
+        return Ok(());
     }
-    if groups::id_by_name(conn, &new_name)?.is_some() {
-        return Err(DirectoryError::GroupExists(new_name));
+    if groups::id_by_name(conn, new_name)?.is_some() {
+        return Err(DirectoryError::GroupExists(new_name.to_string()));
     }
-    groups::rename(conn, group.id, &new_name)?;
+    groups::rename(conn, group.id, new_name)?;
     audit::record(
         conn,
         &Event::new(EventKind::GroupRenamed).detail(format!("{} to {new_name}", group.name)),
         origin,
         now,
     )?;
-    Ok(new_name)
+    Ok(())
 }
 
 /// Makes `username` a member of exactly the groups named in `wanted`, adding and removing
 /// (each change audit-logged) only what differs.
 pub fn set_memberships(
     conn: &Connection,
-    username: &str,
-    wanted: &[String],
+    username: &Username,
+    wanted: &[GroupName],
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<()> {
     let all = groups::list(conn)?;
-    if let Some(unknown) = wanted.iter().find(|w| !all.iter().any(|g| &g.name == *w)) {
-        return Err(DirectoryError::NoSuchGroup(unknown.clone()));
+    let wants = |group: &Group| wanted.iter().any(|w| w.as_str() == group.name);
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|w| !all.iter().any(|g| g.name == w.as_str()))
+    {
+        return Err(DirectoryError::NoSuchGroup(unknown.to_string()));
     }
     let user = directory_users::find(conn, username)?;
     for group in &all {
         let member = group.members.contains(&user.username);
-        match (member, wanted.contains(&group.name)) {
-            (false, true) => {
-                add_member(conn, &group.name, &user.username, origin, now)?;
-            }
-            (true, false) => {
-                remove_member(conn, &group.name, &user.username, origin, now)?;
-            }
-            _ => {}
-        }
+        let change = match (member, wants(group)) {
+            (false, true) => Membership::Add,
+            (true, false) => Membership::Remove,
+            _ => continue,
+        };
+        apply_membership(conn, change, (group.id, &group.name), &user, origin, now)?;
     }
     Ok(())
 }

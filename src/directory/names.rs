@@ -36,6 +36,64 @@ pub fn group_name(input: &str) -> DirectoryResult<String> {
     }
 }
 
+/// A username that follows the username rule, lowercased: made once where a name is typed
+/// (the command line, a form, a URL), so the rules never see a malformed one.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(input: &str) -> DirectoryResult<Username> {
+        username(input).map(Username)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Username {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Quoted like the string it is, so that `{:?}` in a message reads as before.
+impl std::fmt::Debug for Username {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// A group name that follows the group-name rule: made once where a name is typed or
+/// declared.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct GroupName(String);
+
+impl GroupName {
+    pub fn parse(input: &str) -> DirectoryResult<GroupName> {
+        group_name(input).map(GroupName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for GroupName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Quoted like the string it is, so that `{:?}` in a message reads as before.
+impl std::fmt::Debug for GroupName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
 /// Client ids: `[A-Za-z0-9._-]{1,64}`, safe in URLs and HTTP Basic credentials.
 pub fn client_id(input: &str) -> DirectoryResult<String> {
     if all_chars(input, |c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
@@ -142,6 +200,43 @@ mod tests {
         assert!(group_name("Ops.Team_1").is_ok());
         assert!(group_name("a/b").is_err());
         assert!(group_name("with space").is_err());
+    }
+
+    #[test]
+    fn a_username_is_made_only_from_a_valid_name_and_normalised() {
+        assert_eq!(Username::parse(" Alice ").unwrap().as_str(), "alice");
+        assert_eq!(
+            Username::parse("Bob.Smith").unwrap().to_string(),
+            "bob.smith"
+        );
+        for bad in ["", "al ice", "a/b", "a:b", "é", &"a".repeat(65)] {
+            let refused = Username::parse(bad).unwrap_err().to_string();
+            assert!(refused.starts_with("invalid username"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_group_name_is_made_only_from_a_valid_name_and_kept_as_given() {
+        assert_eq!(
+            GroupName::parse("Ops.Team_1").unwrap().as_str(),
+            "Ops.Team_1"
+        );
+        assert_eq!(
+            GroupName::parse("pve-admins").unwrap().to_string(),
+            "pve-admins"
+        );
+        for bad in ["", " ops", "with space", "a/b", "é", &"a".repeat(65)] {
+            let refused = GroupName::parse(bad).unwrap_err().to_string();
+            assert!(refused.starts_with("invalid group name"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn names_serialize_as_plain_strings() {
+        let name = Username::parse("Ada").unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), "\"ada\"");
+        let group = GroupName::parse("Ops").unwrap();
+        assert_eq!(serde_json::to_string(&group).unwrap(), "\"Ops\"");
     }
 
     #[test]

@@ -216,7 +216,7 @@ fn change_rule(
 ) -> DirectoryResult<bool> {
     editable_client(conn, client_id)?;
     find(conn, client_id)?;
-    let group = directory_groups::get(conn, &rule.group)?;
+    let group = directory_groups::get(conn, &directory_groups::named(&rule.group)?)?;
     let (changed, kind) = match change {
         RuleChange::Add => (
             stored::put_rule(conn, client_id, group.id, rule)?,
@@ -281,7 +281,7 @@ pub fn declare(
     stored::clear_rules(conn, &target.client_id)?;
     for permission in &declared.permissions {
         let rule = declared_rule(permission)?;
-        let group = directory_groups::get(conn, &rule.group)?;
+        let group = directory_groups::get(conn, &directory_groups::named(&rule.group)?)?;
         stored::put_rule(conn, &target.client_id, group.id, &rule)?;
     }
     match (&client.secret, target.manage_realm) {

@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-use super::{DirectoryError, DirectoryResult, names};
+use super::names::{self, Username};
+use super::{DirectoryError, DirectoryResult};
 use crate::clock::UnixTime;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, EventKind, Origin};
@@ -16,6 +17,7 @@ use crate::store::users::{self, User};
 pub struct NewUser {
     /// The id to use (first-run setup picks it before the passkey exists); new if `None`.
     pub id: Option<String>,
+    /// As typed: `add` parses it, and refuses it with the username rule's message.
     pub username: String,
     pub display_name: Option<String>,
     pub email: Option<String>,
@@ -30,7 +32,7 @@ pub struct NewUser {
 /// would hand the newcomer the old person's account.
 fn claim_username(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     holder: Option<&str>,
     reuse: bool,
 ) -> DirectoryResult<()> {
@@ -54,7 +56,7 @@ pub fn add(
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<User> {
-    let username = names::username(&new.username)?;
+    let username = Username::parse(&new.username)?;
     let email = new.email.as_deref().map(names::email).transpose()?;
     let display_name = new
         .display_name
@@ -62,8 +64,8 @@ pub fn add(
         .map(names::display_name)
         .transpose()?
         .unwrap_or_default();
-    if users::by_username(conn, &username)?.is_some() {
-        return Err(DirectoryError::UserExists(username));
+    if users::by_username(conn, username.as_str())?.is_some() {
+        return Err(DirectoryError::UserExists(username.to_string()));
     }
     claim_username(conn, &username, new.id.as_deref(), new.reuse_username)?;
     let (given_name, family_name) = split_name(&display_name);
@@ -72,7 +74,7 @@ pub fn add(
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        username,
+        username: username.to_string(),
         display_name,
         email_verified: email.is_some(),
         email,
@@ -148,15 +150,21 @@ fn split_name(display_name: &str) -> (Option<String>, Option<String>) {
     (given, family)
 }
 
-pub fn find(conn: &Connection, username: &str) -> DirectoryResult<User> {
-    let name = username.trim().to_lowercase();
-    users::by_username(conn, &name)?.ok_or(DirectoryError::NoSuchUser(name))
+pub fn find(conn: &Connection, username: &Username) -> DirectoryResult<User> {
+    users::by_username(conn, username.as_str())?
+        .ok_or_else(|| DirectoryError::NoSuchUser(username.to_string()))
+}
+
+/// The username someone typed to name an existing person: one that breaks the username rule
+/// names nobody.
+pub fn named(input: &str) -> DirectoryResult<Username> {
+    Username::parse(input).map_err(|_| DirectoryError::NoSuchUser(input.trim().to_lowercase()))
 }
 
 /// Disables a user, ends their sessions and revokes every token they hold.
 pub fn disable(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<User> {
@@ -175,7 +183,7 @@ pub fn disable(
 
 pub fn remove(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<User> {
@@ -208,9 +216,9 @@ pub fn search(conn: &Connection, query: &str) -> DirectoryResult<Vec<User>> {
 }
 
 /// What the administrator's edit form sets on an account.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AccountEdit {
-    pub username: String,
+    pub username: Username,
     pub display_name: String,
     pub email: String,
     pub is_admin: bool,
@@ -222,7 +230,7 @@ pub struct AccountEdit {
 pub fn edit(
     conn: &Connection,
     actor: &User,
-    username: &str,
+    username: &Username,
     edit: &AccountEdit,
     origin: &Origin,
     now: UnixTime,
@@ -236,23 +244,22 @@ pub fn edit(
 /// it keep the account; apps that key on `preferred_username` (Proxmox) see a new person.
 pub fn rename(
     conn: &Connection,
-    username: &str,
-    new_username: &str,
+    username: &Username,
+    new_username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<User> {
     let mut user = find(conn, username)?;
-    let new_username = names::username(new_username)?;
-    if new_username == user.username {
+    if new_username.as_str() == user.username {
         return Ok(user);
     }
-    if users::by_username(conn, &new_username)?.is_some() {
-        return Err(DirectoryError::UserExists(new_username));
+    if users::by_username(conn, new_username.as_str())?.is_some() {
+        return Err(DirectoryError::UserExists(new_username.to_string()));
     }
-    claim_username(conn, &new_username, Some(&user.id), false)?;
-    users::set_username(conn, &user.id, &new_username, now)?;
+    claim_username(conn, new_username, Some(&user.id), false)?;
+    users::set_username(conn, &user.id, new_username, now)?;
     users::retire_username(conn, &user.username, &user.id, now)?;
-    let old = std::mem::replace(&mut user.username, new_username);
+    let old = std::mem::replace(&mut user.username, new_username.to_string());
     audit::record(
         conn,
         &Event::new(EventKind::UserRenamed)
@@ -269,7 +276,7 @@ pub fn rename(
 /// saving the form does not vouch for what the person typed themselves.
 pub fn set_profile(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     display_name: &str,
     email: &str,
     origin: &Origin,
@@ -307,7 +314,7 @@ pub fn set_profile(
 pub fn set_admin(
     conn: &Connection,
     actor: &User,
-    username: &str,
+    username: &Username,
     is_admin: bool,
     origin: &Origin,
     now: UnixTime,
@@ -341,7 +348,7 @@ pub fn set_admin(
 /// Lets a disabled person sign in again (with a passkey they kept, or a new login link).
 pub fn enable(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<User> {
@@ -368,7 +375,7 @@ pub fn enable(
 pub fn disable_by(
     conn: &Connection,
     actor: &User,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<User> {
@@ -385,7 +392,7 @@ pub fn disable_by(
 pub fn remove_by(
     conn: &Connection,
     actor: &User,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<User> {
@@ -449,7 +456,7 @@ fn an_administrator_exists(conn: &Connection, now: UnixTime) -> StoreResult<()> 
 /// Ends one of `username`'s sessions, by its public handle; false when there is none.
 pub fn end_session(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     handle: &str,
     origin: &Origin,
     now: UnixTime,
@@ -482,7 +489,7 @@ pub fn end_session_of(
 /// Signs `username` out everywhere; returns how many sessions ended.
 pub fn end_all_sessions(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<usize> {
@@ -503,7 +510,7 @@ pub fn end_all_sessions(
 /// one with a login link.
 pub fn remove_passkey(
     conn: &Connection,
-    username: &str,
+    username: &Username,
     passkey_id: i64,
     origin: &Origin,
     now: UnixTime,
@@ -567,6 +574,10 @@ mod admin_rules_tests {
         add(conn, &new, &Origin::cli(), 0).unwrap()
     }
 
+    fn name(username: &str) -> Username {
+        Username::parse(username).unwrap()
+    }
+
     /// Through the pages the acting administrator is always an enabled one, so the last
     /// administrator can only be protected from someone else: the rule must hold on its own.
     #[test]
@@ -579,18 +590,18 @@ mod admin_rules_tests {
                 let ops = person(tx, "ops", false);
                 let origin = Origin::cli();
                 for refused in [
-                    set_admin(tx, &ops, "ada", false, &origin, 1).map(|_| ()),
-                    disable_by(tx, &ops, "ada", &origin, 1).map(|_| ()),
-                    remove_by(tx, &ops, "ada", &origin, 1).map(|_| ()),
+                    set_admin(tx, &ops, &name("ada"), false, &origin, 1).map(|_| ()),
+                    disable_by(tx, &ops, &name("ada"), &origin, 1).map(|_| ()),
+                    remove_by(tx, &ops, &name("ada"), &origin, 1).map(|_| ()),
                 ] {
                     let message = refused.unwrap_err().to_string();
                     assert!(message.contains("ada is the last one"), "{message}");
                 }
                 // With a second administrator, the first may go.
-                set_admin(tx, &ada, "ops", true, &origin, 2)?;
-                assert!(!set_admin(tx, &ops, "ada", false, &origin, 3)?.is_admin);
+                set_admin(tx, &ada, &name("ops"), true, &origin, 2)?;
+                assert!(!set_admin(tx, &ops, &name("ada"), false, &origin, 3)?.is_admin);
                 assert!(
-                    disable_by(tx, &ada, "ada", &origin, 4).is_err(),
+                    disable_by(tx, &ada, &name("ada"), &origin, 4).is_err(),
                     "not oneself"
                 );
                 Ok::<_, DirectoryError>(())
@@ -607,17 +618,17 @@ mod admin_rules_tests {
                 let ada = person(tx, "ada", true);
                 person(tx, "bob", false);
                 let origin = Origin::cli();
-                let renamed = rename(tx, "ada", "Countess", &origin, 1)?;
+                let renamed = rename(tx, &name("ada"), &name("Countess"), &origin, 1)?;
                 assert_eq!(
                     (renamed.id, renamed.username.as_str()),
                     (ada.id, "countess")
                 );
                 assert!(matches!(
-                    rename(tx, "countess", "bob", &origin, 1),
+                    rename(tx, &name("countess"), &name("bob"), &origin, 1),
                     Err(DirectoryError::UserExists(_))
                 ));
                 assert!(matches!(
-                    rename(tx, "countess", "no spaces", &origin, 1),
+                    Username::parse("no spaces"),
                     Err(DirectoryError::Invalid(_))
                 ));
                 Ok::<_, DirectoryError>(())

@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreResult;
 use crate::clock::UnixTime;
+use crate::directory::names::GroupName;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Group {
@@ -22,11 +23,13 @@ pub fn insert(conn: &Connection, name: &str, declared: bool, now: UnixTime) -> S
     Ok(conn.last_insert_rowid())
 }
 
-pub fn id_by_name(conn: &Connection, name: &str) -> StoreResult<Option<i64>> {
+pub fn id_by_name(conn: &Connection, name: &GroupName) -> StoreResult<Option<i64>> {
     Ok(conn
-        .query_row("SELECT id FROM groups WHERE name = ?1", [name], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT id FROM groups WHERE name = ?1",
+            [name.as_str()],
+            |row| row.get(0),
+        )
         .optional()?)
 }
 
@@ -100,11 +103,11 @@ pub fn remove_member(conn: &Connection, group_id: i64, user_id: &str) -> StoreRe
 }
 
 /// One group with its members' usernames, sorted.
-pub fn by_name(conn: &Connection, name: &str) -> StoreResult<Option<Group>> {
+pub fn by_name(conn: &Connection, name: &GroupName) -> StoreResult<Option<Group>> {
     let Some((id, declared)) = conn
         .query_row(
             "SELECT id, declared FROM groups WHERE name = ?1",
-            [name],
+            [name.as_str()],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?
@@ -126,8 +129,8 @@ pub fn by_name(conn: &Connection, name: &str) -> StoreResult<Option<Group>> {
     }))
 }
 
-pub fn rename(conn: &Connection, id: i64, name: &str) -> StoreResult<()> {
+pub fn rename(conn: &Connection, id: i64, name: &GroupName) -> StoreResult<()> {
     conn.prepare_cached("UPDATE groups SET name = ?2 WHERE id = ?1")?
-        .execute(params![id, name])?;
+        .execute(params![id, name.as_str()])?;
     Ok(())
 }

@@ -4,6 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreResult;
 use crate::clock::UnixTime;
+use crate::directory::names::Username;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct User {
@@ -158,9 +159,14 @@ pub fn search(conn: &Connection, query: &str) -> StoreResult<Vec<User>> {
     Ok(users)
 }
 
-pub fn set_username(conn: &Connection, id: &str, username: &str, now: UnixTime) -> StoreResult<()> {
+pub fn set_username(
+    conn: &Connection,
+    id: &str,
+    username: &Username,
+    now: UnixTime,
+) -> StoreResult<()> {
     conn.prepare_cached("UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, username, now])?;
+        .execute(params![id, username.as_str(), now])?;
     Ok(())
 }
 
@@ -187,19 +193,19 @@ pub fn retire_username(
 }
 
 /// Who last gave up `username`, if anyone did.
-pub fn retired_by(conn: &Connection, username: &str) -> StoreResult<Option<String>> {
+pub fn retired_by(conn: &Connection, username: &Username) -> StoreResult<Option<String>> {
     Ok(conn
         .query_row(
             "SELECT user_id FROM retired_usernames WHERE username = ?1",
-            [username],
+            [username.as_str()],
             |row| row.get(0),
         )
         .optional()?)
 }
 
 /// `username` is someone's again.
-pub fn reuse_username(conn: &Connection, username: &str) -> StoreResult<()> {
+pub fn reuse_username(conn: &Connection, username: &Username) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM retired_usernames WHERE username = ?1")?
-        .execute([username])?;
+        .execute([username.as_str()])?;
     Ok(())
 }
