@@ -13,6 +13,7 @@ pub mod config;
 pub mod directory;
 pub mod keys;
 pub mod limits;
+pub mod names;
 pub mod notify;
 pub mod observe;
 pub mod oidc;

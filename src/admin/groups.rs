@@ -14,9 +14,9 @@ use super::{
 };
 use crate::clock::UnixTime;
 use crate::directory::groups as directory_groups;
-use crate::directory::names::GroupName;
 use crate::directory::users as directory_users;
 use crate::directory::{DirectoryError, DirectoryResult};
+use crate::names::GroupName;
 use crate::state::State;
 use crate::store::groups::Group;
 use crate::store::users as stored_users;

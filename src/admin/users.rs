@@ -16,9 +16,9 @@ use super::{
 use crate::auth::login_link;
 use crate::clock::{self, UnixTime};
 use crate::directory::groups as directory_groups;
-use crate::directory::names::Username;
 use crate::directory::users::{self as directory_users, AccountEdit, NewUser};
 use crate::directory::{DirectoryError, DirectoryResult};
+use crate::names::Username;
 use crate::state::State;
 use crate::store::passkeys as stored_passkeys;
 use crate::store::sessions;

@@ -71,13 +71,16 @@ pub fn profile(
     email: &str,
 ) -> Result<passkeys::SetupProfile, SetupError> {
     let email = email.trim();
-    Ok(passkeys::SetupProfile {
-        username: names::username(username)?,
-        display_name: names::display_name(display_name)?,
-        email: (!email.is_empty())
-            .then(|| names::email(email))
-            .transpose()?,
-    })
+    let profile = || {
+        Ok::<_, names::Invalid>(passkeys::SetupProfile {
+            username: names::username(username)?,
+            display_name: names::display_name(display_name)?,
+            email: (!email.is_empty())
+                .then(|| names::email(email))
+                .transpose()?,
+        })
+    };
+    Ok(profile().map_err(DirectoryError::from)?)
 }
 
 /// Completes setup: spends the link, creates the administrator and saves the passkey, all in

@@ -4,8 +4,8 @@ use clap::Subcommand;
 
 use super::{CliResult, print_json};
 use crate::clock;
-use crate::directory::names::GroupName;
 use crate::directory::{groups, users};
+use crate::names::GroupName;
 use crate::store::Store;
 use crate::store::audit::Origin;
 

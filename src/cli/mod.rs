@@ -120,6 +120,12 @@ pub enum CliError {
     },
 }
 
+impl From<crate::names::Invalid> for CliError {
+    fn from(error: crate::names::Invalid) -> Self {
+        CliError::Directory(error.into())
+    }
+}
+
 impl CliError {
     fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
         let context = context.into();

@@ -5,8 +5,8 @@ use rusqlite::Connection;
 
 use super::{CliError, CliResult, print_json};
 use crate::clock;
-use crate::directory::names::Username;
 use crate::directory::users::{self, NewUser};
+use crate::names::Username;
 use crate::store::Store;
 use crate::store::audit::Origin;
 use crate::store::users as stored_users;

@@ -4,8 +4,9 @@
 
 use rusqlite::Connection;
 
-use super::{DirectoryError, DirectoryResult, groups as directory_groups, names};
+use super::{DirectoryError, DirectoryResult, groups as directory_groups};
 use crate::clock::UnixTime;
+use crate::names;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::{self, Client};

@@ -5,10 +5,10 @@
 use rusqlite::Connection;
 
 use super::clients::{self, ClientSettings, NewClient};
-use super::names::GroupName;
 use super::{DirectoryError, proxmox};
 use crate::clock::UnixTime;
 use crate::config::{Declared, DeclaredClient, DeclaredGroup, Settings, parse_duration};
+use crate::names::GroupName;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients as stored_clients;

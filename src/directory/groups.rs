@@ -2,9 +2,9 @@
 
 use rusqlite::Connection;
 
-use super::names::{GroupName, Username};
 use super::{DirectoryError, DirectoryResult, users as directory_users};
 use crate::clock::UnixTime;
+use crate::names::{GroupName, Username};
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::groups::{self, Group};
 use crate::store::users::User;

@@ -4,7 +4,8 @@
 pub mod clients;
 pub mod declared;
 pub mod groups;
-pub mod names;
+/// The name rules moved below the store, which takes and returns the names; this path stays.
+pub use crate::names;
 pub mod proxmox;
 pub mod users;
 
@@ -32,6 +33,12 @@ pub enum DirectoryError {
     Declared(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl From<crate::names::Invalid> for DirectoryError {
+    fn from(e: crate::names::Invalid) -> Self {
+        DirectoryError::Invalid(e.0)
+    }
 }
 
 impl From<rusqlite::Error> for DirectoryError {

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::directory::names::has_forbidden_chars;
+use crate::names::has_forbidden_chars;
 
 /// The registered URI that `requested` matches, if any.
 ///

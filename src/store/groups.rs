@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreResult;
 use crate::clock::UnixTime;
-use crate::directory::names::GroupName;
+use crate::names::GroupName;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Group {

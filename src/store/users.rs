@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::StoreResult;
 use crate::clock::UnixTime;
-use crate::directory::names::Username;
+use crate::names::Username;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct User {

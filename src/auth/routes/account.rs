@@ -312,7 +312,7 @@ async fn rename_passkey(
     id: web::Path<i64>,
     form: web::Form<RenameForm>,
 ) -> Result<HttpResponse, PageError> {
-    let name = crate::directory::names::display_name(&form.name)
+    let name = crate::names::display_name(&form.name)
         .ok()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {

@@ -1,18 +1,23 @@
 //! What names, addresses and URIs may look like.
 
-use super::{DirectoryError, DirectoryResult};
+/// A name, address or URI that breaks its rule; the message says which value and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+pub type NameResult<T> = Result<T, Invalid>;
 
 fn all_chars(value: &str, allowed: impl Fn(char) -> bool) -> bool {
     !value.is_empty() && value.len() <= 64 && value.chars().all(allowed)
 }
 
-fn invalid(message: String) -> DirectoryError {
-    DirectoryError::Invalid(message)
+fn invalid(message: String) -> Invalid {
+    Invalid(message)
 }
 
 /// Usernames are lowercased, then must match `[a-z0-9._-]{1,64}`: they become Proxmox user
 /// ids (`name@realm`), which allow no whitespace, `:` or `/`.
-pub fn username(input: &str) -> DirectoryResult<String> {
+pub fn username(input: &str) -> NameResult<String> {
     let name = input.trim().to_lowercase();
     if all_chars(&name, |c| {
         c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)
@@ -26,7 +31,7 @@ pub fn username(input: &str) -> DirectoryResult<String> {
 }
 
 /// Group names must match `[A-Za-z0-9._-]{1,64}`, what Proxmox accepts in a groups claim.
-pub fn group_name(input: &str) -> DirectoryResult<String> {
+pub fn group_name(input: &str) -> NameResult<String> {
     if all_chars(input, |c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         Ok(input.to_string())
     } else {
@@ -43,7 +48,7 @@ pub fn group_name(input: &str) -> DirectoryResult<String> {
 pub struct Username(String);
 
 impl Username {
-    pub fn parse(input: &str) -> DirectoryResult<Username> {
+    pub fn parse(input: &str) -> NameResult<Username> {
         username(input).map(Username)
     }
 
@@ -72,7 +77,7 @@ impl std::fmt::Debug for Username {
 pub struct GroupName(String);
 
 impl GroupName {
-    pub fn parse(input: &str) -> DirectoryResult<GroupName> {
+    pub fn parse(input: &str) -> NameResult<GroupName> {
         group_name(input).map(GroupName)
     }
 
@@ -95,7 +100,7 @@ impl std::fmt::Debug for GroupName {
 }
 
 /// Client ids: `[A-Za-z0-9._-]{1,64}`, safe in URLs and HTTP Basic credentials.
-pub fn client_id(input: &str) -> DirectoryResult<String> {
+pub fn client_id(input: &str) -> NameResult<String> {
     if all_chars(input, |c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
         Ok(input.to_string())
     } else {
@@ -111,7 +116,7 @@ pub fn client_id(input: &str) -> DirectoryResult<String> {
 pub struct ClientId(String);
 
 impl ClientId {
-    pub fn parse(input: &str) -> DirectoryResult<ClientId> {
+    pub fn parse(input: &str) -> NameResult<ClientId> {
         client_id(input).map(ClientId)
     }
 
@@ -121,7 +126,7 @@ impl ClientId {
 }
 
 /// A plain e-mail shape check; delivery is not our business.
-pub fn email(input: &str) -> DirectoryResult<String> {
+pub fn email(input: &str) -> NameResult<String> {
     let email = input.trim();
     let valid = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -135,7 +140,7 @@ pub fn email(input: &str) -> DirectoryResult<String> {
 }
 
 /// Display names: free text without control characters, at most 128 characters.
-pub fn display_name(input: &str) -> DirectoryResult<String> {
+pub fn display_name(input: &str) -> NameResult<String> {
     let name = input.trim();
     if name.chars().count() <= 128 && !name.chars().any(char::is_control) {
         Ok(name.to_string())
@@ -154,7 +159,7 @@ pub fn has_forbidden_chars(uri: &str) -> bool {
 
 /// Redirect URIs are kept exactly as given (they are matched as strings), so they must
 /// already be absolute http(s) URLs without a fragment.
-pub fn redirect_uri(input: &str) -> DirectoryResult<String> {
+pub fn redirect_uri(input: &str) -> NameResult<String> {
     let fail = |why: &str| invalid(format!("invalid redirect URI {input:?}: {why}"));
     if input.is_empty() {
         return Err(fail("it must not be empty"));
