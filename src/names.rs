@@ -41,63 +41,52 @@ pub fn group_name(input: &str) -> NameResult<String> {
     }
 }
 
-/// A username that follows the username rule, lowercased: made once where a name is typed
-/// (the command line, a form, a URL), so the rules never see a malformed one.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct Username(String);
+/// A string type made only by its rule (`parse`), printed and serialized as the string it is;
+/// its `Debug` is quoted like a string's, so that `{:?}` in a message reads the same.
+macro_rules! name_type {
+    ($(#[$doc:meta])* $name:ident, $rule:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
 
-impl Username {
-    pub fn parse(input: &str) -> NameResult<Username> {
-        username(input).map(Username)
-    }
+        impl $name {
+            pub fn parse(input: &str) -> NameResult<$name> {
+                $rule(input).map($name)
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
 }
 
-impl std::fmt::Display for Username {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+name_type!(
+    /// A username that follows the username rule, lowercased: made once where a name is typed
+    /// (the command line, a form, a URL), so the rules never see a malformed one.
+    Username,
+    username
+);
 
-/// Quoted like the string it is, so that `{:?}` in a message reads as before.
-impl std::fmt::Debug for Username {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-/// A group name that follows the group-name rule: made once where a name is typed or
-/// declared.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct GroupName(String);
-
-impl GroupName {
-    pub fn parse(input: &str) -> NameResult<GroupName> {
-        group_name(input).map(GroupName)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for GroupName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Quoted like the string it is, so that `{:?}` in a message reads as before.
-impl std::fmt::Debug for GroupName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&self.0, f)
-    }
-}
+name_type!(
+    /// A group name that follows the group-name rule: made once where a name is typed or
+    /// declared.
+    GroupName,
+    group_name
+);
 
 /// Client ids: `[A-Za-z0-9._-]{1,64}`, safe in URLs and HTTP Basic credentials.
 pub fn client_id(input: &str) -> NameResult<String> {
@@ -110,20 +99,12 @@ pub fn client_id(input: &str) -> NameResult<String> {
     }
 }
 
-/// A client id that follows the client-id rule: made once where a request names a client,
-/// so that nothing malformed is looked up or logged.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientId(String);
-
-impl ClientId {
-    pub fn parse(input: &str) -> NameResult<ClientId> {
-        client_id(input).map(ClientId)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+name_type!(
+    /// A client id that follows the client-id rule: made once where a request names a client,
+    /// so that nothing malformed is looked up or logged.
+    ClientId,
+    client_id
+);
 
 /// A plain e-mail shape check; delivery is not our business.
 pub fn email(input: &str) -> NameResult<String> {

@@ -19,6 +19,12 @@ fn status(app: &TestApp) -> Value {
 
 /// `proxmox set` for the `proxmox` client against an unreachable server.
 fn set_unreachable(app: &TestApp, extra: &[&str]) -> std::process::Output {
+    set_trusting(app, &["--fingerprint", FINGERPRINT], extra)
+}
+
+/// `proxmox set` for the `proxmox` client against an unreachable server, trusting its
+/// certificate by `trust`.
+fn set_trusting(app: &TestApp, trust: &[&str], extra: &[&str]) -> std::process::Output {
     let secret = app.data_dir.path().join("token");
     std::fs::write(&secret, "token-secret-value\n").unwrap();
     let mut args = vec![
@@ -33,9 +39,8 @@ fn set_unreachable(app: &TestApp, extra: &[&str]) -> std::process::Output {
         "root@pam!latchkey",
         "--token-secret-file",
         secret.to_str().unwrap(),
-        "--fingerprint",
-        FINGERPRINT,
     ];
+    args.extend_from_slice(trust);
     args.extend_from_slice(extra);
     app.cli(&args)
 }
@@ -244,25 +249,9 @@ fn taking_over_a_realm_mints_a_secret_for_it_and_rotation_hands_over_the_next() 
 
 /// `proxmox set` with a CA file holding `pem` instead of a fingerprint.
 fn set_with_ca(app: &TestApp, pem: &str) -> std::process::Output {
-    let secret = app.data_dir.path().join("token");
-    std::fs::write(&secret, "token-secret-value\n").unwrap();
     let ca = app.data_dir.path().join("ca.pem");
     std::fs::write(&ca, pem).unwrap();
-    app.cli(&[
-        "proxmox",
-        "set",
-        "proxmox",
-        "--product",
-        "pve",
-        "--api-url",
-        UNREACHABLE,
-        "--token-id",
-        "root@pam!latchkey",
-        "--token-secret-file",
-        secret.to_str().unwrap(),
-        "--ca-file",
-        ca.to_str().unwrap(),
-    ])
+    set_trusting(app, &["--ca-file", ca.to_str().unwrap()], &[])
 }
 
 #[test]
