@@ -39,6 +39,8 @@ enum Verdict {
     Valid,
     Invalid,
     TooManyAttempts(Retry),
+    /// The stored hash is not one: our fault, never the client's.
+    Unverifiable(secrets::SecretHashError),
 }
 
 impl SecretCache {
@@ -82,7 +84,10 @@ impl SecretCache {
         }
         let valid = {
             let _one_at_a_time = self.hashing.lock().unwrap_or_else(|e| e.into_inner());
-            secrets::verify_secret(secret, stored).unwrap_or(false)
+            match secrets::verify_secret(secret, stored) {
+                Ok(valid) => valid,
+                Err(corrupt) => return Verdict::Unverifiable(corrupt),
+            }
         };
         if !valid {
             return Verdict::Invalid;
@@ -224,6 +229,12 @@ impl Unverified {
                 Verdict::Valid => return Ok(accepted(client)),
                 Verdict::Invalid => Failure::Refused("client authentication failed"),
                 Verdict::TooManyAttempts(retry) => Failure::TooMany(retry),
+                Verdict::Unverifiable(corrupt) => {
+                    return Err(OAuthError::server_error(&format!(
+                        "client {}: its stored secret hash cannot be checked: {corrupt}",
+                        client_id.as_str()
+                    )));
+                }
             },
         };
         refuse(auth, &client_id, failure, &origin, now)

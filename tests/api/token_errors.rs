@@ -246,3 +246,25 @@ async fn guessing_client_secrets_is_slowed_down() {
         "a client that verified is not slowed down"
     );
 }
+
+/// A stored secret hash that is not one is the server's fault: a 500 `server_error`, never
+/// `invalid_client` (which would tell the app its secret is wrong).
+#[tokio::test]
+async fn a_corrupt_stored_secret_hash_is_a_server_error() {
+    let app = spawn_app();
+    let secret = app.setup_proxmox();
+    latchkey::store::Store::open(app.data_dir.path())
+        .unwrap()
+        .write(|tx| {
+            tx.execute(
+                "UPDATE clients SET secret_hash = 'not-a-hash' WHERE client_id = 'proxmox'",
+                [],
+            )?;
+            Ok::<_, latchkey::store::StoreError>(())
+        })
+        .unwrap();
+    let form = [("grant_type", "authorization_code"), ("code", "x")];
+    let (status, _, body) = post_form(&app, "/token", &form, Some(("proxmox", &secret))).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"], "server_error");
+}
