@@ -310,7 +310,7 @@ fn ca_file(path: &std::path::Path) -> DirectoryResult<String> {
 fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResult<Target> {
     // The settings have read `token_secret_file` into `token_secret` (and refused both).
     let token_secret = match &declared.token_secret {
-        Some(secret) => secret.trim().to_string(),
+        Some(secret) => target::token_secret(secret).map_err(invalid)?,
         None => {
             return Err(DirectoryError::Invalid(
                 "[clients.proxmox] needs token_secret or token_secret_file".into(),
