@@ -18,7 +18,7 @@ use reqwest::Method;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::pem;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 use serde::Deserialize;
@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use super::plan::{
     self, AclEntry, Actual, ActualUser, Change, ClientKey, Edit, Names, RealmSettings, UgidKind,
 };
-use super::target::{Product, Target, Trust};
+use super::target::{self, CaPemError, Product, Target, Trust};
 
 /// Time to open the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -243,18 +243,11 @@ pub fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ApiError> {
 }
 
 fn ca_roots(pem: &str) -> Result<RootCertStore, ApiError> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        roots
-            .add(cert.map_err(ApiError::CaCertificate)?)
-            .map_err(ApiError::CaUnusable)?;
-    }
-    if roots.is_empty() {
-        return Err(ApiError::CaCertificate(
-            rustls::pki_types::pem::Error::NoItemsFound,
-        ));
-    }
-    Ok(roots)
+    target::ca_roots(pem).map_err(|error| match error {
+        CaPemError::NoCertificate => ApiError::CaCertificate(pem::Error::NoItemsFound),
+        CaPemError::Malformed(error) => ApiError::CaCertificate(error),
+        CaPemError::Unusable(error) => ApiError::CaUnusable(error),
+    })
 }
 
 fn system_roots() -> Result<RootCertStore, ApiError> {

@@ -52,6 +52,12 @@ impl From<CaPemError> for TargetError {
 /// is refused where it is given rather than at the next sync.
 pub fn ca_pem(text: &str) -> Result<String, CaPemError> {
     let pem = text.replace("\r\n", "\n").trim().to_string() + "\n";
+    ca_roots(&pem)?;
+    Ok(pem)
+}
+
+/// The trust anchors a CA certificate (or several) in PEM form makes.
+pub fn ca_roots(pem: &str) -> Result<rustls::RootCertStore, CaPemError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
         roots
@@ -61,7 +67,7 @@ pub fn ca_pem(text: &str) -> Result<String, CaPemError> {
     if roots.is_empty() {
         return Err(CaPemError::NoCertificate);
     }
-    Ok(pem)
+    Ok(roots)
 }
 
 /// The API's base URL: `https://host[:port]`, kept without a trailing slash.
