@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::signing_keys::SigningAlg;
-use super::{StoreResult, from_json, to_json};
+use super::{StoreResult, column, from_json, to_json};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -84,14 +84,12 @@ fn complete(raw: RawClient, allowed_groups: Vec<String>) -> StoreResult<Client> 
 
 /// The names of the groups one client allows, sorted.
 fn allowed_groups(conn: &Connection, client_id: &str) -> StoreResult<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
+    column(
+        conn,
         "SELECT g.name FROM groups g JOIN client_allowed_groups a ON a.group_id = g.id \
          WHERE a.client_id = ?1 ORDER BY g.name",
-    )?;
-    let names = stmt
-        .query_map([client_id], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(names)
+        [client_id],
+    )
 }
 
 pub fn by_id(conn: &Connection, client_id: &str) -> StoreResult<Option<Client>> {

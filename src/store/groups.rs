@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::StoreResult;
+use super::{StoreResult, column};
 use crate::clock::UnixTime;
 use crate::names::GroupName;
 
@@ -71,13 +71,11 @@ pub fn set_declared(conn: &Connection, id: i64, declared: bool) -> StoreResult<(
 
 /// The clients that admit only some groups and name this one among them, sorted.
 pub fn clients_allowing(conn: &Connection, id: i64) -> StoreResult<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
+    column(
+        conn,
         "SELECT client_id FROM client_allowed_groups WHERE group_id = ?1 ORDER BY client_id",
-    )?;
-    let clients = stmt
-        .query_map([id], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(clients)
+        [id],
+    )
 }
 
 pub fn delete(conn: &Connection, id: i64) -> StoreResult<()> {
@@ -114,13 +112,12 @@ pub fn by_name(conn: &Connection, name: &GroupName) -> StoreResult<Option<Group>
     else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(
+    let members = column(
+        conn,
         "SELECT u.username FROM users u JOIN group_members m ON m.user_id = u.id \
          WHERE m.group_id = ?1 ORDER BY u.username",
+        [id],
     )?;
-    let members = stmt
-        .query_map([id], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
     Ok(Some(Group {
         id,
         name: name.to_string(),

@@ -289,6 +289,19 @@ impl Store {
     }
 }
 
+/// The first column of every row `sql` returns for `params`, in order.
+fn column<T: rusqlite::types::FromSql>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let values = stmt
+        .query_map(params, |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(values)
+}
+
 /// Reads a JSON column into `T`, reporting damage instead of panicking.
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     table: &'static str,

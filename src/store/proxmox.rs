@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{StoreError, StoreResult};
+use super::{StoreError, StoreResult, column};
 use crate::clock::UnixTime;
 use std::fmt;
 
@@ -331,13 +331,11 @@ pub fn clear_rules(conn: &Connection, client_id: &str) -> StoreResult<()> {
 
 /// The clients whose rules name a group.
 pub fn clients_ruling_group(conn: &Connection, group_id: i64) -> StoreResult<Vec<String>> {
-    let mut stmt = conn.prepare(
+    column(
+        conn,
         "SELECT DISTINCT client_id FROM proxmox_rules WHERE group_id = ?1 ORDER BY client_id",
-    )?;
-    let clients = stmt
-        .query_map([group_id], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(clients)
+        [group_id],
+    )
 }
 
 /// A target's sync status.
@@ -385,14 +383,12 @@ pub fn status(conn: &Connection, client_id: &str) -> StoreResult<Option<SyncStat
 
 /// The targets whose sync is due at `now`.
 pub fn due(conn: &Connection, now: UnixTime) -> StoreResult<Vec<String>> {
-    let mut stmt = conn.prepare(
+    column(
+        conn,
         "SELECT client_id FROM proxmox_sync WHERE due_at IS NOT NULL AND due_at <= ?1 \
          ORDER BY due_at, client_id",
-    )?;
-    let due = stmt
-        .query_map([now], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(due)
+        [now],
+    )
 }
 
 /// Asks for a sync of every target as soon as possible (the periodic repair of drift).

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StoreResult, from_json, to_json};
+use super::{StoreResult, column, from_json, to_json};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,13 +90,12 @@ pub fn delete_for_user(conn: &Connection, user_id: &str) -> StoreResult<usize> {
 
 /// A user's live sessions, most recently seen first.
 pub fn for_user(conn: &Connection, user_id: &str, now: UnixTime) -> StoreResult<Vec<Session>> {
-    let mut stmt = conn.prepare(
+    let hashes: Vec<String> = column(
+        conn,
         "SELECT id_hash FROM sessions WHERE user_id = ?1 AND expires_at > ?2 \
          ORDER BY last_seen_at DESC",
+        params![user_id, now],
     )?;
-    let hashes: Vec<String> = stmt
-        .query_map(params![user_id, now], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
     let mut found = Vec::with_capacity(hashes.len());
     for hash in hashes {
         if let Some(session) = live(conn, &hash, now)? {

@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::StoreResult;
+use super::{StoreResult, column};
 use crate::clock::UnixTime;
 use crate::names::Username;
 
@@ -112,14 +112,12 @@ pub fn count_admins(conn: &Connection) -> StoreResult<i64> {
 
 /// Names of the groups a user belongs to, sorted.
 pub fn group_names(conn: &Connection, user_id: &str) -> StoreResult<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
+    column(
+        conn,
         "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id \
          WHERE m.user_id = ?1 ORDER BY g.name",
-    )?;
-    let names = stmt
-        .query_map([user_id], |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(names)
+        [user_id],
+    )
 }
 
 /// Changes what a person may edit about themselves.
