@@ -79,45 +79,6 @@ async fn a_plain_secret_works_too() {
     assert_eq!(status, 401);
 }
 
-/// `latchkey serve --config FILE` against `dir`, stopped at once: its exit and stderr.
-fn start_serve(dir: &std::path::Path, config: &std::path::Path) -> (bool, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--config")
-        .arg(config)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut stderr = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut stderr)
-                .unwrap();
-            return (status.success(), stderr);
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    (true, String::new())
-}
-
 #[test]
 fn removing_a_declaration_removes_it_at_the_next_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -541,3 +541,42 @@ pub async fn jwks(app: &TestApp) -> Vec<Value> {
         .unwrap();
     jwks["keys"].as_array().unwrap().clone()
 }
+
+/// `latchkey serve --config FILE` against `dir`, stopped at once: its exit and stderr.
+pub fn start_serve(dir: &std::path::Path, config: &std::path::Path) -> (bool, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(config)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            return (status.success(), stderr);
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    (true, String::new())
+}

@@ -321,26 +321,6 @@ fn the_config_file_declares_targets_and_rules_read_only() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("config file"));
 }
 
-/// Runs `serve`, which must stop at start: a server that starts instead is killed after a
-/// while and fails the test, rather than hang it.
-fn refused_start(mut serve: std::process::Command, why: &str) -> std::process::Output {
-    let mut child = serve
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..600 {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            assert!(!out.status.success(), "started despite {why}");
-            return out;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    child.kill().unwrap();
-    panic!("serve started despite {why}");
-}
-
 #[test]
 fn a_mistake_in_the_declaration_stops_the_start_with_its_line() {
     let files = tempfile::tempdir().unwrap();
@@ -365,15 +345,8 @@ fn a_mistake_in_the_declaration_stops_the_start_with_its_line() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("latchkey.toml");
         std::fs::write(&path, &config).unwrap();
-        let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        serve
-            .arg("--data-dir")
-            .arg(dir.path())
-            .arg("--config")
-            .arg(&path)
-            .args(["serve", "--listen", "127.0.0.1:0"]);
-        let out = refused_start(serve, why);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (started, stderr) = start_serve(dir.path(), &path);
+        assert!(!started, "started despite {why}");
         assert!(
             stderr.contains("line 5") && stderr.contains(why),
             "{stderr}"
