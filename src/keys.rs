@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::store::Db;
 use josekit::jwk::alg::ed::EdCurve;
 use josekit::jwk::{Jwk, KeyPair};
 use josekit::jws::{ES256, EdDSA, JwsHeader, JwsSigner, JwsVerifier, RS256};
-use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::clock::UnixTime;
@@ -101,7 +101,7 @@ pub fn generate(alg: SigningAlg, now: UnixTime) -> Result<StoredKey, KeyError> {
 
 /// Creates a key for each algorithm that has no active one (a new database, or one from
 /// before ES256 and EdDSA); returns true when it made any.
-pub fn ensure_active(conn: &Connection, now: UnixTime) -> Result<bool, KeyError> {
+pub fn ensure_active(conn: &Db, now: UnixTime) -> Result<bool, KeyError> {
     let mut created = false;
     for alg in SigningAlg::ALL {
         if signing_keys::active(conn, alg)?.is_none() {
@@ -115,11 +115,7 @@ pub fn ensure_active(conn: &Connection, now: UnixTime) -> Result<bool, KeyError>
 /// Replaces the active key of every algorithm; returns the new keys' ids. The retired keys
 /// stay published for `keep_published` seconds, the longest a token they signed can live;
 /// older retired keys are dropped.
-pub fn rotate(
-    conn: &Connection,
-    now: UnixTime,
-    keep_published: i64,
-) -> Result<Vec<String>, KeyError> {
+pub fn rotate(conn: &Db, now: UnixTime, keep_published: i64) -> Result<Vec<String>, KeyError> {
     let fresh = SigningAlg::ALL
         .into_iter()
         .map(|alg| generate(alg, now))
@@ -160,7 +156,7 @@ pub struct Signer {
 }
 
 impl Signer {
-    fn current(&self, conn: &Connection, alg: SigningAlg) -> Result<Arc<dyn JwsSigner>, KeyError> {
+    fn current(&self, conn: &Db, alg: SigningAlg) -> Result<Arc<dyn JwsSigner>, KeyError> {
         let (kid, private_jwk) =
             signing_keys::active(conn, alg)?.ok_or(KeyError::NoActiveKey(alg))?;
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
@@ -177,12 +173,7 @@ impl Signer {
 
     /// A compact JWS over `claims` signed with `alg`, with `typ: JWT` and the key's `kid` in
     /// the header.
-    pub fn sign_jwt(
-        &self,
-        conn: &Connection,
-        alg: SigningAlg,
-        claims: &Value,
-    ) -> Result<String, KeyError> {
+    pub fn sign_jwt(&self, conn: &Db, alg: SigningAlg, claims: &Value) -> Result<String, KeyError> {
         let signer = self.current(conn, alg)?;
         let mut header = JwsHeader::new();
         header.set_token_type("JWT");

@@ -1,9 +1,9 @@
 //! `/admin/groups`: groups and their members. Group names reach apps in the `groups` claim.
 
+use crate::store::Db;
 use actix_web::HttpRequest;
 use actix_web::web::Bytes;
 use askama::Template;
-use rusqlite::Connection;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -131,9 +131,7 @@ async fn change_group<F: DeserializeOwned + Send + 'static>(
     req: &HttpRequest,
     state: &State,
     body: &[u8],
-    work: impl FnOnce(&Connection, Change<F, GroupName>, UnixTime) -> DirectoryResult<String>
-    + Send
-    + 'static,
+    work: impl FnOnce(&Db, Change<F, GroupName>, UnixTime) -> DirectoryResult<String> + Send + 'static,
 ) -> AdminResult {
     match apply(req, state, body, "name", directory_groups::named, work).await? {
         Applied::Done(response) => Ok(response),

@@ -17,11 +17,11 @@ mod proxmox_view;
 pub mod routes;
 mod users;
 
+use crate::store::Db;
 use actix_web::cookie::Cookie;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
-use rusqlite::Connection;
 use serde::de::DeserializeOwned;
 
 use crate::clock::{self, UnixTime};
@@ -167,7 +167,7 @@ fn refused<T>(outcome: DirectoryResult<T>) -> Result<Result<T, Refusal>, PageErr
 /// sentence to show.
 async fn change<T: Send + 'static>(
     state: &State,
-    work: impl FnOnce(&Connection, UnixTime) -> DirectoryResult<T> + Send + 'static,
+    work: impl FnOnce(&Db, UnixTime) -> DirectoryResult<T> + Send + 'static,
 ) -> Result<Result<T, Refusal>, PageError> {
     blocking(state, move |state| {
         refused(state.store.write(|tx| work(tx, clock::now())))
@@ -179,7 +179,7 @@ async fn change<T: Send + 'static>(
 /// first); a refusal comes back as the sentence to show, as for `change`.
 async fn check<T: Send + 'static>(
     state: &State,
-    work: impl FnOnce(&Connection) -> DirectoryResult<T> + Send + 'static,
+    work: impl FnOnce(&Db) -> DirectoryResult<T> + Send + 'static,
 ) -> Result<Result<T, Refusal>, PageError> {
     blocking(state, move |state| refused(state.store.read(work))).await
 }
@@ -210,7 +210,7 @@ async fn apply<F: DeserializeOwned + Send + 'static, S: 'static>(
     body: &[u8],
     subject: &str,
     name: fn(&str) -> DirectoryResult<S>,
-    work: impl FnOnce(&Connection, Change<F, S>, UnixTime) -> DirectoryResult<String> + Send + 'static,
+    work: impl FnOnce(&Db, Change<F, S>, UnixTime) -> DirectoryResult<String> + Send + 'static,
 ) -> Result<Applied, AdminError> {
     let (admin, form) = access::form::<F>(req, state, body).await?;
     let subject = segment(req, subject);
@@ -236,7 +236,7 @@ async fn apply<F: DeserializeOwned + Send + 'static, S: 'static>(
 /// Reads what a page shows on the blocking pool. What it looks for being gone is a 404.
 async fn read<T: Send + 'static>(
     state: &State,
-    work: impl FnOnce(&Connection) -> DirectoryResult<T> + Send + 'static,
+    work: impl FnOnce(&Db) -> DirectoryResult<T> + Send + 'static,
 ) -> Result<T, AdminError> {
     let found = blocking(state, move |state| {
         state.store.read(work).map_err(|e| match e {

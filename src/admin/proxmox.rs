@@ -6,10 +6,10 @@
 //! the server the same way: the token before a target is saved, the role before a rule is
 //! added. A server that does not answer never blocks a change; the page says so instead.
 
+use crate::store::Db;
 use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use super::access::{self, Admin, AdminResult};
@@ -27,7 +27,7 @@ use crate::store::proxmox::{self as stored, StoredTarget};
 use crate::web::error::PageError;
 
 /// The client's stored target, if any, when the client may be changed here.
-fn editable(conn: &Connection, client_id: &str) -> DirectoryResult<Option<StoredTarget>> {
+fn editable(conn: &Db, client_id: &str) -> DirectoryResult<Option<StoredTarget>> {
     let client = directory_clients::find(conn, client_id)?;
     if client.declared {
         return Err(DirectoryError::Declared(client.client_id));

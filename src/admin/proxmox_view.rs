@@ -2,7 +2,7 @@
 //! set them), the sync status, and the commands that make a least-privilege API token on the
 //! server. The changes themselves are `admin::proxmox`'s.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::access::AdminError;
 use super::{read, when};
@@ -113,7 +113,7 @@ pub async fn view(state: &State, client: &Client, shown: Shown) -> Result<Proxmo
     })
 }
 
-fn configured(conn: &Connection, client_id: &str) -> DirectoryResult<Option<Configured>> {
+fn configured(conn: &Db, client_id: &str) -> DirectoryResult<Option<Configured>> {
     Ok(match stored::target(conn, client_id)? {
         Some(target) => Some(Configured {
             rules: stored::rules(conn, client_id)?,

@@ -1,10 +1,10 @@
 //! `/admin/users`: people, and for each their account, groups, login links, passkeys and
 //! sessions.
 
+use crate::store::Db;
 use actix_web::HttpRequest;
 use actix_web::web::Bytes;
 use askama::Template;
-use rusqlite::Connection;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
@@ -211,9 +211,7 @@ async fn change_user<F: DeserializeOwned + Send + 'static>(
     req: &HttpRequest,
     state: &State,
     body: &[u8],
-    work: impl FnOnce(&Connection, Change<F, Username>, UnixTime) -> DirectoryResult<String>
-    + Send
-    + 'static,
+    work: impl FnOnce(&Db, Change<F, Username>, UnixTime) -> DirectoryResult<String> + Send + 'static,
 ) -> AdminResult {
     match apply(req, state, body, "username", directory_users::named, work).await? {
         Applied::Done(response) => Ok(response),

@@ -1,7 +1,7 @@
 //! One-time login links: an administrator hands one to a person, who opens it once to sign
 //! in (and, with passkeys, to register one). They are the recovery path for a lost passkey.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use crate::clock::UnixTime;
 use crate::directory::{DirectoryError, DirectoryResult, users as directory_users};
@@ -19,7 +19,7 @@ pub const ROUTE: &str = "/login/link/";
 /// Creates a login link for `username`, as typed; returns the user and the token (shown
 /// once).
 pub fn issue(
-    conn: &Connection,
+    conn: &Db,
     username: &str,
     ttl_secs: i64,
     origin: &Origin,
@@ -71,7 +71,7 @@ pub enum LinkError {
 
 /// The person a login link would sign in, without spending it.
 pub fn check(
-    conn: &Connection,
+    conn: &Db,
     token: &str,
     now: UnixTime,
 ) -> Result<Result<User, LinkError>, crate::store::StoreError> {
@@ -82,7 +82,7 @@ pub fn check(
 /// Spends a login link, returning the person it signs in. A failure is audit-logged once per
 /// address and reason a minute (`failures` counts the repeats).
 pub fn redeem(
-    conn: &Connection,
+    conn: &Db,
     failures: &Repeats,
     token: &str,
     origin: &Origin,
@@ -105,7 +105,7 @@ pub fn redeem(
 
 /// Who a link's state lets in, or why not.
 fn person(
-    conn: &Connection,
+    conn: &Db,
     found: Redemption,
 ) -> Result<Result<User, LinkError>, crate::store::StoreError> {
     let failure = match found {

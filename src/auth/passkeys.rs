@@ -5,9 +5,9 @@
 //! registered once. Signature counters are checked by webauthn-rs; a regression is refused
 //! and audit-logged.
 
+use crate::store::Db;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use webauthn_rs::fake::{FakePasskeyDistribution, WebauthnFakeCredentialGenerator};
@@ -123,7 +123,7 @@ impl Passkeys {
 
     fn begin_registration(
         &self,
-        conn: &Connection,
+        conn: &Db,
         user_id: &str,
         username: &str,
         display_name: &str,
@@ -158,7 +158,7 @@ impl Passkeys {
     /// Starts adding a passkey for a signed-in user.
     pub fn start_registration(
         &self,
-        conn: &Connection,
+        conn: &Db,
         user: &User,
         now: UnixTime,
     ) -> Result<(String, Value), PasskeyError> {
@@ -177,7 +177,7 @@ impl Passkeys {
     /// Starts the first-run setup: the passkey of a user who does not exist yet.
     pub fn start_setup(
         &self,
-        conn: &Connection,
+        conn: &Db,
         profile: SetupProfile,
         link_hash: String,
         now: UnixTime,
@@ -198,7 +198,7 @@ impl Passkeys {
     /// Finishes adding a passkey for a signed-in user.
     pub fn finish_registration(
         &self,
-        conn: &Connection,
+        conn: &Db,
         ceremony: &str,
         user: &User,
         credential: &RegisterPublicKeyCredential,
@@ -219,7 +219,7 @@ impl Passkeys {
     /// Takes a setup ceremony and checks its credential; the caller creates the user.
     pub fn finish_setup(
         &self,
-        conn: &Connection,
+        conn: &Db,
         ceremony: &str,
         credential: &RegisterPublicKeyCredential,
         now: UnixTime,
@@ -248,7 +248,7 @@ impl Passkeys {
     /// which names exist.
     pub fn start_authentication(
         &self,
-        conn: &Connection,
+        conn: &Db,
         username: Option<&str>,
         now: UnixTime,
     ) -> Result<(String, RequestChallengeResponse), PasskeyError> {
@@ -299,7 +299,7 @@ impl Passkeys {
     /// match no passkey.
     fn decoy_options(
         &self,
-        conn: &Connection,
+        conn: &Db,
         name: &str,
     ) -> Result<RequestChallengeResponse, PasskeyError> {
         let key = match meta::get(conn, DECOY_KEY)? {
@@ -334,7 +334,7 @@ impl Passkeys {
     /// (`failures` counts the repeats); a counter going backwards is logged every time.
     pub fn finish_authentication(
         &self,
-        conn: &Connection,
+        conn: &Db,
         failures: &Repeats,
         ceremony: &str,
         credential: &PublicKeyCredential,
@@ -428,7 +428,7 @@ impl Passkeys {
 }
 
 fn park(
-    conn: &Connection,
+    conn: &Db,
     kind: Kind,
     user_id: Option<&str>,
     state: &CeremonyState,
@@ -448,7 +448,7 @@ fn park(
 }
 
 fn take(
-    conn: &Connection,
+    conn: &Db,
     id: &str,
     kind: Kind,
     now: UnixTime,
@@ -460,7 +460,7 @@ fn take(
 
 /// Stores a newly registered passkey for `user`, refusing a credential id seen before.
 pub fn save_new(
-    conn: &Connection,
+    conn: &Db,
     user: &User,
     passkey: &Passkey,
     credential: &RegisterPublicKeyCredential,

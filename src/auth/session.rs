@@ -1,7 +1,7 @@
 //! Browser sessions: a server-side row found by the hash of the secret its cookie carries
 //! (see `web::cookies`).
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use crate::clock::UnixTime;
 use crate::config::SessionPolicy;
@@ -28,7 +28,7 @@ pub struct NewSession {
 
 /// Starts a session for `user`; returns its secret, for the browser to keep.
 pub fn start(
-    conn: &Connection,
+    conn: &Db,
     policy: &SessionPolicy,
     user: &User,
     amr: &[&str],
@@ -66,7 +66,7 @@ pub fn start(
 
 /// The signed-in session and its (enabled) user for a cookie value, if any.
 pub fn current(
-    conn: &Connection,
+    conn: &Db,
     cookie_value: &str,
     policy: &SessionPolicy,
     now: UnixTime,
@@ -99,7 +99,7 @@ pub fn signed_in_recently(session: &Session, now: UnixTime) -> bool {
 
 /// Ends a session.
 pub fn end(
-    conn: &Connection,
+    conn: &Db,
     session: &Session,
     user: &User,
     origin: &Origin,

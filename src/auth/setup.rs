@@ -1,7 +1,7 @@
 //! First-run setup: while no administrator exists, `serve` prints a one-time setup link; the
 //! person who opens it picks a username, registers a passkey and becomes the administrator.
 
-use rusqlite::Connection;
+use crate::store::Db;
 use webauthn_rs::prelude::{Passkey, RegisterPublicKeyCredential};
 
 use super::passkeys::{self, PasskeyError, SetupState};
@@ -34,7 +34,7 @@ pub enum SetupError {
 
 /// A setup link token while there is no administrator; `None` once there is one, and then
 /// any setup link still outstanding (from a database older than this rule) is spent.
-pub fn issue_if_needed(conn: &Connection, now: UnixTime) -> StoreResult<Option<String>> {
+pub fn issue_if_needed(conn: &Db, now: UnixTime) -> StoreResult<Option<String>> {
     if users::count_admins(conn)? > 0 {
         links::spend_all(conn, Purpose::Setup, now)?;
         return Ok(None);
@@ -52,7 +52,7 @@ pub fn issue_if_needed(conn: &Connection, now: UnixTime) -> StoreResult<Option<S
 }
 
 /// Checks a setup link without spending it; returns its hash.
-pub fn check(conn: &Connection, token: &str, now: UnixTime) -> Result<String, SetupError> {
+pub fn check(conn: &Db, token: &str, now: UnixTime) -> Result<String, SetupError> {
     let hash = secrets::token_hash(token);
     let live = matches!(
         links::peek(conn, &hash, Purpose::Setup, now)?,
@@ -86,7 +86,7 @@ pub fn profile(
 /// Completes setup: spends the link, creates the administrator and saves the passkey, all in
 /// the caller's transaction.
 pub fn complete(
-    conn: &Connection,
+    conn: &Db,
     setup: &SetupState,
     passkey: &Passkey,
     credential: &RegisterPublicKeyCredential,

@@ -156,7 +156,7 @@ fn greet(
     println!(
         "Latchkey serving {} on {address} (data in {})",
         settings.issuer,
-        store.path().display()
+        store.describe()
     );
     if let Some(address) = redirect {
         println!("Redirecting plain http on {address} to {}", settings.issuer);

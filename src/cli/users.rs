@@ -1,7 +1,7 @@
 //! `latchkey user …`
 
+use crate::store::Db;
 use clap::Subcommand;
-use rusqlite::Connection;
 
 use super::{CliError, CliResult, print_json};
 use crate::clock;
@@ -53,7 +53,7 @@ pub enum UserCommand {
 }
 
 /// Refuses to take away the last enabled administrator, unless `force`d: then it warns.
-fn keeps_an_administrator(conn: &Connection, name: &Username, force: bool) -> CliResult {
+fn keeps_an_administrator(conn: &Db, name: &Username, force: bool) -> CliResult {
     let user = users::find(conn, name)?;
     match users::not_the_last_administrator(conn, &user) {
         Err(refusal) if force => {

@@ -2,7 +2,7 @@
 //! config file all go through `ClientSettings`, so a client means the same wherever it comes
 //! from.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::{DirectoryError, DirectoryResult, groups as directory_groups};
 use crate::clock::UnixTime;
@@ -118,11 +118,7 @@ fn validated_ttl(
 }
 
 /// Applies validated `settings` to `client`; returns the ids of its allowed groups.
-fn apply(
-    conn: &Connection,
-    client: &mut Client,
-    settings: &ClientSettings,
-) -> DirectoryResult<Vec<i64>> {
+fn apply(conn: &Db, client: &mut Client, settings: &ClientSettings) -> DirectoryResult<Vec<i64>> {
     client.redirect_uris = validated_uris(&settings.redirect_uris)?;
     if client.redirect_uris.is_empty() {
         return Err(DirectoryError::Invalid(format!(
@@ -178,7 +174,7 @@ fn apply(
 
 /// Registers a client. Confidential clients need `secret_hash` (from [`new_secret`]).
 pub fn add(
-    conn: &Connection,
+    conn: &Db,
     new: &NewClient,
     secret_hash: Option<String>,
     origin: &Origin,
@@ -196,7 +192,7 @@ pub fn add(
 
 /// Creates the row; `declared` marks clients that come from the config file.
 pub(super) fn create(
-    conn: &Connection,
+    conn: &Db,
     new: &NewClient,
     secret_hash: Option<String>,
     declared: bool,
@@ -245,7 +241,7 @@ fn secret_for(client: &Client, secret_hash: Option<String>) -> DirectoryResult<O
 /// Changes a client's settings. A client that becomes confidential needs `new_secret_hash`;
 /// one that stays confidential keeps its secret.
 pub fn update(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     settings: &ClientSettings,
     new_secret_hash: Option<String>,
@@ -268,7 +264,7 @@ pub fn update(
 
 /// Gives `client` new settings (and a new secret, if given) and stores it.
 pub(super) fn rewrite(
-    conn: &Connection,
+    conn: &Db,
     mut client: Client,
     settings: &ClientSettings,
     new_secret_hash: Option<String>,
@@ -291,17 +287,12 @@ pub fn admits(client: &Client, user_groups: &[String]) -> bool {
             .any(|allowed| user_groups.contains(allowed))
 }
 
-pub fn find(conn: &Connection, client_id: &str) -> DirectoryResult<Client> {
+pub fn find(conn: &Db, client_id: &str) -> DirectoryResult<Client> {
     clients::by_id(conn, client_id)?
         .ok_or_else(|| DirectoryError::NoSuchClient(client_id.to_string()))
 }
 
-pub fn remove(
-    conn: &Connection,
-    client_id: &str,
-    origin: &Origin,
-    now: UnixTime,
-) -> DirectoryResult<()> {
+pub fn remove(conn: &Db, client_id: &str, origin: &Origin, now: UnixTime) -> DirectoryResult<()> {
     let client = find(conn, client_id)?;
     if client.declared {
         return Err(DirectoryError::Declared(client.client_id));
@@ -319,7 +310,7 @@ pub fn remove(
 /// Replaces a confidential client's secret; the old one stops working at once. When Latchkey
 /// manages the client's Proxmox realm, the next sync writes the new secret into it.
 pub fn rotate_secret(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     secret: &NewSecret,
     origin: &Origin,

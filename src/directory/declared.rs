@@ -2,7 +2,7 @@
 //! start, in one transaction. What the file no longer declares is removed; what it declares
 //! is read-only everywhere else (the CLI and the admin pages refuse to change it).
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::clients::{self, ClientSettings, NewClient};
 use super::{DirectoryError, proxmox};
@@ -37,11 +37,7 @@ pub struct Applied {
 }
 
 /// Applies the file's declarations. The caller's transaction makes it all or nothing.
-pub fn apply(
-    conn: &Connection,
-    settings: &Settings,
-    now: UnixTime,
-) -> Result<Applied, DeclarationError> {
+pub fn apply(conn: &Db, settings: &Settings, now: UnixTime) -> Result<Applied, DeclarationError> {
     let file = settings
         .config_path
         .as_ref()
@@ -76,7 +72,7 @@ pub fn apply(
 }
 
 fn declare_group(
-    conn: &Connection,
+    conn: &Db,
     group: &DeclaredGroup,
     origin: &Origin,
     now: UnixTime,
@@ -101,7 +97,7 @@ fn declare_group(
 
 /// Creates or updates one declared client; true when its secret is plain text in the file.
 fn declare_client(
-    conn: &Connection,
+    conn: &Db,
     declared: &Declared<DeclaredClient>,
     origin: &Origin,
     now: UnixTime,
@@ -186,11 +182,7 @@ fn declare_client(
 
 /// The hash of a plain-text secret from the file. Hashing again at every start would change
 /// the stored hash each time, so an unchanged secret keeps the hash it has.
-fn plain_secret_hash(
-    conn: &Connection,
-    client_id: &str,
-    secret: &str,
-) -> Result<String, DirectoryError> {
+fn plain_secret_hash(conn: &Db, client_id: &str, secret: &str) -> Result<String, DirectoryError> {
     if let Some(existing) = stored_clients::by_id(conn, client_id)?.and_then(|c| c.secret_hash)
         && secrets::verify_secret(secret, &existing).unwrap_or(false)
     {
@@ -201,7 +193,7 @@ fn plain_secret_hash(
 
 /// Removes declared clients and groups the file no longer declares; returns their names.
 fn remove_undeclared(
-    conn: &Connection,
+    conn: &Db,
     settings: &Settings,
     origin: &Origin,
     now: UnixTime,

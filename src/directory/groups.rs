@@ -1,6 +1,6 @@
 //! Groups and membership. Group names reach relying parties in the `groups` claim.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::{DirectoryError, DirectoryResult, users as directory_users};
 use crate::clock::UnixTime;
@@ -9,12 +9,7 @@ use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::groups::{self, Group};
 use crate::store::users::User;
 
-pub fn add(
-    conn: &Connection,
-    name: &GroupName,
-    origin: &Origin,
-    now: UnixTime,
-) -> DirectoryResult<()> {
+pub fn add(conn: &Db, name: &GroupName, origin: &Origin, now: UnixTime) -> DirectoryResult<()> {
     if groups::id_by_name(conn, name)?.is_some() {
         return Err(DirectoryError::GroupExists(name.to_string()));
     }
@@ -28,7 +23,7 @@ pub fn add(
     Ok(())
 }
 
-pub fn list(conn: &Connection) -> DirectoryResult<Vec<Group>> {
+pub fn list(conn: &Db) -> DirectoryResult<Vec<Group>> {
     Ok(groups::list(conn)?)
 }
 
@@ -39,18 +34,13 @@ pub fn named(input: &str) -> DirectoryResult<GroupName> {
 }
 
 /// The id of the group with this name.
-pub fn find(conn: &Connection, name: &GroupName) -> DirectoryResult<i64> {
+pub fn find(conn: &Db, name: &GroupName) -> DirectoryResult<i64> {
     groups::id_by_name(conn, name)?.ok_or_else(|| DirectoryError::NoSuchGroup(name.to_string()))
 }
 
 /// Removes a group. A group that restricts a client cannot go: the client would silently
 /// open up to every user. Nor can one the config file declares.
-pub fn remove(
-    conn: &Connection,
-    name: &GroupName,
-    origin: &Origin,
-    now: UnixTime,
-) -> DirectoryResult<()> {
+pub fn remove(conn: &Db, name: &GroupName, origin: &Origin, now: UnixTime) -> DirectoryResult<()> {
     let group = ensure_editable(conn, name)?;
     remove_group(conn, &group, origin, now)
 }
@@ -58,7 +48,7 @@ pub fn remove(
 /// Removes this group, unless a client still depends on it, whether or not the config file
 /// declares it: applying the file removes what it no longer declares.
 pub fn remove_group(
-    conn: &Connection,
+    conn: &Db,
     group: &Group,
     origin: &Origin,
     now: UnixTime,
@@ -91,7 +81,7 @@ pub fn remove_group(
 
 /// Adds `username` to `group`; false when they already were a member.
 pub fn add_member(
-    conn: &Connection,
+    conn: &Db,
     group: &GroupName,
     username: &Username,
     origin: &Origin,
@@ -102,7 +92,7 @@ pub fn add_member(
 
 /// Removes `username` from `group`; false when they were not a member.
 pub fn remove_member(
-    conn: &Connection,
+    conn: &Db,
     group: &GroupName,
     username: &Username,
     origin: &Origin,
@@ -118,7 +108,7 @@ enum Membership {
 
 /// Applies one membership change, by names.
 fn change_membership(
-    conn: &Connection,
+    conn: &Db,
     change: Membership,
     group: &GroupName,
     username: &Username,
@@ -133,7 +123,7 @@ fn change_membership(
 /// Applies one membership change to the group with this id and name, audit-logged when it
 /// changed anything.
 fn apply_membership(
-    conn: &Connection,
+    conn: &Db,
     change: Membership,
     (id, group): (i64, &str),
     user: &User,
@@ -164,13 +154,13 @@ fn apply_membership(
 }
 
 /// One group and its members.
-pub fn get(conn: &Connection, name: &GroupName) -> DirectoryResult<Group> {
+pub fn get(conn: &Db, name: &GroupName) -> DirectoryResult<Group> {
     groups::by_name(conn, name)?.ok_or_else(|| DirectoryError::NoSuchGroup(name.to_string()))
 }
 
 /// The group, if it may be renamed or removed here: a group declared in the config file is
 /// changed there, or the next start would bring it back.
-pub fn ensure_editable(conn: &Connection, name: &GroupName) -> DirectoryResult<Group> {
+pub fn ensure_editable(conn: &Db, name: &GroupName) -> DirectoryResult<Group> {
     let group = get(conn, name)?;
     if group.declared {
         return Err(DirectoryError::Declared(group.name));
@@ -181,7 +171,7 @@ pub fn ensure_editable(conn: &Connection, name: &GroupName) -> DirectoryResult<G
 /// Renames a group. Clients that allow it keep allowing it (they hold its id), but apps see
 /// the new name in the `groups` claim at the next sign-in.
 pub fn rename(
-    conn: &Connection,
+    conn: &Db,
     name: &GroupName,
     new_name: &GroupName,
     origin: &Origin,
@@ -207,7 +197,7 @@ pub fn rename(
 /// Makes `username` a member of exactly the groups named in `wanted`, adding and removing
 /// (each change audit-logged) only what differs.
 pub fn set_memberships(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     wanted: &[GroupName],
     origin: &Origin,

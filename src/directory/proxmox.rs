@@ -3,7 +3,7 @@
 //! to the server (checking the token and the roles, syncing) is `crate::proxmox`'s job; these
 //! rules only decide and record.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::clients::{self as directory_clients, NewSecret};
 use super::{DirectoryError, DirectoryResult, groups as directory_groups};
@@ -22,7 +22,7 @@ pub struct Configured {
 }
 
 /// The client, which must exist and be editable here (not declared in the config file).
-fn editable_client(conn: &Connection, client_id: &str) -> DirectoryResult<Client> {
+fn editable_client(conn: &Db, client_id: &str) -> DirectoryResult<Client> {
     let client = directory_clients::find(conn, client_id)?;
     if client.declared {
         return Err(DirectoryError::Declared(client.client_id));
@@ -31,7 +31,7 @@ fn editable_client(conn: &Connection, client_id: &str) -> DirectoryResult<Client
 }
 
 /// The client's target, which must exist.
-pub fn find(conn: &Connection, client_id: &str) -> DirectoryResult<Configured> {
+pub fn find(conn: &Db, client_id: &str) -> DirectoryResult<Configured> {
     directory_clients::find(conn, client_id)?;
     let target = stored::target(conn, client_id)?.ok_or_else(|| {
         DirectoryError::Invalid(format!(
@@ -45,7 +45,7 @@ pub fn find(conn: &Connection, client_id: &str) -> DirectoryResult<Configured> {
 }
 
 /// Every target with its rules.
-pub fn list(conn: &Connection) -> DirectoryResult<Vec<Configured>> {
+pub fn list(conn: &Db) -> DirectoryResult<Vec<Configured>> {
     stored::targets(conn)?
         .into_iter()
         .map(|target| {
@@ -71,7 +71,7 @@ pub struct SetOutcome {
 /// writes into the realm: the old secret stops working at once. `minted` is made by the
 /// caller before the transaction (argon2 is slow).
 pub fn set(
-    conn: &Connection,
+    conn: &Db,
     target: &Target,
     minted: Option<&NewSecret>,
     origin: &Origin,
@@ -109,7 +109,7 @@ pub fn set(
 }
 
 /// Whether setting `target` would take over its realm and so needs a new secret.
-pub fn needs_new_secret(conn: &Connection, target: &Target) -> DirectoryResult<bool> {
+pub fn needs_new_secret(conn: &Db, target: &Target) -> DirectoryResult<bool> {
     let client = directory_clients::find(conn, &target.client_id)?;
     let managed_before = stored::target(conn, &target.client_id)?
         .is_some_and(|previous| previous.target.manage_realm);
@@ -134,12 +134,7 @@ fn describe(target: &Target) -> String {
 
 /// Removes a client's target and rules. The server keeps what it has: Latchkey just stops
 /// managing it.
-pub fn unset(
-    conn: &Connection,
-    client_id: &str,
-    origin: &Origin,
-    now: UnixTime,
-) -> DirectoryResult<()> {
+pub fn unset(conn: &Db, client_id: &str, origin: &Origin, now: UnixTime) -> DirectoryResult<()> {
     editable_client(conn, client_id)?;
     if !stored::remove_target(conn, client_id)? {
         return Err(DirectoryError::Invalid(format!(
@@ -158,7 +153,7 @@ pub fn unset(
 /// Asks for the client's server to be synced as soon as possible; false when the client has
 /// no target.
 pub fn request_sync(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     origin: &Origin,
     now: UnixTime,
@@ -179,7 +174,7 @@ pub fn request_sync(
 
 /// Adds a rule (or changes its `propagate`); false when it was already there as it is.
 pub fn allow(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     rule: &Rule,
     origin: &Origin,
@@ -190,7 +185,7 @@ pub fn allow(
 
 /// Removes a rule; false when there was none.
 pub fn deny(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     rule: &Rule,
     origin: &Origin,
@@ -207,7 +202,7 @@ enum RuleChange {
 
 /// Adds or removes a rule of an editable client's target; audit-logged when it changed.
 fn change_rule(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     rule: &Rule,
     change: RuleChange,
@@ -258,7 +253,7 @@ pub fn describe_rule(rule: &Rule) -> String {
 /// and a target the file no longer declares goes. Returns the client's id when its realm is
 /// managed but the file holds its secret only as a hash (nothing to write into the realm).
 pub fn declare(
-    conn: &Connection,
+    conn: &Db,
     client: &DeclaredClient,
     plain_secret: bool,
     origin: &Origin,

@@ -1,6 +1,6 @@
 //! Adding, listing, disabling and removing people.
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::{DirectoryError, DirectoryResult};
 use crate::clock::UnixTime;
@@ -31,7 +31,7 @@ pub struct NewUser {
 /// renamed), unless `reuse`, since apps that key their accounts on usernames (Proxmox)
 /// would hand the newcomer the old person's account.
 fn claim_username(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     holder: Option<&str>,
     reuse: bool,
@@ -50,12 +50,7 @@ fn claim_username(
     }
 }
 
-pub fn add(
-    conn: &Connection,
-    new: &NewUser,
-    origin: &Origin,
-    now: UnixTime,
-) -> DirectoryResult<User> {
+pub fn add(conn: &Db, new: &NewUser, origin: &Origin, now: UnixTime) -> DirectoryResult<User> {
     let username = Username::parse(&new.username)?;
     let email = new.email.as_deref().map(names::email).transpose()?;
     let display_name = new
@@ -111,7 +106,7 @@ pub fn add(
 /// A person changes their own display name or e-mail address. An address they type is not
 /// verified by anyone, so `email_verified` becomes false when it changes.
 pub fn update_own_profile(
-    conn: &Connection,
+    conn: &Db,
     user: &User,
     display_name: &str,
     email: &str,
@@ -150,7 +145,7 @@ fn split_name(display_name: &str) -> (Option<String>, Option<String>) {
     (given, family)
 }
 
-pub fn find(conn: &Connection, username: &Username) -> DirectoryResult<User> {
+pub fn find(conn: &Db, username: &Username) -> DirectoryResult<User> {
     users::by_username(conn, username.as_str())?
         .ok_or_else(|| DirectoryError::NoSuchUser(username.to_string()))
 }
@@ -163,7 +158,7 @@ pub fn named(input: &str) -> DirectoryResult<Username> {
 
 /// Disables a user, ends their sessions and revokes every token they hold.
 pub fn disable(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     origin: &Origin,
     now: UnixTime,
@@ -182,7 +177,7 @@ pub fn disable(
 }
 
 pub fn remove(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     origin: &Origin,
     now: UnixTime,
@@ -202,7 +197,7 @@ pub fn remove(
 // Changes an administrator makes to other people's accounts.
 
 /// People matching what an administrator typed in a search box (everyone when it is blank).
-pub fn search(conn: &Connection, query: &str) -> DirectoryResult<Vec<User>> {
+pub fn search(conn: &Db, query: &str) -> DirectoryResult<Vec<User>> {
     let query = query.trim();
     if query.is_empty() {
         return Ok(users::list(conn)?);
@@ -228,7 +223,7 @@ pub struct AccountEdit {
 /// The caller's transaction makes it all or nothing: a refused part leaves everything as it
 /// was.
 pub fn edit(
-    conn: &Connection,
+    conn: &Db,
     actor: &User,
     username: &Username,
     edit: &AccountEdit,
@@ -243,7 +238,7 @@ pub fn edit(
 /// Gives `username` a new username. Their id (the `sub` claim) stays, so apps that key on
 /// it keep the account; apps that key on `preferred_username` (Proxmox) see a new person.
 pub fn rename(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     new_username: &Username,
     origin: &Origin,
@@ -275,7 +270,7 @@ pub fn rename(
 /// administrator changes counts as verified; one they leave as it was keeps its state, since
 /// saving the form does not vouch for what the person typed themselves.
 pub fn set_profile(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     display_name: &str,
     email: &str,
@@ -312,7 +307,7 @@ pub fn set_profile(
 
 /// Grants or revokes administrator rights.
 pub fn set_admin(
-    conn: &Connection,
+    conn: &Db,
     actor: &User,
     username: &Username,
     is_admin: bool,
@@ -347,7 +342,7 @@ pub fn set_admin(
 
 /// Lets a disabled person sign in again (with a passkey they kept, or a new login link).
 pub fn enable(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     origin: &Origin,
     now: UnixTime,
@@ -373,7 +368,7 @@ pub fn enable(
 /// `disable`, asked for by the administrator `actor`, who may not lock themselves or everyone
 /// out.
 pub fn disable_by(
-    conn: &Connection,
+    conn: &Db,
     actor: &User,
     username: &Username,
     origin: &Origin,
@@ -390,7 +385,7 @@ pub fn disable_by(
 /// `remove`, asked for by the administrator `actor`, who may not remove themselves or the
 /// last administrator.
 pub fn remove_by(
-    conn: &Connection,
+    conn: &Db,
     actor: &User,
     username: &Username,
     origin: &Origin,
@@ -412,7 +407,7 @@ enum AdminLoss {
 /// Refuses a change that would leave `actor` without their own rights, or Latchkey without
 /// any enabled administrator: nobody could then manage it from the browser.
 fn keeps_an_administrator(
-    conn: &Connection,
+    conn: &Db,
     actor: &User,
     target: &User,
     change: AdminLoss,
@@ -435,7 +430,7 @@ fn keeps_an_administrator(
 
 /// Refuses to take away the last enabled administrator: nobody could then manage Latchkey
 /// from the browser. The command line may override it (`--force`).
-pub fn not_the_last_administrator(conn: &Connection, target: &User) -> DirectoryResult<()> {
+pub fn not_the_last_administrator(conn: &Db, target: &User) -> DirectoryResult<()> {
     if target.is_admin && !target.disabled && users::count_admins(conn)? <= 1 {
         return Err(DirectoryError::Conflict(format!(
             "Latchkey needs an enabled administrator, and {} is the last one. Make someone \
@@ -448,14 +443,14 @@ pub fn not_the_last_administrator(conn: &Connection, target: &User) -> Directory
 
 /// An enabled administrator exists from now on: every outstanding first-run setup link is
 /// spent, so that none works again even if no administrator is left later.
-fn an_administrator_exists(conn: &Connection, now: UnixTime) -> StoreResult<()> {
+fn an_administrator_exists(conn: &Db, now: UnixTime) -> StoreResult<()> {
     links::spend_all(conn, Purpose::Setup, now)?;
     Ok(())
 }
 
 /// Ends one of `username`'s sessions, by its public handle; false when there is none.
 pub fn end_session(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     handle: &str,
     origin: &Origin,
@@ -468,7 +463,7 @@ pub fn end_session(
 /// Ends one of `user`'s sessions, by its public handle; false when there is none. The
 /// audit event's actor tells whether the person or an administrator did it.
 pub fn end_session_of(
-    conn: &Connection,
+    conn: &Db,
     user: &User,
     handle: &str,
     origin: &Origin,
@@ -488,7 +483,7 @@ pub fn end_session_of(
 
 /// Signs `username` out everywhere; returns how many sessions ended.
 pub fn end_all_sessions(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     origin: &Origin,
     now: UnixTime,
@@ -509,7 +504,7 @@ pub fn end_all_sessions(
 /// Deletes one of `username`'s passkeys (a lost device, say); the person can register a new
 /// one with a login link.
 pub fn remove_passkey(
-    conn: &Connection,
+    conn: &Db,
     username: &Username,
     passkey_id: i64,
     origin: &Origin,
@@ -525,7 +520,7 @@ pub fn remove_passkey(
 
 /// Deletes one of `user`'s passkeys, returning it; `None` when they have no such passkey.
 pub fn remove_passkey_of(
-    conn: &Connection,
+    conn: &Db,
     user: &User,
     passkey_id: i64,
     origin: &Origin,
@@ -565,7 +560,7 @@ mod admin_rules_tests {
     use super::*;
     use crate::store::Store;
 
-    fn person(conn: &Connection, username: &str, is_admin: bool) -> User {
+    fn person(conn: &Db, username: &str, is_admin: bool) -> User {
         let new = NewUser {
             username: username.into(),
             is_admin,

@@ -1,6 +1,6 @@
 //! The authorization endpoint's rules (OIDC Core §3.1.2, RFC 6749 §4.1, RFC 7636).
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use super::error::{AuthorizeError, ErrorCode, OAuthError, UntrustedRequest};
 use super::params::Params;
@@ -70,7 +70,7 @@ pub const PARKED_PARAMETERS: &[&str] = &[
 /// Checks a request. Until the client and redirect URI are known to be genuine, errors are
 /// `Untrusted`; after that they go back to the client.
 pub fn validate(
-    conn: &Connection,
+    conn: &Db,
     issuer: &Issuer,
     params: &Params,
 ) -> Result<AuthRequest, AuthorizeError> {
@@ -114,7 +114,7 @@ type Refused = (ErrorCode, &'static str);
 
 /// The client and the redirect URI, once both are known to be genuine; until then, errors
 /// are `Untrusted` (never a redirect to somewhere unknown).
-fn genuine(conn: &Connection, params: &Params) -> Result<(Client, String), AuthorizeError> {
+fn genuine(conn: &Db, params: &Params) -> Result<(Client, String), AuthorizeError> {
     let client_id = params
         .get("client_id")
         .ok_or(UntrustedRequest::NoClientId)?;
@@ -332,7 +332,7 @@ pub enum ConsentAnswer {
 /// was first parked for sign-in, if it was: a sign-in after that satisfies `prompt=login`
 /// and `max_age`.
 pub fn decide(
-    conn: &Connection,
+    conn: &Db,
     issuer: &Issuer,
     request: &AuthRequest,
     signed_in: Option<&(Session, User)>,
@@ -359,7 +359,7 @@ pub fn decide(
 
 /// What deciding a request needs at each step.
 struct Deciding<'a> {
-    conn: &'a Connection,
+    conn: &'a Db<'a>,
     issuer: &'a Issuer,
     request: &'a AuthRequest,
     origin: &'a Origin,
@@ -523,11 +523,7 @@ impl Deciding<'_> {
 /// A client that asks for consent does so on a person's first authorization, whenever the
 /// requested scopes go beyond what they agreed to, and on `prompt=consent`. Trusted clients
 /// never ask.
-fn needs_consent(
-    conn: &Connection,
-    request: &AuthRequest,
-    user: &User,
-) -> Result<bool, AuthorizeError> {
+fn needs_consent(conn: &Db, request: &AuthRequest, user: &User) -> Result<bool, AuthorizeError> {
     if !request.client.ask_consent {
         return Ok(false);
     }

@@ -1,6 +1,6 @@
 //! Token introspection (RFC 7662), for a client's own tokens.
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde_json::{Value, json};
 
 use crate::clock::UnixTime;
@@ -15,7 +15,7 @@ use crate::store::users;
 /// method for this endpoint), and only the calling client's live tokens are active: another
 /// client learns nothing about them.
 pub fn introspect(
-    conn: &Connection,
+    conn: &Db,
     issuer: &Issuer,
     client: &Client,
     token: &str,

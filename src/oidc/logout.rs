@@ -1,6 +1,6 @@
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0).
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde_json::Value;
 
 use super::params::Params;
@@ -44,7 +44,7 @@ pub enum LogoutError {
 /// Checks the request. A post-logout redirect goes only to a URI registered for the client
 /// named by the ID token hint or `client_id`; anything else is a page, never a redirect.
 pub fn validate(
-    conn: &Connection,
+    conn: &Db,
     params: &Params,
     key_ttl: i64,
     now: UnixTime,

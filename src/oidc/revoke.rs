@@ -1,6 +1,6 @@
 //! Token revocation (RFC 7009).
 
-use rusqlite::Connection;
+use crate::store::Db;
 
 use crate::clock::UnixTime;
 use crate::secrets;
@@ -13,7 +13,7 @@ use crate::store::grants::{self, TokenKind};
 /// are silently ignored: the answer must not tell a caller which tokens exist.
 /// A refresh token takes its whole grant with it (access tokens included, RFC 7009 §2.1).
 pub fn revoke(
-    conn: &Connection,
+    conn: &Db,
     client: &Client,
     token: &str,
     origin: &Origin,
@@ -43,7 +43,7 @@ pub fn revoke(
 }
 
 fn record(
-    conn: &Connection,
+    conn: &Db,
     client: &Client,
     grant: &grants::Grant,
     what: &str,

@@ -1,6 +1,6 @@
 //! The token endpoint's rules (RFC 6749 §4.1.3, §6; RFC 7636 §4.6; OIDC Core §3.1.3, §12).
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -59,7 +59,7 @@ impl GrantType {
 /// transaction. The ID token's claims come back unsigned: the signature is made after the
 /// commit, so that the writer never waits for RSA.
 pub fn redeem(
-    tx: &Connection,
+    tx: &Db,
     issuer: &Issuer,
     client: &Client,
     grant_type: GrantType,
@@ -126,7 +126,7 @@ fn refused(error: OAuthError) -> Decided {
 
 fn redeem_code(
     issuer: &Issuer,
-    tx: &Connection,
+    tx: &Db,
     client: &Client,
     params: &Params,
     origin: &Origin,
@@ -219,7 +219,7 @@ fn code_refusal(code: &grants::Code, params: &Params, now: UnixTime) -> Option<O
 
 fn refresh(
     issuer: &Issuer,
-    tx: &Connection,
+    tx: &Db,
     client: &Client,
     params: &Params,
     origin: &Origin,
@@ -275,7 +275,7 @@ fn refresh(
 /// Answers a replayed code or refresh token of this client: the grant it belongs to is
 /// revoked, the replay audit-logged, both committed, and the request refused.
 fn revoke_replayed(
-    tx: &Connection,
+    tx: &Db,
     client: &Client,
     grant_id: &str,
     event: EventKind,
@@ -300,7 +300,7 @@ fn revoke_replayed(
 #[allow(clippy::too_many_arguments)]
 fn issue(
     issuer: &Issuer,
-    tx: &Connection,
+    tx: &Db,
     client: &Client,
     grant: &Grant,
     scopes: &Scopes,
@@ -348,7 +348,7 @@ fn issue(
 /// The grant's person and their groups, while they may still use `client`; the inner error is
 /// a refusal to commit, the outer one a failure.
 fn holder(
-    tx: &Connection,
+    tx: &Db,
     client: &Client,
     grant: &Grant,
 ) -> Result<Result<(User, Vec<String>), OAuthError>, OAuthError> {
@@ -373,7 +373,7 @@ fn holder(
 /// A new access token, and a refresh token when `offline_access` was granted; only their
 /// hashes are stored.
 fn mint(
-    tx: &Connection,
+    tx: &Db,
     client: &Client,
     grant: &Grant,
     scopes: &Scopes,

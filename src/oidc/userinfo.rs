@@ -1,6 +1,6 @@
 //! The userinfo endpoint's rules (OIDC Core §5.3, RFC 6750).
 
-use rusqlite::Connection;
+use crate::store::Db;
 use serde_json::{Map, Value};
 
 use super::claims;
@@ -12,7 +12,7 @@ use crate::store::{grants, users};
 
 /// The claims for a bearer access token.
 pub fn claims_for(
-    conn: &Connection,
+    conn: &Db,
     access_token: &str,
     now: UnixTime,
 ) -> Result<Map<String, Value>, OAuthError> {

@@ -37,7 +37,7 @@ struct Loaded {
 }
 
 /// Every person, with their groups.
-fn people(conn: &rusqlite::Connection) -> Result<Vec<Person>, StoreError> {
+fn people(conn: &crate::store::Db) -> Result<Vec<Person>, StoreError> {
     users::list(conn)?
         .into_iter()
         .map(|user| {
@@ -54,7 +54,7 @@ fn people(conn: &rusqlite::Connection) -> Result<Vec<Person>, StoreError> {
         .collect()
 }
 
-fn load(conn: &rusqlite::Connection, client_id: &str) -> Result<Loaded, RunError> {
+fn load(conn: &crate::store::Db, client_id: &str) -> Result<Loaded, RunError> {
     let target = stored::target(conn, client_id)?
         .ok_or_else(|| RunError::NoTarget(client_id.to_string()))?
         .target;
@@ -160,7 +160,7 @@ struct Recorded {
 impl Recorded {
     fn write(
         &self,
-        tx: &rusqlite::Connection,
+        tx: &crate::store::Db,
         summary: &Summary,
         now: UnixTime,
     ) -> Result<(), StoreError> {

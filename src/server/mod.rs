@@ -55,7 +55,7 @@ pub fn prepare(store: &Store, settings: &Settings) -> Result<Prepared, PrepareEr
 
 /// Drops what nobody can use any more, and audit events past their retention.
 fn purge(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     settings: &Settings,
     now: clock::UnixTime,
 ) -> Result<(), StoreError> {

@@ -5,7 +5,8 @@ mod kind;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, params};
+use super::db::{Db, Row};
+use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
@@ -114,28 +115,28 @@ fn capped(text: Option<&str>) -> Option<String> {
 }
 
 /// Writes one event, every value capped to `MAX_FIELD_CHARS`.
-pub fn record(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<()> {
+pub fn record(conn: &Db, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<()> {
     insert(conn, event, origin, now).map(|_| ())
 }
 
 /// Writes one event; returns its row id.
-fn insert(conn: &Connection, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<i64> {
-    conn.prepare_cached(
+fn insert(conn: &Db, event: &Event, origin: &Origin, now: UnixTime) -> StoreResult<i64> {
+    conn.query_one(
         "INSERT INTO audit_events (at, event, user_id, username, client_id, ip, user_agent, \
-         detail, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        now,
-        event.kind.as_str(),
-        capped(event.user_id),
-        capped(event.username),
-        capped(event.client_id),
-        capped(origin.ip.as_deref()),
-        capped(origin.user_agent.as_deref()),
-        capped(event.detail.as_deref()),
-        capped(origin.actor.as_deref())
-    ])?;
-    Ok(conn.last_insert_rowid())
+         detail, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+        args![
+            now,
+            event.kind.as_str(),
+            capped(event.user_id),
+            capped(event.username),
+            capped(event.client_id),
+            capped(origin.ip.as_deref()),
+            capped(origin.user_agent.as_deref()),
+            capped(event.detail.as_deref()),
+            capped(origin.actor.as_deref())
+        ],
+        |row| row.get(0),
+    )
 }
 
 /// How long repeats of one failure are counted on one row.
@@ -164,7 +165,7 @@ struct RepeatKey {
 /// Records a failure, or counts it on the row of the same failure from the same address
 /// within the last `REPEAT_WINDOW_SECS`.
 pub fn record_failure(
-    conn: &Connection,
+    conn: &Db,
     repeats: &Repeats,
     event: &Event,
     origin: &Origin,
@@ -195,12 +196,11 @@ pub fn record_failure(
 }
 
 /// Adds one to a failure's row; false when the row is gone (rolled back or purged).
-fn count_repeat(conn: &Connection, row: i64, kind: EventKind, at: UnixTime) -> StoreResult<bool> {
-    let updated = conn
-        .prepare_cached(
-            "UPDATE audit_events SET repeats = repeats + 1 WHERE id = ?1 AND event = ?2 AND at = ?3",
-        )?
-        .execute(params![row, kind.as_str(), at])?;
+fn count_repeat(conn: &Db, row: i64, kind: EventKind, at: UnixTime) -> StoreResult<bool> {
+    let updated = conn.execute(
+        "UPDATE audit_events SET repeats = repeats + 1 WHERE id = ?1 AND event = ?2 AND at = ?3",
+        args![row, kind.as_str(), at],
+    )?;
     Ok(updated == 1)
 }
 
@@ -220,7 +220,7 @@ pub struct Recorded {
 
 const RECORDED: &str = "at, event, username, client_id, ip, user_agent, detail, actor, repeats";
 
-fn recorded(row: &rusqlite::Row) -> rusqlite::Result<Recorded> {
+fn recorded(row: &Row) -> StoreResult<Recorded> {
     Ok(Recorded {
         at: row.get(0)?,
         event: row.get(1)?,
@@ -235,13 +235,12 @@ fn recorded(row: &rusqlite::Row) -> rusqlite::Result<Recorded> {
 }
 
 /// The newest events first.
-pub fn recent(conn: &Connection, limit: i64) -> StoreResult<Vec<Recorded>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {RECORDED} FROM audit_events ORDER BY id DESC LIMIT ?1"
-    ))?;
-    let events = stmt
-        .query_map([limit], recorded)?
-        .collect::<Result<_, _>>()?;
+pub fn recent(conn: &Db, limit: i64) -> StoreResult<Vec<Recorded>> {
+    let events = conn.query(
+        &format!("SELECT {RECORDED} FROM audit_events ORDER BY id DESC LIMIT ?1"),
+        args![limit],
+        recorded,
+    )?;
     Ok(events)
 }
 
@@ -280,33 +279,27 @@ impl Page {
 /// The events matching `filter` (exact values), `per_page` at a time, newest first. Pages
 /// count from 1; a page past the end is empty rather than an error, since new events move
 /// the boundaries under a reader's feet.
-pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> StoreResult<Page> {
+pub fn search(conn: &Db, filter: &Filter, page: i64, per_page: i64) -> StoreResult<Page> {
     let per_page = per_page.max(1);
     let number = page.max(1);
     const MATCHES: &str = "(?1 IS NULL OR username = ?1) AND (?2 IS NULL OR client_id = ?2) \
                            AND (?3 IS NULL OR event = ?3)";
     let event = filter.event.map(EventKind::as_str);
-    let criteria = params![filter.username, filter.client_id, event];
-    let total: i64 = conn.query_row(
+    let criteria = args![filter.username, filter.client_id, event];
+    let total: i64 = conn.query_one(
         &format!("SELECT COUNT(*) FROM audit_events WHERE {MATCHES}"),
         criteria,
         |row| row.get(0),
     )?;
-    let mut stmt = conn.prepare(&format!(
+    let events = conn.query(&format!(
         "SELECT {RECORDED} FROM audit_events WHERE {MATCHES} ORDER BY id DESC LIMIT ?4 OFFSET ?5"
-    ))?;
-    let events = stmt
-        .query_map(
-            params![
+    ), args![
                 filter.username,
                 filter.client_id,
                 event,
                 per_page,
                 (number - 1).saturating_mul(per_page)
-            ],
-            recorded,
-        )?
-        .collect::<Result<_, _>>()?;
+            ], recorded)?;
     Ok(Page {
         events,
         number,
@@ -316,8 +309,6 @@ pub fn search(conn: &Connection, filter: &Filter, page: i64, per_page: i64) -> S
 }
 
 /// Deletes events older than `cutoff`; returns how many.
-pub fn purge_before(conn: &Connection, cutoff: UnixTime) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached("DELETE FROM audit_events WHERE at < ?1")?
-        .execute([cutoff])?)
+pub fn purge_before(conn: &Db, cutoff: UnixTime) -> StoreResult<usize> {
+    conn.execute("DELETE FROM audit_events WHERE at < ?1", args![cutoff])
 }

@@ -1,6 +1,7 @@
 //! WebAuthn ceremony state, kept server-side: single use and short-lived.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::Db;
+use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
@@ -23,7 +24,7 @@ impl Kind {
 }
 
 pub fn insert(
-    conn: &Connection,
+    conn: &Db,
     id_hash: &str,
     kind: Kind,
     user_id: Option<&str>,
@@ -31,36 +32,29 @@ pub fn insert(
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO webauthn_ceremonies (id_hash, kind, user_id, state, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        id_hash,
-        kind.as_str(),
-        user_id,
-        state,
-        now,
-        expires_at
-    ])?;
+        args![id_hash, kind.as_str(), user_id, state, now, expires_at],
+    )?;
     Ok(())
 }
 
 /// Takes a live ceremony of `kind`: its user and state. A second take finds nothing.
 pub fn take(
-    conn: &Connection,
+    conn: &Db,
     id_hash: &str,
     kind: Kind,
     now: UnixTime,
 ) -> StoreResult<Option<(Option<String>, String)>> {
-    conn.prepare_cached("DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1")?
-        .execute([now])?;
-    Ok(conn
-        .query_row(
-            "DELETE FROM webauthn_ceremonies WHERE id_hash = ?1 AND kind = ?2 \
+    conn.execute(
+        "DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1",
+        args![now],
+    )?;
+    conn.query_opt(
+        "DELETE FROM webauthn_ceremonies WHERE id_hash = ?1 AND kind = ?2 \
              RETURNING user_id, state",
-            params![id_hash, kind.as_str()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?)
+        args![id_hash, kind.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
 }

@@ -123,7 +123,10 @@ mod tests {
         for _ in 0..pages / 16 {
             store
                 .write_async(|conn| {
-                    conn.execute("INSERT INTO t (x) VALUES (zeroblob(16 * 4096 - 64))", [])?;
+                    conn.execute(
+                        "INSERT INTO t (x) VALUES (zeroblob(16 * 4096 - 64))",
+                        crate::args![],
+                    )?;
                     Ok::<_, StoreError>(())
                 })
                 .await

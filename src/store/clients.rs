@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row};
+use crate::args;
 
 use super::signing_keys::SigningAlg;
-use super::{StoreResult, column, from_json, to_json};
+use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -48,7 +49,7 @@ struct RawClient {
     post_logout_redirect_uris: String,
 }
 
-fn from_row(row: &Row) -> rusqlite::Result<RawClient> {
+fn from_row(row: &Row) -> StoreResult<RawClient> {
     Ok(RawClient {
         client: Client {
             client_id: row.get(0)?,
@@ -83,22 +84,20 @@ fn complete(raw: RawClient, allowed_groups: Vec<String>) -> StoreResult<Client> 
 }
 
 /// The names of the groups one client allows, sorted.
-fn allowed_groups(conn: &Connection, client_id: &str) -> StoreResult<Vec<String>> {
-    column(
-        conn,
+fn allowed_groups(conn: &Db, client_id: &str) -> StoreResult<Vec<String>> {
+    conn.column(
         "SELECT g.name FROM groups g JOIN client_allowed_groups a ON a.group_id = g.id \
          WHERE a.client_id = ?1 ORDER BY g.name",
-        [client_id],
+        args![client_id],
     )
 }
 
-pub fn by_id(conn: &Connection, client_id: &str) -> StoreResult<Option<Client>> {
-    let raw = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM clients WHERE client_id = ?1"
-        ))?
-        .query_row([client_id], from_row)
-        .optional()?;
+pub fn by_id(conn: &Db, client_id: &str) -> StoreResult<Option<Client>> {
+    let raw = conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM clients WHERE client_id = ?1"),
+        args![client_id],
+        from_row,
+    )?;
     raw.map(|raw| {
         let allowed = allowed_groups(conn, &raw.client.client_id)?;
         complete(raw, allowed)
@@ -106,17 +105,21 @@ pub fn by_id(conn: &Connection, client_id: &str) -> StoreResult<Option<Client>> 
     .transpose()
 }
 
-pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"))?;
-    let raws: Vec<RawClient> = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+pub fn list(conn: &Db) -> StoreResult<Vec<Client>> {
+    let raws: Vec<RawClient> = conn.query(
+        &format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"),
+        args![],
+        from_row,
+    )?;
     // Every client's allowed groups in one query, not one query per client.
-    let mut allowed = conn.prepare(
+    let allowed: Vec<(String, String)> = conn.query(
         "SELECT a.client_id, g.name FROM groups g \
          JOIN client_allowed_groups a ON a.group_id = g.id ORDER BY g.name",
+        args![],
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
     let mut by_client: HashMap<String, Vec<String>> = HashMap::new();
-    for pair in allowed.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
-        let (client_id, group) = pair?;
+    for (client_id, group) in allowed {
         by_client.entry(client_id).or_default().push(group);
     }
     raws.into_iter()
@@ -128,71 +131,68 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<Client>> {
 }
 
 /// Inserts a client; its allowed groups must already exist (ids given).
-pub fn insert(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn insert(conn: &Db, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO clients (client_id, name, secret_hash, public, redirect_uris, \
          post_logout_redirect_uris, declared, created_at, updated_at) \
          VALUES (?1, '', NULL, 0, '[]', '[]', ?2, ?3, ?3)",
-    )?
-    .execute(params![
-        client.client_id,
-        client.declared,
-        client.created_at
-    ])?;
+        args![client.client_id, client.declared, client.created_at],
+    )?;
     update(conn, client, allowed_group_ids)
 }
 
 /// Writes every setting of an existing client (not its id, creation time or `declared`),
 /// and replaces its allowed groups.
-pub fn update(conn: &Connection, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn update(conn: &Db, client: &Client, allowed_group_ids: &[i64]) -> StoreResult<()> {
+    conn.execute(
         "UPDATE clients SET name = ?2, secret_hash = ?3, public = ?4, redirect_uris = ?5, \
          post_logout_redirect_uris = ?6, updated_at = ?7, require_pkce = ?8, ask_consent = ?9, \
          launch_url = ?10, access_token_ttl = ?11, refresh_token_ttl = ?12, declared = ?13, \
          id_token_signed_response_alg = ?14 WHERE client_id = ?1",
-    )?
-    .execute(params![
-        client.client_id,
-        client.name,
-        client.secret_hash,
-        client.public,
-        to_json(&client.redirect_uris),
-        to_json(&client.post_logout_redirect_uris),
-        client.updated_at,
-        client.require_pkce,
-        client.ask_consent,
-        client.launch_url,
-        client.access_token_ttl,
-        client.refresh_token_ttl,
-        client.declared,
-        client.id_token_signed_response_alg
-    ])?;
-    conn.prepare_cached("DELETE FROM client_allowed_groups WHERE client_id = ?1")?
-        .execute([&client.client_id])?;
+        args![
+            client.client_id,
+            client.name,
+            client.secret_hash,
+            client.public,
+            to_json(&client.redirect_uris),
+            to_json(&client.post_logout_redirect_uris),
+            client.updated_at,
+            client.require_pkce,
+            client.ask_consent,
+            client.launch_url,
+            client.access_token_ttl,
+            client.refresh_token_ttl,
+            client.declared,
+            client.id_token_signed_response_alg
+        ],
+    )?;
+    conn.execute(
+        "DELETE FROM client_allowed_groups WHERE client_id = ?1",
+        args![&client.client_id],
+    )?;
     for group_id in allowed_group_ids {
-        conn.prepare_cached(
+        conn.execute(
             "INSERT OR IGNORE INTO client_allowed_groups (client_id, group_id) VALUES (?1, ?2)",
-        )?
-        .execute(params![client.client_id, group_id])?;
+            args![client.client_id, group_id],
+        )?;
     }
     Ok(())
 }
 
 pub fn set_secret_hash(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     secret_hash: &str,
     now: UnixTime,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
+    conn.execute(
         "UPDATE clients SET secret_hash = ?2, updated_at = ?3 WHERE client_id = ?1",
-    )?
-    .execute(params![client_id, secret_hash, now])?;
+        args![client_id, secret_hash, now],
+    )?;
     Ok(())
 }
 
-pub fn delete(conn: &Connection, client_id: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM clients WHERE client_id = ?1")?
-        .execute([client_id])?;
+pub fn delete(conn: &Db, client_id: &str) -> StoreResult<()> {
+    conn.execute("DELETE FROM clients WHERE client_id = ?1", args![client_id])?;
     Ok(())
 }

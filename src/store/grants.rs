@@ -3,7 +3,8 @@
 //! Every code and token belongs to a grant; revoking the grant (on code reuse or refresh-token
 //! reuse) revokes the whole family at once.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row};
+use crate::args;
 
 use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
@@ -24,7 +25,7 @@ const GRANT_COLUMNS: &str =
     "g.id, g.client_id, g.user_id, g.scope, g.auth_time, g.amr, g.created_at, g.revoked_at";
 
 /// Reads a grant from the first eight columns of `row` (as `GRANT_COLUMNS` lists them).
-fn grant_from_row(row: &Row) -> rusqlite::Result<(Grant, String)> {
+fn grant_from_row(row: &Row) -> StoreResult<(Grant, String)> {
     Ok((
         Grant {
             id: row.get(0)?,
@@ -45,54 +46,55 @@ fn finish_grant((mut grant, amr): (Grant, String)) -> StoreResult<Grant> {
     Ok(grant)
 }
 
-pub fn insert_grant(conn: &Connection, grant: &Grant) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn insert_grant(conn: &Db, grant: &Grant) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO grants (id, client_id, user_id, scope, auth_time, amr, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
-        grant.id,
-        grant.client_id,
-        grant.user_id,
-        grant.scope,
-        grant.auth_time,
-        to_json(&grant.amr),
-        grant.created_at
-    ])?;
+        args![
+            grant.id,
+            grant.client_id,
+            grant.user_id,
+            grant.scope,
+            grant.auth_time,
+            to_json(&grant.amr),
+            grant.created_at
+        ],
+    )?;
     Ok(())
 }
 
-pub fn grant_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Grant>> {
-    conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id = ?1"
-    ))?
-    .query_row([id], grant_from_row)
-    .optional()?
+pub fn grant_by_id(conn: &Db, id: &str) -> StoreResult<Option<Grant>> {
+    conn.query_opt(
+        &format!("SELECT {GRANT_COLUMNS} FROM grants g WHERE g.id = ?1"),
+        args![id],
+        grant_from_row,
+    )?
     .map(finish_grant)
     .transpose()
 }
 
 /// Revokes a grant and so every token descended from it.
-pub fn revoke_grant(conn: &Connection, id: &str, now: UnixTime) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")?
-        .execute(params![id, now])?;
+pub fn revoke_grant(conn: &Db, id: &str, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        args![id, now],
+    )?;
     Ok(())
 }
 
 /// Revokes every live grant of `user_id` (only those for `client_id` when given), and so
 /// their tokens; returns how many.
 pub fn revoke_grants_of(
-    conn: &Connection,
+    conn: &Db,
     user_id: &str,
     client_id: Option<&str>,
     now: UnixTime,
 ) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE grants SET revoked_at = ?3 WHERE user_id = ?1 \
+    conn.execute(
+        "UPDATE grants SET revoked_at = ?3 WHERE user_id = ?1 \
          AND (?2 IS NULL OR client_id = ?2) AND revoked_at IS NULL",
-        )?
-        .execute(params![user_id, client_id, now])?)
+        args![user_id, client_id, now],
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,22 +109,22 @@ pub struct Code {
     pub expires_at: UnixTime,
 }
 
-pub fn insert_code(conn: &Connection, code: &Code) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn insert_code(conn: &Db, code: &Code) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO authorization_codes (code_hash, grant_id, redirect_uri, nonce, \
          code_challenge, session_hash, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        code.code_hash,
-        code.grant_id,
-        code.redirect_uri,
-        code.nonce,
-        code.code_challenge,
-        code.session_hash,
-        code.created_at,
-        code.expires_at
-    ])?;
+        args![
+            code.code_hash,
+            code.grant_id,
+            code.redirect_uri,
+            code.nonce,
+            code.code_challenge,
+            code.session_hash,
+            code.created_at,
+            code.expires_at
+        ],
+    )?;
     Ok(())
 }
 
@@ -140,25 +142,23 @@ pub enum CodeUse {
 
 /// The client a code was issued to, whatever the code's state: known before anything is
 /// spent, so that a code presented by another client changes nothing.
-pub fn code_client(conn: &Connection, code_hash: &str) -> StoreResult<Option<String>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT g.client_id FROM authorization_codes c JOIN grants g ON g.id = c.grant_id \
+pub fn code_client(conn: &Db, code_hash: &str) -> StoreResult<Option<String>> {
+    conn.query_opt(
+        "SELECT g.client_id FROM authorization_codes c JOIN grants g ON g.id = c.grant_id \
              WHERE c.code_hash = ?1",
-        )?
-        .query_row([code_hash], |row| row.get(0))
-        .optional()?)
+        args![code_hash],
+        |row| row.get(0),
+    )
 }
 
 /// Marks a code used in one statement, so that two concurrent exchanges cannot both win.
-pub fn spend_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreResult<CodeUse> {
-    let fresh = conn
-        .prepare_cached(
-            "UPDATE authorization_codes SET used_at = ?2 WHERE code_hash = ?1 AND used_at IS NULL \
+pub fn spend_code(conn: &Db, code_hash: &str, now: UnixTime) -> StoreResult<CodeUse> {
+    let fresh = conn.query_opt(
+        "UPDATE authorization_codes SET used_at = ?2 WHERE code_hash = ?1 AND used_at IS NULL \
              RETURNING code_hash, grant_id, redirect_uri, nonce, code_challenge, session_hash, \
              created_at, expires_at",
-        )?
-        .query_row(params![code_hash, now], |row| {
+        args![code_hash, now],
+        |row| {
             Ok(Code {
                 code_hash: row.get(0)?,
                 grant_id: row.get(1)?,
@@ -169,18 +169,16 @@ pub fn spend_code(conn: &Connection, code_hash: &str, now: UnixTime) -> StoreRes
                 created_at: row.get(6)?,
                 expires_at: row.get(7)?,
             })
-        })
-        .optional()?;
+        },
+    )?;
     if let Some(code) = fresh {
         return Ok(CodeUse::Fresh(code));
     }
-    let replayed: Option<String> = conn
-        .query_row(
-            "SELECT grant_id FROM authorization_codes WHERE code_hash = ?1",
-            [code_hash],
-            |row| row.get(0),
-        )
-        .optional()?;
+    let replayed: Option<String> = conn.query_opt(
+        "SELECT grant_id FROM authorization_codes WHERE code_hash = ?1",
+        args![code_hash],
+        |row| row.get(0),
+    )?;
     Ok(match replayed {
         Some(grant_id) => CodeUse::Replayed { grant_id },
         None => CodeUse::Unknown,
@@ -204,7 +202,7 @@ impl TokenKind {
 }
 
 pub fn insert_token(
-    conn: &Connection,
+    conn: &Db,
     kind: TokenKind,
     token_hash: &str,
     grant_id: &str,
@@ -212,12 +210,14 @@ pub fn insert_token(
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
-    conn.prepare_cached(&format!(
-        "INSERT INTO {} (token_hash, grant_id, scope, created_at, expires_at) \
+    conn.execute(
+        &format!(
+            "INSERT INTO {} (token_hash, grant_id, scope, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        kind.table()
-    ))?
-    .execute(params![token_hash, grant_id, scope, now, expires_at])?;
+            kind.table()
+        ),
+        args![token_hash, grant_id, scope, now, expires_at],
+    )?;
     Ok(())
 }
 
@@ -231,7 +231,7 @@ pub struct LiveToken {
 }
 
 fn live_token(
-    conn: &Connection,
+    conn: &Db,
     kind: TokenKind,
     token_hash: &str,
     now: UnixTime,
@@ -241,15 +241,15 @@ fn live_token(
         TokenKind::Refresh => " AND t.used_at IS NULL",
         TokenKind::Access => "",
     };
-    conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS}, t.scope, t.created_at, t.expires_at FROM {table} t \
+    conn.query_opt(
+        &format!(
+            "SELECT {GRANT_COLUMNS}, t.scope, t.created_at, t.expires_at FROM {table} t \
          JOIN grants g ON g.id = t.grant_id \
          WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND g.revoked_at IS NULL{extra}"
-    ))?
-    .query_row(params![token_hash, now], |row| {
-        Ok((grant_from_row(row)?, row.get(8)?, row.get(9)?, row.get(10)?))
-    })
-    .optional()?
+        ),
+        args![token_hash, now],
+        |row| Ok((grant_from_row(row)?, row.get(8)?, row.get(9)?, row.get(10)?)),
+    )?
     .map(|(grant, scope, issued_at, expires_at)| {
         Ok(LiveToken {
             grant: finish_grant(grant)?,
@@ -262,7 +262,7 @@ fn live_token(
 }
 
 pub fn live_access_token(
-    conn: &Connection,
+    conn: &Db,
     token_hash: &str,
     now: UnixTime,
 ) -> StoreResult<Option<LiveToken>> {
@@ -270,16 +270,18 @@ pub fn live_access_token(
 }
 
 pub fn live_refresh_token(
-    conn: &Connection,
+    conn: &Db,
     token_hash: &str,
     now: UnixTime,
 ) -> StoreResult<Option<LiveToken>> {
     live_token(conn, TokenKind::Refresh, token_hash, now)
 }
 
-pub fn delete_access_token(conn: &Connection, token_hash: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM access_tokens WHERE token_hash = ?1")?
-        .execute([token_hash])?;
+pub fn delete_access_token(conn: &Db, token_hash: &str) -> StoreResult<()> {
+    conn.execute(
+        "DELETE FROM access_tokens WHERE token_hash = ?1",
+        args![token_hash],
+    )?;
     Ok(())
 }
 
@@ -295,23 +297,19 @@ pub enum RefreshUse {
 }
 
 /// Spends a refresh token (rotation): usable once, then only a sign of theft.
-pub fn spend_refresh_token(
-    conn: &Connection,
-    token_hash: &str,
-    now: UnixTime,
-) -> StoreResult<RefreshUse> {
+pub fn spend_refresh_token(conn: &Db, token_hash: &str, now: UnixTime) -> StoreResult<RefreshUse> {
     if let Some(live) = live_refresh_token(conn, token_hash, now)? {
-        conn.prepare_cached("UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1")?
-            .execute(params![token_hash, now])?;
+        conn.execute(
+            "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1",
+            args![token_hash, now],
+        )?;
         return Ok(RefreshUse::Fresh(live));
     }
-    let known: Option<(String, Option<UnixTime>)> = conn
-        .query_row(
-            "SELECT grant_id, used_at FROM refresh_tokens WHERE token_hash = ?1",
-            [token_hash],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?;
+    let known: Option<(String, Option<UnixTime>)> = conn.query_opt(
+        "SELECT grant_id, used_at FROM refresh_tokens WHERE token_hash = ?1",
+        args![token_hash],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     Ok(match known {
         Some((grant_id, Some(_))) => RefreshUse::Replayed { grant_id },
         _ => RefreshUse::Unknown,
@@ -319,24 +317,22 @@ pub fn spend_refresh_token(
 }
 
 /// The grant a token belongs to, whatever its state (for revocation).
-pub fn token_grant(
-    conn: &Connection,
-    kind: TokenKind,
-    token_hash: &str,
-) -> StoreResult<Option<Grant>> {
-    conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM {} t JOIN grants g ON g.id = t.grant_id \
+pub fn token_grant(conn: &Db, kind: TokenKind, token_hash: &str) -> StoreResult<Option<Grant>> {
+    conn.query_opt(
+        &format!(
+            "SELECT {GRANT_COLUMNS} FROM {} t JOIN grants g ON g.id = t.grant_id \
          WHERE t.token_hash = ?1",
-        kind.table()
-    ))?
-    .query_row([token_hash], grant_from_row)
-    .optional()?
+            kind.table()
+        ),
+        args![token_hash],
+        grant_from_row,
+    )?
     .map(finish_grant)
     .transpose()
 }
 
 /// Drops what can no longer be used: expired codes, tokens and parked requests.
-pub fn purge_expired(conn: &Connection, now: UnixTime) -> StoreResult<usize> {
+pub fn purge_expired(conn: &Db, now: UnixTime) -> StoreResult<usize> {
     let mut purged = 0;
     for sql in [
         "DELETE FROM authorization_codes WHERE expires_at <= ?1 - 3600",
@@ -346,7 +342,7 @@ pub fn purge_expired(conn: &Connection, now: UnixTime) -> StoreResult<usize> {
         "DELETE FROM login_links WHERE expires_at <= ?1 - 86400",
         "DELETE FROM sessions WHERE expires_at <= ?1",
     ] {
-        purged += conn.execute(sql, [now])?;
+        purged += conn.execute(sql, args![now])?;
     }
     Ok(purged)
 }

@@ -1,6 +1,7 @@
 //! One-time links: login links for a user and the first-run setup link.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::Db;
+use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
@@ -21,24 +22,18 @@ impl Purpose {
 }
 
 pub fn insert(
-    conn: &Connection,
+    conn: &Db,
     token_hash: &str,
     purpose: Purpose,
     user_id: Option<&str>,
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO login_links (token_hash, purpose, user_id, created_at, expires_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        token_hash,
-        purpose.as_str(),
-        user_id,
-        now,
-        expires_at
-    ])?;
+        args![token_hash, purpose.as_str(), user_id, now, expires_at],
+    )?;
     Ok(())
 }
 
@@ -56,19 +51,17 @@ pub enum Redemption {
 
 /// Spends a link in one statement, so two concurrent uses cannot both succeed.
 pub fn redeem(
-    conn: &Connection,
+    conn: &Db,
     token_hash: &str,
     purpose: Purpose,
     now: UnixTime,
 ) -> StoreResult<Redemption> {
-    let spent: Option<Option<String>> = conn
-        .query_row(
-            "UPDATE login_links SET used_at = ?3 WHERE token_hash = ?1 AND purpose = ?2 \
+    let spent: Option<Option<String>> = conn.query_opt(
+        "UPDATE login_links SET used_at = ?3 WHERE token_hash = ?1 AND purpose = ?2 \
              AND used_at IS NULL AND expires_at > ?3 RETURNING user_id",
-            params![token_hash, purpose.as_str(), now],
-            |row| row.get(0),
-        )
-        .optional()?;
+        args![token_hash, purpose.as_str(), now],
+        |row| row.get(0),
+    )?;
     match spent {
         Some(user_id) => Ok(Redemption::Redeemed { user_id }),
         None => peek(conn, token_hash, purpose, now),
@@ -78,19 +71,17 @@ pub fn redeem(
 /// What redeeming a link now would find, without spending it: `Redeemed` means it would
 /// be.
 pub fn peek(
-    conn: &Connection,
+    conn: &Db,
     token_hash: &str,
     purpose: Purpose,
     now: UnixTime,
 ) -> StoreResult<Redemption> {
-    let state: Option<(Option<String>, Option<UnixTime>, UnixTime)> = conn
-        .query_row(
-            "SELECT user_id, used_at, expires_at FROM login_links \
+    let state: Option<(Option<String>, Option<UnixTime>, UnixTime)> = conn.query_opt(
+        "SELECT user_id, used_at, expires_at FROM login_links \
              WHERE token_hash = ?1 AND purpose = ?2",
-            params![token_hash, purpose.as_str()],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()?;
+        args![token_hash, purpose.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
     Ok(match state {
         None => Redemption::Unknown,
         Some((_, Some(_), _)) => Redemption::AlreadyUsed,
@@ -100,10 +91,9 @@ pub fn peek(
 }
 
 /// Spends every outstanding link of `purpose`; returns how many.
-pub fn spend_all(conn: &Connection, purpose: Purpose, now: UnixTime) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE login_links SET used_at = ?2 WHERE purpose = ?1 AND used_at IS NULL",
-        )?
-        .execute(params![purpose.as_str(), now])?)
+pub fn spend_all(conn: &Db, purpose: Purpose, now: UnixTime) -> StoreResult<usize> {
+    conn.execute(
+        "UPDATE login_links SET used_at = ?2 WHERE purpose = ?1 AND used_at IS NULL",
+        args![purpose.as_str(), now],
+    )
 }

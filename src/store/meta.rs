@@ -1,6 +1,7 @@
 //! Small facts about this installation.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::Db;
+use crate::args;
 
 use super::StoreResult;
 
@@ -8,24 +9,22 @@ use super::StoreResult;
 pub const SERVED_ISSUER: &str = "served_issuer";
 
 /// Whether the database answers at all.
-pub fn ping(conn: &Connection) -> StoreResult<()> {
-    conn.prepare_cached("SELECT 1")?.query_row([], |_| Ok(()))?;
+pub fn ping(conn: &Db) -> StoreResult<()> {
+    conn.query_one("SELECT 1", args![], |_| Ok(()))?;
     Ok(())
 }
 
-pub fn get(conn: &Connection, key: &str) -> StoreResult<Option<String>> {
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })
-        .optional()?)
+pub fn get(conn: &Db, key: &str) -> StoreResult<Option<String>> {
+    conn.query_opt("SELECT value FROM meta WHERE key = ?1", args![key], |row| {
+        row.get(0)
+    })
 }
 
-pub fn set(conn: &Connection, key: &str, value: &str) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn set(conn: &Db, key: &str, value: &str) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )?
-    .execute(params![key, value])?;
+        args![key, value],
+    )?;
     Ok(())
 }

@@ -1,10 +1,11 @@
-//! Forward-only schema migrations, embedded in the binary and tracked in `user_version`.
+//! Forward-only schema migrations, embedded in the binary. SQLite tracks the version in
+//! `user_version`; PostgreSQL in the one-row table `latchkey_schema`.
 
 use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{StoreError, StoreResult};
+use super::{PgTarget, Store, StoreError, StoreResult};
 
 /// Every migration in order; the schema version is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -19,6 +20,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0009_client_id_token_alg.sql"),
 ];
 
+/// PostgreSQL's schema at a version, in order: each brings an empty or older database to its
+/// version. The first is the whole schema at the version SQLite had reached when PostgreSQL
+/// arrived; later ones follow SQLite's one for one.
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(9, include_str!("../../migrations/postgres/0009_schema.sql"))];
+
 pub(super) fn version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }
@@ -28,10 +35,10 @@ pub(super) fn supported() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-pub(super) fn apply(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+pub(super) fn apply_sqlite(conn: &mut Connection, path: &Path) -> StoreResult<()> {
     let supported = supported();
     let too_new = |found| StoreError::TooNew {
-        path: path.to_path_buf(),
+        path: path.display().to_string(),
         found,
         supported,
     };
@@ -55,4 +62,45 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> StoreResult<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Brings a PostgreSQL database up to date. Instances starting together queue on the writers'
+/// lock (see `postgres`), and each sees the version the one before it wrote.
+pub(super) fn apply_postgres(store: &Store, target: &PgTarget) -> StoreResult<()> {
+    let supported = supported();
+    store.write(|db| {
+        db.batch(
+            "CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL); \
+             INSERT INTO latchkey_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM latchkey_schema)",
+        )?;
+        let found: i64 = db
+            .value("SELECT version FROM latchkey_schema", crate::args![])?
+            .ok_or(StoreError::NoRow)?;
+        if found > supported {
+            return Err(StoreError::TooNew {
+                path: target.describe(),
+                found,
+                supported,
+            });
+        }
+        for (version, sql) in POSTGRES_MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+            db.batch(sql)?;
+            db.execute(
+                "UPDATE latchkey_schema SET version = ?1",
+                crate::args![*version],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn postgres_reaches_the_same_version_as_sqlite() {
+        let last = super::POSTGRES_MIGRATIONS
+            .last()
+            .map(|(version, _)| *version);
+        assert_eq!(last, Some(super::supported()));
+    }
 }

@@ -6,6 +6,7 @@ pub mod ceremonies;
 mod checkpoint;
 pub mod clients;
 pub mod consents;
+pub mod db;
 pub mod grants;
 pub mod groups;
 pub mod links;
@@ -14,6 +15,7 @@ pub mod meta;
 mod migrations;
 pub mod passkeys;
 pub mod pending;
+pub mod postgres;
 pub mod proxmox;
 pub mod restore;
 pub mod sessions;
@@ -30,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
+pub use db::{Db, Row};
+pub use postgres::PgTarget;
 use writer::Writer;
 
 pub const DATABASE_FILE: &str = "latchkey.db";
@@ -42,6 +46,14 @@ const STATEMENT_CACHE: usize = 64;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database TLS: {0}")]
+    PostgresTls(#[from] postgres::TlsError),
+    #[error("the database returned no row where one was expected")]
+    NoRow,
+    #[error("{0} works on the SQLite file only, not on PostgreSQL")]
+    SqliteOnly(&'static str),
     #[error("database connection pool: {0}")]
     Pool(#[from] r2d2::Error),
     #[error("cannot use data directory {path}: {source}")]
@@ -59,7 +71,7 @@ pub enum StoreError {
          version {supported}: run a newer latchkey"
     )]
     TooNew {
-        path: PathBuf,
+        path: String,
         found: i64,
         supported: i64,
     },
@@ -128,9 +140,31 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// `latchkey.db` in this directory: the default.
+    Sqlite(PathBuf),
+    Postgres(Box<PgTarget>),
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqliteFile),
+    Postgres {
+        pool: r2d2::Pool<postgres::Manager>,
+        target: Box<PgTarget>,
+    },
+}
+
+#[derive(Clone)]
+struct SqliteFile {
     pool: r2d2::Pool<ConnectionManager>,
     path: PathBuf,
     /// Writers of this process take turns here. SQLite admits one writer at a time anyway;
@@ -173,101 +207,147 @@ impl Store {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
             .build(manager)?;
-        let store = Store {
+        let file = SqliteFile {
             pool,
             path,
             turn: Arc::new(Mutex::new(())),
             queue: Arc::new(OnceLock::new()),
             waits: None,
         };
-        migrations::apply(&mut *store.pool.get()?, &store.path)?;
+        migrations::apply_sqlite(&mut *file.pool.get()?, &file.path)?;
+        Ok(Store {
+            backend: Backend::Sqlite(file),
+        })
+    }
+
+    /// Opens `database` and brings its schema up to date.
+    pub fn connect(database: &Database) -> StoreResult<Store> {
+        match database {
+            Database::Sqlite(dir) => Store::open(dir),
+            Database::Postgres(target) => Store::open_postgres(target),
+        }
+    }
+
+    fn open_postgres(target: &PgTarget) -> StoreResult<Store> {
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(30))
+            .build(postgres::Manager::start(target.clone())?)?;
+        let store = Store {
+            backend: Backend::Postgres {
+                pool,
+                target: Box::new(target.clone()),
+            },
+        };
+        migrations::apply_postgres(&store, target)?;
         Ok(store)
     }
 
     /// This store, telling `observer` how long each write waits for the writer's turn.
     pub fn observe_waits(self, observer: impl Fn(Duration) + Send + Sync + 'static) -> Store {
-        Store {
-            waits: Some(Arc::new(observer)),
-            queue: Arc::new(OnceLock::new()),
-            ..self
+        match self.backend {
+            Backend::Sqlite(file) => Store {
+                backend: Backend::Sqlite(SqliteFile {
+                    waits: Some(Arc::new(observer)),
+                    queue: Arc::new(OnceLock::new()),
+                    ..file
+                }),
+            },
+            // Writers wait in the database there, for its lock.
+            postgres => Store { backend: postgres },
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file, for what only works on it (backups, restores).
+    pub fn path(&self) -> StoreResult<&Path> {
+        match &self.backend {
+            Backend::Sqlite(file) => Ok(&file.path),
+            Backend::Postgres { .. } => Err(StoreError::SqliteOnly("a backup file")),
+        }
+    }
+
+    /// Where the data lives, for the log: the file, or the PostgreSQL server.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(file) => file.path.display().to_string(),
+            Backend::Postgres { target, .. } => target.describe(),
+        }
     }
 
     /// Runs `work` on a pooled connection, outside any explicit transaction.
-    pub fn read<T, E>(&self, work: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
+    pub fn read<T, E>(&self, work: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
     where
         E: From<StoreError>,
     {
-        let conn = self.pool.get().map_err(StoreError::from)?;
-        work(&conn)
-    }
-
-    /// Runs `work` in an immediate transaction on this thread, committed only when it returns
-    /// `Ok`, so that no half-written record survives an error.
-    pub fn write<T, E>(&self, work: impl FnOnce(&Connection) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<StoreError>,
-    {
-        let mut conn = self.pool.get().map_err(StoreError::from)?;
-        let asked = Instant::now();
-        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(observer) = &self.waits {
-            observer(asked.elapsed());
+        match &self.backend {
+            Backend::Sqlite(file) => {
+                let conn = file.pool.get().map_err(StoreError::from)?;
+                work(&Db::Sqlite(&conn))
+            }
+            Backend::Postgres { pool, .. } => {
+                let conn = pool.get().map_err(StoreError::from)?;
+                work(&Db::Postgres(conn.conn()))
+            }
         }
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let value = work(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(value)
     }
 
-    /// Runs `work` on the writer thread, which commits it together with the other writes
-    /// waiting at the same time (one fsync for all), and answers once that commit is on disk.
-    /// As with `write`, what `work` wrote is kept only when it returns `Ok`.
+    /// Runs `work` in a transaction on this thread, committed only when it returns `Ok`, so
+    /// that no half-written record survives an error. Writers go one at a time.
+    pub fn write<T, E>(&self, work: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        match &self.backend {
+            Backend::Sqlite(file) => file.write(work),
+            Backend::Postgres { pool, .. } => {
+                let conn = pool.get().map_err(StoreError::from)?;
+                conn.transaction(|pg| work(&Db::Postgres(pg)))
+            }
+        }
+    }
+
+    /// Runs `work` off the caller's thread and answers once its commit is durable. On SQLite
+    /// the writer thread commits it together with the other writes waiting at the same time
+    /// (one fsync for all). As with `write`, what `work` wrote is kept only when it returns
+    /// `Ok`.
     pub async fn write_async<T, E>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        work: impl FnOnce(&Db) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        self.writer()?.write(work).await
-    }
-
-    fn writer(&self) -> StoreResult<&Writer> {
-        if let Some(writer) = self.queue.get() {
-            return Ok(writer);
+        match &self.backend {
+            Backend::Sqlite(file) => file.writer()?.write(work).await,
+            Backend::Postgres { .. } => {
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || store.write(work))
+                    .await
+                    .unwrap_or_else(|_| Err(E::from(StoreError::WriteLost)))
+            }
         }
-        let manager = ConnectionManager {
-            path: self.path.clone(),
-        };
-        let mut conn = manager.connect_configured()?;
-        checkpoint::beside(&mut conn, manager.connect_configured()?, self.turn.clone())
-            .map_err(StoreError::WriterStart)?;
-        let writer = Writer::start(conn, self.turn.clone(), self.waits.clone())
-            .map_err(StoreError::WriterStart)?;
-        // Two first writes at once may both start one; the spare thread ends with its handle.
-        Ok(self.queue.get_or_init(|| writer))
     }
 
     /// Copies the whole log into the database and empties it, so that the next start has
     /// nothing to replay. For a server that has stopped: it waits for writes under way.
+    /// Nothing to do on PostgreSQL.
     pub fn checkpoint(&self) -> StoreResult<()> {
-        self.pool
-            .get()?
-            .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::TRUNCATE)?;
+        if let Backend::Sqlite(file) = &self.backend {
+            file.pool
+                .get()?
+                .wal_checkpoint_v2(None::<&str>, rusqlite::wal::CheckpointMode::TRUNCATE)?;
+        }
         Ok(())
     }
 
     /// Writes a consistent copy of the live database to `dest` (which must not exist).
     pub fn backup(&self, dest: &Path) -> StoreResult<()> {
-        let conn = self.pool.get()?;
+        let Backend::Sqlite(file) = &self.backend else {
+            return Err(StoreError::SqliteOnly("latchkey backup"));
+        };
+        let conn = file.pool.get()?;
         // SQLite would create the copy with the process umask; it holds the signing keys, so
         // it is created owner-only first (VACUUM INTO accepts an empty file).
         OpenOptions::new()
@@ -289,17 +369,40 @@ impl Store {
     }
 }
 
-/// The first column of every row `sql` returns for `params`, in order.
-fn column<T: rusqlite::types::FromSql>(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> StoreResult<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    let values = stmt
-        .query_map(params, |row| row.get(0))?
-        .collect::<Result<_, _>>()?;
-    Ok(values)
+impl SqliteFile {
+    fn write<T, E>(&self, work: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut conn = self.pool.get().map_err(StoreError::from)?;
+        let asked = Instant::now();
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(observer) = &self.waits {
+            observer(asked.elapsed());
+        }
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let value = work(&Db::Sqlite(&tx))?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(value)
+    }
+
+    fn writer(&self) -> StoreResult<&Writer> {
+        if let Some(writer) = self.queue.get() {
+            return Ok(writer);
+        }
+        let manager = ConnectionManager {
+            path: self.path.clone(),
+        };
+        let mut conn = manager.connect_configured()?;
+        checkpoint::beside(&mut conn, manager.connect_configured()?, self.turn.clone())
+            .map_err(StoreError::WriterStart)?;
+        let writer = Writer::start(conn, self.turn.clone(), self.waits.clone())
+            .map_err(StoreError::WriterStart)?;
+        // Two first writes at once may both start one; the spare thread ends with its handle.
+        Ok(self.queue.get_or_init(|| writer))
+    }
 }
 
 /// Reads a JSON column into `T`, reporting damage instead of panicking.

@@ -1,6 +1,7 @@
 //! Registered passkeys.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row};
+use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
@@ -20,7 +21,7 @@ pub struct StoredPasskey {
 
 const COLUMNS: &str = "id, user_id, credential_id, name, aaguid, passkey, created_at, last_used_at";
 
-fn from_row(row: &Row) -> rusqlite::Result<StoredPasskey> {
+fn from_row(row: &Row) -> StoreResult<StoredPasskey> {
     Ok(StoredPasskey {
         id: row.get(0)?,
         user_id: row.get(1)?,
@@ -33,74 +34,62 @@ fn from_row(row: &Row) -> rusqlite::Result<StoredPasskey> {
     })
 }
 
-pub fn insert(conn: &Connection, passkey: &StoredPasskey) -> StoreResult<i64> {
-    conn.prepare_cached(
+pub fn insert(conn: &Db, passkey: &StoredPasskey) -> StoreResult<i64> {
+    conn.query_one(
         "INSERT INTO passkeys (user_id, credential_id, name, aaguid, passkey, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        passkey.user_id,
-        passkey.credential_id,
-        passkey.name,
-        passkey.aaguid,
-        passkey.passkey,
-        passkey.created_at
-    ])?;
-    Ok(conn.last_insert_rowid())
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+        args![
+            passkey.user_id,
+            passkey.credential_id,
+            passkey.name,
+            passkey.aaguid,
+            passkey.passkey,
+            passkey.created_at
+        ],
+        |row| row.get(0),
+    )
 }
 
-pub fn for_user(conn: &Connection, user_id: &str) -> StoreResult<Vec<StoredPasskey>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM passkeys WHERE user_id = ?1 ORDER BY created_at, id"
-    ))?;
-    let keys = stmt
-        .query_map([user_id], from_row)?
-        .collect::<Result<_, _>>()?;
+pub fn for_user(conn: &Db, user_id: &str) -> StoreResult<Vec<StoredPasskey>> {
+    let keys = conn.query(
+        &format!("SELECT {COLUMNS} FROM passkeys WHERE user_id = ?1 ORDER BY created_at, id"),
+        args![user_id],
+        from_row,
+    )?;
     Ok(keys)
 }
 
-pub fn by_credential_id(
-    conn: &Connection,
-    credential_id: &str,
-) -> StoreResult<Option<StoredPasskey>> {
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM passkeys WHERE credential_id = ?1"
-        ))?
-        .query_row([credential_id], from_row)
-        .optional()?)
+pub fn by_credential_id(conn: &Db, credential_id: &str) -> StoreResult<Option<StoredPasskey>> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM passkeys WHERE credential_id = ?1"),
+        args![credential_id],
+        from_row,
+    )
 }
 
 /// Records a use; `passkey` is the updated JSON when webauthn-rs reported a change
 /// (counter, backup state).
-pub fn record_use(
-    conn: &Connection,
-    id: i64,
-    passkey: Option<&str>,
-    now: UnixTime,
-) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn record_use(conn: &Db, id: i64, passkey: Option<&str>, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
         "UPDATE passkeys SET last_used_at = ?2, passkey = COALESCE(?3, passkey) WHERE id = ?1",
-    )?
-    .execute(params![id, now, passkey])?;
+        args![id, now, passkey],
+    )?;
     Ok(())
 }
 
 /// Renames one of `user_id`'s passkeys; false when they have no such passkey.
-pub fn rename(conn: &Connection, user_id: &str, id: i64, name: &str) -> StoreResult<bool> {
-    Ok(conn
-        .prepare_cached("UPDATE passkeys SET name = ?3 WHERE id = ?1 AND user_id = ?2")?
-        .execute(params![id, user_id, name])?
-        == 1)
+pub fn rename(conn: &Db, user_id: &str, id: i64, name: &str) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "UPDATE passkeys SET name = ?3 WHERE id = ?1 AND user_id = ?2",
+        args![id, user_id, name],
+    )? == 1)
 }
 
 /// Deletes one of `user_id`'s passkeys, returning it.
-pub fn delete(conn: &Connection, user_id: &str, id: i64) -> StoreResult<Option<StoredPasskey>> {
-    Ok(conn
-        .query_row(
-            &format!("DELETE FROM passkeys WHERE id = ?1 AND user_id = ?2 RETURNING {COLUMNS}"),
-            params![id, user_id],
-            from_row,
-        )
-        .optional()?)
+pub fn delete(conn: &Db, user_id: &str, id: i64) -> StoreResult<Option<StoredPasskey>> {
+    conn.query_opt(
+        &format!("DELETE FROM passkeys WHERE id = ?1 AND user_id = ?2 RETURNING {COLUMNS}"),
+        args![id, user_id],
+        from_row,
+    )
 }

@@ -4,9 +4,10 @@
 //! names, rules, targets) ask for a sync through triggers (migration 0007), whatever wrote
 //! them: the worker runs targets whose `due_at` has come.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row};
+use crate::args;
 
-use super::{StoreError, StoreResult, column};
+use super::{StoreError, StoreResult};
 use crate::clock::UnixTime;
 use std::fmt;
 
@@ -149,7 +150,7 @@ struct TargetRow {
     declared: bool,
 }
 
-fn target_row(row: &Row) -> rusqlite::Result<TargetRow> {
+fn target_row(row: &Row) -> StoreResult<TargetRow> {
     Ok(TargetRow {
         client_id: row.get(0)?,
         product: row.get(1)?,
@@ -199,142 +200,121 @@ fn trust_columns(trust: &Trust) -> (&'static str, Option<&str>) {
 }
 
 /// Creates or replaces a client's target (its rules and status stay).
-pub fn put_target(
-    conn: &Connection,
-    target: &Target,
-    declared: bool,
-    now: UnixTime,
-) -> StoreResult<()> {
+pub fn put_target(conn: &Db, target: &Target, declared: bool, now: UnixTime) -> StoreResult<()> {
     let (trust, trust_value) = trust_columns(&target.trust);
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO proxmox_targets (client_id, product, api_url, token_id, token_secret, \
          trust, trust_value, realm, leavers, manage_realm, declared, created_at, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12) \
          ON CONFLICT (client_id) DO UPDATE SET product = ?2, api_url = ?3, token_id = ?4, \
          token_secret = ?5, trust = ?6, trust_value = ?7, realm = ?8, leavers = ?9, \
          manage_realm = ?10, declared = ?11, updated_at = ?12",
-    )?
-    .execute(params![
-        target.client_id,
-        target.product.as_str(),
-        target.api_url,
-        target.token_id,
-        target.token_secret,
-        trust,
-        trust_value,
-        target.realm,
-        target.leavers.as_str(),
-        target.manage_realm,
-        declared,
-        now
-    ])?;
+        args![
+            target.client_id,
+            target.product.as_str(),
+            target.api_url,
+            target.token_id,
+            target.token_secret,
+            trust,
+            trust_value,
+            target.realm,
+            target.leavers.as_str(),
+            target.manage_realm,
+            declared,
+            now
+        ],
+    )?;
     Ok(())
 }
 
-pub fn target(conn: &Connection, client_id: &str) -> StoreResult<Option<StoredTarget>> {
-    conn.query_row(
+pub fn target(conn: &Db, client_id: &str) -> StoreResult<Option<StoredTarget>> {
+    conn.query_opt(
         &format!("SELECT {TARGET_COLUMNS} FROM proxmox_targets WHERE client_id = ?1"),
-        [client_id],
+        args![client_id],
         target_row,
-    )
-    .optional()?
+    )?
     .map(parse_target)
     .transpose()
 }
 
 /// Every target, by client id.
-pub fn targets(conn: &Connection) -> StoreResult<Vec<StoredTarget>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {TARGET_COLUMNS} FROM proxmox_targets ORDER BY client_id"
-    ))?;
-    let rows = stmt
-        .query_map([], target_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn targets(conn: &Db) -> StoreResult<Vec<StoredTarget>> {
+    let rows = conn.query(
+        &format!("SELECT {TARGET_COLUMNS} FROM proxmox_targets ORDER BY client_id"),
+        args![],
+        target_row,
+    )?;
     rows.into_iter().map(parse_target).collect()
 }
 
 /// Removes a client's target, its rules and its status; false when it had none.
-pub fn remove_target(conn: &Connection, client_id: &str) -> StoreResult<bool> {
-    Ok(conn
-        .prepare_cached("DELETE FROM proxmox_targets WHERE client_id = ?1")?
-        .execute([client_id])?
-        > 0)
+pub fn remove_target(conn: &Db, client_id: &str) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "DELETE FROM proxmox_targets WHERE client_id = ?1",
+        args![client_id],
+    )? > 0)
 }
 
 /// A target's rules, by group, path and role.
-pub fn rules(conn: &Connection, client_id: &str) -> StoreResult<Vec<Rule>> {
-    let mut stmt = conn.prepare(
+pub fn rules(conn: &Db, client_id: &str) -> StoreResult<Vec<Rule>> {
+    let rules = conn.query(
         "SELECT g.name, r.role, r.path, r.propagate FROM proxmox_rules r \
          JOIN groups g ON g.id = r.group_id WHERE r.client_id = ?1 \
          ORDER BY g.name, r.path, r.role",
-    )?;
-    let rules = stmt
-        .query_map([client_id], |row| {
+        args![client_id],
+        |row| {
             Ok(Rule {
                 group: row.get(0)?,
                 role: row.get(1)?,
                 path: row.get(2)?,
                 propagate: row.get(3)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        },
+    )?;
     Ok(rules)
 }
 
 /// Adds a rule, or changes its `propagate`; false when it was already so.
-pub fn put_rule(
-    conn: &Connection,
-    client_id: &str,
-    group_id: i64,
-    rule: &Rule,
-) -> StoreResult<bool> {
-    let changed = conn
-        .prepare_cached(
-            "INSERT INTO proxmox_rules (client_id, group_id, role, path, propagate) \
+pub fn put_rule(conn: &Db, client_id: &str, group_id: i64, rule: &Rule) -> StoreResult<bool> {
+    let changed = conn.execute(
+        "INSERT INTO proxmox_rules (client_id, group_id, role, path, propagate) \
          VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (client_id, group_id, role, path) DO UPDATE SET propagate = ?5 \
          WHERE propagate != ?5",
-        )?
-        .execute(params![
-            client_id,
-            group_id,
-            rule.role,
-            rule.path,
-            rule.propagate
-        ])?;
+        args![client_id, group_id, rule.role, rule.path, rule.propagate],
+    )?;
     Ok(changed > 0)
 }
 
 /// Removes a rule; false when there was none.
 pub fn remove_rule(
-    conn: &Connection,
+    conn: &Db,
     client_id: &str,
     group_id: i64,
     role: &str,
     path: &str,
 ) -> StoreResult<bool> {
-    Ok(conn
-        .prepare_cached(
-            "DELETE FROM proxmox_rules WHERE client_id = ?1 AND group_id = ?2 AND role = ?3 \
+    Ok(conn.execute(
+        "DELETE FROM proxmox_rules WHERE client_id = ?1 AND group_id = ?2 AND role = ?3 \
          AND path = ?4",
-        )?
-        .execute(params![client_id, group_id, role, path])?
-        > 0)
+        args![client_id, group_id, role, path],
+    )? > 0)
 }
 
 /// Removes every rule of a target (before the config file declares them again).
-pub fn clear_rules(conn: &Connection, client_id: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM proxmox_rules WHERE client_id = ?1")?
-        .execute([client_id])?;
+pub fn clear_rules(conn: &Db, client_id: &str) -> StoreResult<()> {
+    conn.execute(
+        "DELETE FROM proxmox_rules WHERE client_id = ?1",
+        args![client_id],
+    )?;
     Ok(())
 }
 
 /// The clients whose rules name a group.
-pub fn clients_ruling_group(conn: &Connection, group_id: i64) -> StoreResult<Vec<String>> {
-    column(
-        conn,
+pub fn clients_ruling_group(conn: &Db, group_id: i64) -> StoreResult<Vec<String>> {
+    conn.column(
         "SELECT DISTINCT client_id FROM proxmox_rules WHERE group_id = ?1 ORDER BY client_id",
-        [group_id],
+        args![group_id],
     )
 }
 
@@ -357,73 +337,73 @@ pub struct SyncStatus {
     pub last_applied: Option<i64>,
 }
 
-pub fn status(conn: &Connection, client_id: &str) -> StoreResult<Option<SyncStatus>> {
-    Ok(conn
-        .query_row(
-            "SELECT due_at, generation, attempts, realm_secret IS NOT NULL, last_run_at, \
+pub fn status(conn: &Db, client_id: &str) -> StoreResult<Option<SyncStatus>> {
+    conn.query_opt(
+        "SELECT due_at, generation, attempts, realm_secret IS NOT NULL, last_run_at, \
              last_success_at, last_error, last_error_at, last_applied \
              FROM proxmox_sync WHERE client_id = ?1",
-            [client_id],
-            |row| {
-                Ok(SyncStatus {
-                    due_at: row.get(0)?,
-                    generation: row.get(1)?,
-                    attempts: row.get(2)?,
-                    realm_secret_pending: row.get(3)?,
-                    last_run_at: row.get(4)?,
-                    last_success_at: row.get(5)?,
-                    last_error: row.get(6)?,
-                    last_error_at: row.get(7)?,
-                    last_applied: row.get(8)?,
-                })
-            },
-        )
-        .optional()?)
+        args![client_id],
+        |row| {
+            Ok(SyncStatus {
+                due_at: row.get(0)?,
+                generation: row.get(1)?,
+                attempts: row.get(2)?,
+                realm_secret_pending: row.get(3)?,
+                last_run_at: row.get(4)?,
+                last_success_at: row.get(5)?,
+                last_error: row.get(6)?,
+                last_error_at: row.get(7)?,
+                last_applied: row.get(8)?,
+            })
+        },
+    )
 }
 
 /// The targets whose sync is due at `now`.
-pub fn due(conn: &Connection, now: UnixTime) -> StoreResult<Vec<String>> {
-    column(
-        conn,
+pub fn due(conn: &Db, now: UnixTime) -> StoreResult<Vec<String>> {
+    conn.column(
         "SELECT client_id FROM proxmox_sync WHERE due_at IS NOT NULL AND due_at <= ?1 \
          ORDER BY due_at, client_id",
-        [now],
+        args![now],
     )
 }
 
 /// Asks for a sync of every target as soon as possible (the periodic repair of drift).
-pub fn request_all(conn: &Connection) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE proxmox_sync SET due_at = 0, generation = generation + 1")?
-        .execute([])?;
+pub fn request_all(conn: &Db) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1",
+        args![],
+    )?;
     Ok(())
 }
 
 /// Makes every pending sync due now, backoff or not: a server just started tries at once.
-pub fn retry_pending_now(conn: &Connection) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE proxmox_sync SET due_at = 0 WHERE due_at IS NOT NULL")?
-        .execute([])?;
+pub fn retry_pending_now(conn: &Db) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE proxmox_sync SET due_at = 0 WHERE due_at IS NOT NULL",
+        args![],
+    )?;
     Ok(())
 }
 
 /// Keeps a new client secret until it is written into the managed realm, and asks for a sync.
-pub fn set_realm_secret(conn: &Connection, client_id: &str, secret: &str) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn set_realm_secret(conn: &Db, client_id: &str, secret: &str) -> StoreResult<()> {
+    conn.execute(
         "UPDATE proxmox_sync SET realm_secret = ?2, due_at = 0, generation = generation + 1 \
          WHERE client_id = ?1",
-    )?
-    .execute(params![client_id, secret])?;
+        args![client_id, secret],
+    )?;
     Ok(())
 }
 
 /// The client secret waiting to be written into the managed realm, if any.
-pub fn realm_secret(conn: &Connection, client_id: &str) -> StoreResult<Option<String>> {
+pub fn realm_secret(conn: &Db, client_id: &str) -> StoreResult<Option<String>> {
     Ok(conn
-        .query_row(
+        .query_opt(
             "SELECT realm_secret FROM proxmox_sync WHERE client_id = ?1",
-            [client_id],
+            args![client_id],
             |row| row.get(0),
-        )
-        .optional()?
+        )?
         .flatten())
 }
 
@@ -441,57 +421,43 @@ pub struct Finished<'a> {
 
 /// Records a run's outcome: on success the target is no longer due (unless something changed
 /// since it started); on failure it is due again at the retry time.
-pub fn finish(
-    conn: &Connection,
-    client_id: &str,
-    finished: &Finished,
-    now: UnixTime,
-) -> StoreResult<()> {
+pub fn finish(conn: &Db, client_id: &str, finished: &Finished, now: UnixTime) -> StoreResult<()> {
     if let Some(secret) = finished.delivered_secret {
-        conn.prepare_cached(
+        conn.execute(
             "UPDATE proxmox_sync SET realm_secret = NULL WHERE client_id = ?1 \
              AND realm_secret = ?2",
-        )?
-        .execute(params![client_id, secret])?;
+            args![client_id, secret],
+        )?;
     }
     match finished.failure {
-        None => conn
-            .prepare_cached(
-                "UPDATE proxmox_sync SET last_run_at = ?2, last_success_at = ?2, attempts = 0, \
+        None => conn.execute(
+            "UPDATE proxmox_sync SET last_run_at = ?2, last_success_at = ?2, attempts = 0, \
              last_applied = ?3, due_at = CASE WHEN generation = ?4 THEN NULL ELSE due_at END \
              WHERE client_id = ?1",
-            )?
-            .execute(params![
-                client_id,
-                now,
-                finished.applied,
-                finished.generation
-            ])?,
-        Some((error, retry_at)) => conn
-            .prepare_cached(
-                "UPDATE proxmox_sync SET last_run_at = ?2, last_error = ?3, last_error_at = ?2, \
+            args![client_id, now, finished.applied, finished.generation],
+        )?,
+        Some((error, retry_at)) => conn.execute(
+            "UPDATE proxmox_sync SET last_run_at = ?2, last_error = ?3, last_error_at = ?2, \
              attempts = attempts + 1, last_applied = ?4, \
              due_at = CASE WHEN generation = ?5 THEN ?6 ELSE due_at END WHERE client_id = ?1",
-            )?
-            .execute(params![
+            args![
                 client_id,
                 now,
                 error,
                 finished.applied,
                 finished.generation,
                 retry_at
-            ])?,
+            ],
+        )?,
     };
     Ok(())
 }
 
 /// Asks for a sync of one target as soon as possible (the admin page's "Sync now"); false
 /// when the client has no target.
-pub fn request(conn: &Connection, client_id: &str) -> StoreResult<bool> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1 WHERE client_id = ?1",
-        )?
-        .execute([client_id])?
-        > 0)
+pub fn request(conn: &Db, client_id: &str) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1 WHERE client_id = ?1",
+        args![client_id],
+    )? > 0)
 }

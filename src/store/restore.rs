@@ -81,7 +81,7 @@ fn check(backup: &Path) -> Result<(Connection, i64), RestoreError> {
     let supported = migrations::supported();
     if version > supported {
         return Err(StoreError::TooNew {
-            path: backup.to_path_buf(),
+            path: backup.display().to_string(),
             found: version,
             supported,
         }

@@ -1,8 +1,9 @@
 //! Signed-in browser sessions. The cookie holds a random id; the row is keyed by its hash.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::Db;
+use crate::args;
 
-use super::{StoreResult, column, from_json, to_json};
+use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,33 +20,32 @@ pub struct Session {
     pub user_agent: Option<String>,
 }
 
-pub fn insert(conn: &Connection, session: &Session) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn insert(conn: &Db, session: &Session) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO sessions (id_hash, user_id, auth_time, amr, created_at, last_seen_at, \
          expires_at, ip, user_agent) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?
-    .execute(params![
-        session.id_hash,
-        session.user_id,
-        session.auth_time,
-        to_json(&session.amr),
-        session.created_at,
-        session.last_seen_at,
-        session.expires_at,
-        session.ip,
-        session.user_agent
-    ])?;
+        args![
+            session.id_hash,
+            session.user_id,
+            session.auth_time,
+            to_json(&session.amr),
+            session.created_at,
+            session.last_seen_at,
+            session.expires_at,
+            session.ip,
+            session.user_agent
+        ],
+    )?;
     Ok(())
 }
 
 /// The session with this id hash if it has not expired at `now`.
-pub fn live(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at, ip, \
+pub fn live(conn: &Db, id_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
+    let row = conn.query_opt(
+        "SELECT id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at, ip, \
              user_agent FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
-        )?
-        .query_row(params![id_hash, now], |row| {
+        args![id_hash, now],
+        |row| {
             Ok((
                 Session {
                     id_hash: row.get(0)?,
@@ -58,10 +58,10 @@ pub fn live(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<Opti
                     ip: row.get(7)?,
                     user_agent: row.get(8)?,
                 },
-                row.get::<_, String>(3)?,
+                row.get::<String>(3)?,
             ))
-        })
-        .optional()?;
+        },
+    )?;
     row.map(|(mut session, amr)| {
         session.amr = from_json("sessions", &amr)?;
         Ok(session)
@@ -70,31 +70,29 @@ pub fn live(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<Opti
 }
 
 /// Records that the session was seen at `now` (its idle time starts over).
-pub fn touch(conn: &Connection, id_hash: &str, now: UnixTime) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1")?
-        .execute(params![id_hash, now])?;
+pub fn touch(conn: &Db, id_hash: &str, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+        args![id_hash, now],
+    )?;
     Ok(())
 }
 
-pub fn delete(conn: &Connection, id_hash: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
-        .execute([id_hash])?;
+pub fn delete(conn: &Db, id_hash: &str) -> StoreResult<()> {
+    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", args![id_hash])?;
     Ok(())
 }
 
-pub fn delete_for_user(conn: &Connection, user_id: &str) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1")?
-        .execute([user_id])?)
+pub fn delete_for_user(conn: &Db, user_id: &str) -> StoreResult<usize> {
+    conn.execute("DELETE FROM sessions WHERE user_id = ?1", args![user_id])
 }
 
 /// A user's live sessions, most recently seen first.
-pub fn for_user(conn: &Connection, user_id: &str, now: UnixTime) -> StoreResult<Vec<Session>> {
-    let hashes: Vec<String> = column(
-        conn,
+pub fn for_user(conn: &Db, user_id: &str, now: UnixTime) -> StoreResult<Vec<Session>> {
+    let hashes: Vec<String> = conn.column(
         "SELECT id_hash FROM sessions WHERE user_id = ?1 AND expires_at > ?2 \
          ORDER BY last_seen_at DESC",
-        params![user_id, now],
+        args![user_id, now],
     )?;
     let mut found = Vec::with_capacity(hashes.len());
     for hash in hashes {
@@ -111,19 +109,20 @@ pub fn handle(session: &Session) -> &str {
 }
 
 /// Ends the session of `user_id` with this handle; false when there is none.
-pub fn delete_by_handle(conn: &Connection, user_id: &str, handle: &str) -> StoreResult<bool> {
+pub fn delete_by_handle(conn: &Db, user_id: &str, handle: &str) -> StoreResult<bool> {
     if handle.len() != 16 {
         return Ok(false);
     }
-    Ok(conn
-        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND substr(id_hash, 1, 16) = ?2")?
-        .execute(params![user_id, handle])?
-        > 0)
+    Ok(conn.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND substr(id_hash, 1, 16) = ?2",
+        args![user_id, handle],
+    )? > 0)
 }
 
 /// Ends every session of `user_id` but `keep`; returns how many.
-pub fn delete_others(conn: &Connection, user_id: &str, keep: &str) -> StoreResult<usize> {
-    Ok(conn
-        .prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2")?
-        .execute(params![user_id, keep])?)
+pub fn delete_others(conn: &Db, user_id: &str, keep: &str) -> StoreResult<usize> {
+    conn.execute(
+        "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2",
+        args![user_id, keep],
+    )
 }

@@ -1,9 +1,11 @@
 //! Signing keys, as JWK JSON text, and the algorithms they sign with.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, params};
+use tokio_postgres::types::{IsNull, Type, to_sql_checked};
 
 use super::StoreResult;
+use super::db::Db;
+use crate::args;
 use crate::clock::UnixTime;
 
 /// An algorithm ID tokens are signed with (`id_token_signed_response_alg`, OIDC Dynamic
@@ -52,12 +54,39 @@ impl ToSql for SigningAlg {
     }
 }
 
+type PgResult<T> = Result<T, Box<dyn std::error::Error + Sync + Send>>;
+
+impl tokio_postgres::types::ToSql for SigningAlg {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> PgResult<IsNull> {
+        tokio_postgres::types::ToSql::to_sql(&self.as_str(), ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for SigningAlg {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> PgResult<SigningAlg> {
+        let name = <&str>::from_sql(ty, raw)?;
+        SigningAlg::from_name(name).ok_or_else(|| unknown(name).into())
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+fn unknown(name: &str) -> String {
+    format!("unknown signing algorithm {name:?}")
+}
+
 impl FromSql for SigningAlg {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         let name = value.as_str()?;
-        SigningAlg::from_name(name).ok_or_else(|| {
-            FromSqlError::Other(format!("unknown signing algorithm {name:?}").into())
-        })
+        SigningAlg::from_name(name).ok_or_else(|| FromSqlError::Other(unknown(name).into()))
     }
 }
 
@@ -71,30 +100,29 @@ pub struct StoredKey {
     pub retired_at: Option<UnixTime>,
 }
 
-pub fn insert(conn: &Connection, key: &StoredKey) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn insert(conn: &Db, key: &StoredKey) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO signing_keys (kid, alg, private_jwk, public_jwk, created_at, retired_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        key.kid,
-        key.alg,
-        key.private_jwk,
-        key.public_jwk,
-        key.created_at,
-        key.retired_at
-    ])?;
+        args![
+            key.kid,
+            key.alg,
+            key.private_jwk,
+            key.public_jwk,
+            key.created_at,
+            key.retired_at
+        ],
+    )?;
     Ok(())
 }
 
 /// Every key, newest first.
-pub fn list(conn: &Connection) -> StoreResult<Vec<StoredKey>> {
-    let mut stmt = conn.prepare_cached(
+pub fn list(conn: &Db) -> StoreResult<Vec<StoredKey>> {
+    conn.query(
         "SELECT kid, alg, private_jwk, public_jwk, created_at, retired_at FROM signing_keys \
          ORDER BY created_at DESC, rowid DESC",
-    )?;
-    let keys = stmt
-        .query_map([], |row| {
+        args![],
+        |row| {
             Ok(StoredKey {
                 kid: row.get(0)?,
                 alg: row.get(1)?,
@@ -103,34 +131,34 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<StoredKey>> {
                 created_at: row.get(4)?,
                 retired_at: row.get(5)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(keys)
+        },
+    )
 }
 
 /// The key that signs with `alg` now, as `(kid, private JWK)`: the newest not retired.
-pub fn active(conn: &Connection, alg: SigningAlg) -> StoreResult<Option<(String, String)>> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT kid, private_jwk FROM signing_keys WHERE retired_at IS NULL AND alg = ?1 \
+pub fn active(conn: &Db, alg: SigningAlg) -> StoreResult<Option<(String, String)>> {
+    conn.query_opt(
+        "SELECT kid, private_jwk FROM signing_keys WHERE retired_at IS NULL AND alg = ?1 \
              ORDER BY created_at DESC, rowid DESC LIMIT 1",
-        )?
-        .query_row([alg], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?)
+        args![alg],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
 }
 
 /// Retires every key still signing; the caller inserts the new ones in the same transaction.
-pub fn retire_active(conn: &Connection, now: UnixTime) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL")?
-        .execute([now])?;
+pub fn retire_active(conn: &Db, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
+        args![now],
+    )?;
     Ok(())
 }
 
 /// Drops retired keys whose every token has expired.
-pub fn delete_retired_before(conn: &Connection, cutoff: UnixTime) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn delete_retired_before(conn: &Db, cutoff: UnixTime) -> StoreResult<()> {
+    conn.execute(
         "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at <= ?1",
-    )?
-    .execute([cutoff])?;
+        args![cutoff],
+    )?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Counts for monitoring.
 
-use rusqlite::{Connection, params};
+use super::db::Db;
+use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
@@ -14,11 +15,11 @@ pub struct Counts {
 }
 
 /// The counts at `now`; a session unused for `idle_secs` has ended.
-pub fn counts(conn: &Connection, idle_secs: i64, now: UnixTime) -> StoreResult<Counts> {
-    Ok(conn.query_row(
+pub fn counts(conn: &Db, idle_secs: i64, now: UnixTime) -> StoreResult<Counts> {
+    conn.query_one(
         "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM clients), \
          (SELECT count(*) FROM sessions WHERE expires_at > ?1 AND last_seen_at > ?2)",
-        params![now, now - idle_secs],
+        args![now, now - idle_secs],
         |row| {
             Ok(Counts {
                 users: row.get(0)?,
@@ -26,5 +27,5 @@ pub fn counts(conn: &Connection, idle_secs: i64, now: UnixTime) -> StoreResult<C
                 sessions: row.get(2)?,
             })
         },
-    )?)
+    )
 }

@@ -1,8 +1,9 @@
 //! People.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::db::{Db, Row};
+use crate::args;
 
-use super::{StoreResult, column};
+use super::StoreResult;
 use crate::clock::UnixTime;
 use crate::names::Username;
 
@@ -26,7 +27,7 @@ pub struct User {
 const COLUMNS: &str = "id, username, display_name, email, email_verified, given_name, \
                        family_name, is_admin, disabled, created_at, updated_at";
 
-fn from_row(row: &Row) -> rusqlite::Result<User> {
+fn from_row(row: &Row) -> StoreResult<User> {
     Ok(User {
         id: row.get(0)?,
         username: row.get(1)?,
@@ -42,12 +43,12 @@ fn from_row(row: &Row) -> rusqlite::Result<User> {
     })
 }
 
-pub fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
+pub fn insert(conn: &Db, user: &User) -> StoreResult<()> {
     conn.execute(
         &format!(
             "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ),
-        params![
+        args![
             user.id,
             user.username,
             user.display_name,
@@ -64,146 +65,140 @@ pub fn insert(conn: &Connection, user: &User) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn by_username(conn: &Connection, username: &str) -> StoreResult<Option<User>> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
-            [username],
-            from_row,
-        )
-        .optional()?)
+pub fn by_username(conn: &Db, username: &str) -> StoreResult<Option<User>> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
+        args![username],
+        from_row,
+    )
 }
 
-pub fn by_id(conn: &Connection, id: &str) -> StoreResult<Option<User>> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
-            [id],
-            from_row,
-        )
-        .optional()?)
+pub fn by_id(conn: &Db, id: &str) -> StoreResult<Option<User>> {
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+        args![id],
+        from_row,
+    )
 }
 
-pub fn list(conn: &Connection) -> StoreResult<Vec<User>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))?;
-    let users = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+pub fn list(conn: &Db) -> StoreResult<Vec<User>> {
+    let users = conn.query(
+        &format!("SELECT {COLUMNS} FROM users ORDER BY username"),
+        args![],
+        from_row,
+    )?;
     Ok(users)
 }
 
-pub fn set_disabled(conn: &Connection, id: &str, disabled: bool, now: UnixTime) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, disabled, now])?;
+pub fn set_disabled(conn: &Db, id: &str, disabled: bool, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+        args![id, disabled, now],
+    )?;
     Ok(())
 }
 
-pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM users WHERE id = ?1")?
-        .execute([id])?;
+pub fn delete(conn: &Db, id: &str) -> StoreResult<()> {
+    conn.execute("DELETE FROM users WHERE id = ?1", args![id])?;
     Ok(())
 }
 
-pub fn count_admins(conn: &Connection) -> StoreResult<i64> {
-    Ok(conn.query_row(
+pub fn count_admins(conn: &Db) -> StoreResult<i64> {
+    conn.query_one(
         "SELECT COUNT(*) FROM users WHERE is_admin = 1 AND disabled = 0",
-        [],
+        args![],
         |row| row.get(0),
-    )?)
+    )
 }
 
 /// Names of the groups a user belongs to, sorted.
-pub fn group_names(conn: &Connection, user_id: &str) -> StoreResult<Vec<String>> {
-    column(
-        conn,
+pub fn group_names(conn: &Db, user_id: &str) -> StoreResult<Vec<String>> {
+    conn.column(
         "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id \
          WHERE m.user_id = ?1 ORDER BY g.name",
-        [user_id],
+        args![user_id],
     )
 }
 
 /// Changes what a person may edit about themselves.
-pub fn update_profile(conn: &Connection, user: &User, now: UnixTime) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn update_profile(conn: &Db, user: &User, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
         "UPDATE users SET display_name = ?2, email = ?3, email_verified = ?4, given_name = ?5, \
          family_name = ?6, updated_at = ?7 WHERE id = ?1",
-    )?
-    .execute(params![
-        user.id,
-        user.display_name,
-        user.email,
-        user.email_verified,
-        user.given_name,
-        user.family_name,
-        now
-    ])?;
+        args![
+            user.id,
+            user.display_name,
+            user.email,
+            user.email_verified,
+            user.given_name,
+            user.family_name,
+            now
+        ],
+    )?;
     Ok(())
 }
 
 /// People whose username, display name or e-mail address contains `query` (any case),
 /// sorted by username.
-pub fn search(conn: &Connection, query: &str) -> StoreResult<Vec<User>> {
+pub fn search(conn: &Db, query: &str) -> StoreResult<Vec<User>> {
     // LIKE wildcards in what the administrator typed are meant literally.
     let escaped = query
         .replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_");
     let pattern = format!("%{escaped}%");
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM users WHERE username LIKE ?1 ESCAPE '\\' \
+    let users = conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM users WHERE username LIKE ?1 ESCAPE '\\' \
          OR display_name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' ORDER BY username"
-    ))?;
-    let users = stmt
-        .query_map([pattern], from_row)?
-        .collect::<Result<_, _>>()?;
+        ),
+        args![pattern],
+        from_row,
+    )?;
     Ok(users)
 }
 
-pub fn set_username(
-    conn: &Connection,
-    id: &str,
-    username: &Username,
-    now: UnixTime,
-) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, username.as_str(), now])?;
+pub fn set_username(conn: &Db, id: &str, username: &Username, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1",
+        args![id, username.as_str(), now],
+    )?;
     Ok(())
 }
 
-pub fn set_admin(conn: &Connection, id: &str, is_admin: bool, now: UnixTime) -> StoreResult<()> {
-    conn.prepare_cached("UPDATE users SET is_admin = ?2, updated_at = ?3 WHERE id = ?1")?
-        .execute(params![id, is_admin, now])?;
+pub fn set_admin(conn: &Db, id: &str, is_admin: bool, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE users SET is_admin = ?2, updated_at = ?3 WHERE id = ?1",
+        args![id, is_admin, now],
+    )?;
     Ok(())
 }
 
 /// Remembers that `user_id` gave up `username` (deleted or renamed).
-pub fn retire_username(
-    conn: &Connection,
-    username: &str,
-    user_id: &str,
-    now: UnixTime,
-) -> StoreResult<()> {
-    conn.prepare_cached(
+pub fn retire_username(conn: &Db, username: &str, user_id: &str, now: UnixTime) -> StoreResult<()> {
+    conn.execute(
         "INSERT INTO retired_usernames (username, user_id, retired_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (username) DO UPDATE SET user_id = excluded.user_id, \
          retired_at = excluded.retired_at",
-    )?
-    .execute(params![username, user_id, now])?;
+        args![username, user_id, now],
+    )?;
     Ok(())
 }
 
 /// Who last gave up `username`, if anyone did.
-pub fn retired_by(conn: &Connection, username: &Username) -> StoreResult<Option<String>> {
-    Ok(conn
-        .query_row(
-            "SELECT user_id FROM retired_usernames WHERE username = ?1",
-            [username.as_str()],
-            |row| row.get(0),
-        )
-        .optional()?)
+pub fn retired_by(conn: &Db, username: &Username) -> StoreResult<Option<String>> {
+    conn.query_opt(
+        "SELECT user_id FROM retired_usernames WHERE username = ?1",
+        args![username.as_str()],
+        |row| row.get(0),
+    )
 }
 
 /// `username` is someone's again.
-pub fn reuse_username(conn: &Connection, username: &Username) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM retired_usernames WHERE username = ?1")?
-        .execute([username.as_str()])?;
+pub fn reuse_username(conn: &Db, username: &Username) -> StoreResult<()> {
+    conn.execute(
+        "DELETE FROM retired_usernames WHERE username = ?1",
+        args![username.as_str()],
+    )?;
     Ok(())
 }

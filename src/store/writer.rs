@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rusqlite::Connection;
+
+use super::Db;
 use tokio::sync::oneshot;
 
 use super::{StoreError, WaitObserver};
@@ -37,7 +39,7 @@ struct Pending<T, E, F> {
 
 impl<T, E, F> Job for Pending<T, E, F>
 where
-    F: FnOnce(&Connection) -> Result<T, E> + Send,
+    F: FnOnce(&Db) -> Result<T, E> + Send,
     T: Send,
     E: From<StoreError> + Send,
 {
@@ -48,7 +50,7 @@ where
         let Some(work) = self.work.take() else {
             return false;
         };
-        let outcome = self.span.in_scope(|| work(conn));
+        let outcome = self.span.in_scope(|| work(&Db::Sqlite(conn)));
         let keep = outcome.is_ok();
         self.outcome = Some(outcome);
         keep
@@ -89,7 +91,7 @@ impl Writer {
     /// Queues `work` and waits for the commit of its batch.
     pub(super) async fn write<T, E>(
         &self,
-        work: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        work: impl FnOnce(&Db) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
@@ -172,7 +174,7 @@ pub(super) mod tests {
     async fn insert(store: &Store, x: i64, fail: bool) -> Result<(), StoreError> {
         store
             .write_async(move |conn| {
-                conn.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
+                conn.execute("INSERT INTO t (x) VALUES (?1)", crate::args![x])?;
                 if fail {
                     // What it wrote must not survive; the rest of its batch must.
                     return Err(StoreError::Corrupt {
@@ -190,7 +192,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
-            .write_async(|conn| Ok::<_, StoreError>(conn.execute_batch("CREATE TABLE t (x)")?))
+            .write_async(|conn| conn.batch("CREATE TABLE t (x)"))
             .await
             .unwrap();
         (dir, store)
@@ -198,11 +200,7 @@ pub(super) mod tests {
 
     fn rows(store: &Store) -> Vec<i64> {
         store
-            .read(|conn| {
-                let mut stmt = conn.prepare("SELECT x FROM t ORDER BY x")?;
-                let rows = stmt.query_map([], |row| row.get(0))?;
-                Ok::<_, StoreError>(rows.collect::<Result<Vec<i64>, _>>()?)
-            })
+            .read(|conn| conn.column("SELECT x FROM t ORDER BY x", crate::args![]))
             .unwrap()
     }
 
@@ -229,7 +227,7 @@ pub(super) mod tests {
         let (_dir, store) = store_with_table().await;
         let panicked = store
             .write_async(|conn| -> Result<(), StoreError> {
-                conn.execute("INSERT INTO t (x) VALUES (1)", [])?;
+                conn.execute("INSERT INTO t (x) VALUES (1)", crate::args![])?;
                 panic!("a bug in a rule")
             })
             .await;

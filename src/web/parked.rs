@@ -2,8 +2,8 @@
 //! store; a cookie names it. The sign-in pages read only this: whether an app is waiting,
 //! which one, and where to continue, so that signing in knows nothing of the protocol.
 
+use crate::store::Db;
 use actix_web::HttpRequest;
-use rusqlite::Connection;
 
 use crate::clock::UnixTime;
 use crate::config::Issuer;
@@ -46,11 +46,7 @@ pub fn after_sign_in(req: &HttpRequest, issuer: &Issuer) -> String {
 
 /// The name of the app a parked request is for, read without taking the request (a page may
 /// show it before the person decides anything).
-pub fn client_name(
-    conn: &Connection,
-    parked_id: &str,
-    now: UnixTime,
-) -> StoreResult<Option<String>> {
+pub fn client_name(conn: &Db, parked_id: &str, now: UnixTime) -> StoreResult<Option<String>> {
     let Some(json) = pending::peek(conn, &secrets::token_hash(parked_id), now)? else {
         return Ok(None);
     };

@@ -2,10 +2,9 @@
 //! does not answer is saved with a warning), rules, the sync status and "Sync now",
 //! disconnecting, what is refused and why, and the token secret never coming back.
 
-use latchkey::store::StoreError;
 use latchkey::store::audit::EventKind;
 use latchkey::store::proxmox::{self as stored, StoredTarget, SyncStatus};
-use rusqlite::Connection;
+use latchkey::store::{Db, StoreError};
 
 use crate::admin::{Browser, admin_app, store, text};
 use crate::helpers::*;
@@ -34,7 +33,7 @@ fn connect_form<'a>(api_url: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)
     ]
 }
 
-fn read<T>(app: &TestApp, work: impl FnOnce(&Connection) -> Result<T, StoreError>) -> T {
+fn read<T>(app: &TestApp, work: impl FnOnce(&Db) -> Result<T, StoreError>) -> T {
     store(app).read(work).unwrap()
 }
 

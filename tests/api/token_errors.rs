@@ -258,7 +258,7 @@ async fn a_corrupt_stored_secret_hash_is_a_server_error() {
         .write(|tx| {
             tx.execute(
                 "UPDATE clients SET secret_hash = 'not-a-hash' WHERE client_id = 'proxmox'",
-                [],
+                latchkey::args![],
             )?;
             Ok::<_, latchkey::store::StoreError>(())
         })

@@ -1,8 +1,8 @@
 //! `/account`: profile, passkeys and sessions of the signed-in person.
 
+use crate::store::Db;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use rusqlite::Connection;
 use serde::Deserialize;
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
@@ -175,7 +175,7 @@ async fn account_change(
     req: &HttpRequest,
     state: &State,
     csrf_token: &str,
-    work: impl FnOnce(&Connection, Posted) -> Result<(), PageError> + Send + 'static,
+    work: impl FnOnce(&Db, Posted) -> Result<(), PageError> + Send + 'static,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(req, &state.settings.issuer, Some(csrf_token))?;
     let (session, user) = match require_session(req, state).await {
@@ -199,12 +199,7 @@ async fn account_change(
 }
 
 /// Records an account change in the audit log.
-fn record(
-    tx: &Connection,
-    posted: &Posted,
-    kind: EventKind,
-    detail: String,
-) -> Result<(), PageError> {
+fn record(tx: &Db, posted: &Posted, kind: EventKind, detail: String) -> Result<(), PageError> {
     let event = Event::new(kind)
         .user(&posted.user.id, &posted.user.username)
         .detail(detail);

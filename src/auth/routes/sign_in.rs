@@ -48,7 +48,7 @@ async fn login_page(
 
 /// Replaces whatever session this browser had with a new one for `user`.
 fn replace_session(
-    tx: &rusqlite::Connection,
+    tx: &crate::store::Db,
     state: &AppState,
     previous: Option<String>,
     user: &crate::store::users::User,

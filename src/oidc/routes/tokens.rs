@@ -124,7 +124,7 @@ async fn client_request<T: Send + 'static>(
     body: &[u8],
     work: impl FnOnce(
         &AppState,
-        &rusqlite::Connection,
+        &crate::store::Db,
         &crate::store::clients::Client,
         &str,
     ) -> Result<T, OAuthError>

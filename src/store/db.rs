@@ -1,0 +1,182 @@
+//! The handle every rule gets on the database, whichever backend holds it.
+//!
+//! SQL is written once, in SQLite's numbered form (`?1`, `?2`, …); the PostgreSQL side turns
+//! the placeholders into `$1`, `$2`, … when it first prepares a statement. Values go in as
+//! [`Param`]s and come out through [`Row::get`], both of which each backend's client library
+//! understands natively, so neither side converts through strings.
+
+use std::borrow::Cow;
+
+use super::StoreResult;
+use super::postgres::PgConn;
+
+/// A value bound to a placeholder: anything both client libraries can send.
+pub trait Param: rusqlite::ToSql + tokio_postgres::types::ToSql + Sync {
+    fn as_postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync);
+}
+
+impl<T: rusqlite::ToSql + tokio_postgres::types::ToSql + Sync> Param for T {
+    fn as_postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        self
+    }
+}
+
+/// A value read from a column: anything both client libraries can decode.
+pub trait Column: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a> {}
+
+impl<T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>> Column for T {}
+
+/// The parameters of one statement: `args![a, b]`.
+#[macro_export]
+macro_rules! args {
+    ($($value:expr),* $(,)?) => {
+        &[$(&$value as &dyn $crate::store::db::Param),*] as &[&dyn $crate::store::db::Param]
+    };
+}
+
+/// One connection (inside a transaction when the store's `write` gave it).
+pub enum Db<'a> {
+    Sqlite(&'a rusqlite::Connection),
+    Postgres(PgConn<'a>),
+}
+
+/// One row of a result, read by column index.
+pub enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r tokio_postgres::Row),
+}
+
+impl Row<'_> {
+    pub fn get<T: Column>(&self, index: usize) -> StoreResult<T> {
+        Ok(match self {
+            Row::Sqlite(row) => row.get(index)?,
+            Row::Postgres(row) => row.try_get(index)?,
+        })
+    }
+}
+
+fn sqlite_params<'p>(
+    params: &'p [&'p dyn Param],
+) -> rusqlite::ParamsFromIter<impl Iterator<Item = &'p dyn rusqlite::ToSql>> {
+    rusqlite::params_from_iter(params.iter().map(|p| *p as &dyn rusqlite::ToSql))
+}
+
+impl Db<'_> {
+    /// Runs a statement that returns no rows; the number of rows it changed.
+    pub fn execute(&self, sql: &str, params: &[&dyn Param]) -> StoreResult<usize> {
+        match self {
+            Db::Sqlite(conn) => Ok(conn.prepare_cached(sql)?.execute(sqlite_params(params))?),
+            Db::Postgres(conn) => Ok(conn.execute(sql, params)? as usize),
+        }
+    }
+
+    /// Every row `sql` returns, each read by `read`.
+    pub fn query<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        mut read: impl FnMut(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        match self {
+            Db::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(sqlite_params(params))?;
+                let mut values = Vec::new();
+                while let Some(row) = rows.next()? {
+                    values.push(read(&Row::Sqlite(row))?);
+                }
+                Ok(values)
+            }
+            Db::Postgres(conn) => conn
+                .query(sql, params)?
+                .iter()
+                .map(|row| read(&Row::Postgres(row)))
+                .collect(),
+        }
+    }
+
+    /// The first row `sql` returns, if any, read by `read`.
+    pub fn query_opt<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        read: impl FnOnce(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        match self {
+            Db::Sqlite(conn) => {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let mut rows = stmt.query(sqlite_params(params))?;
+                rows.next()?.map(|row| read(&Row::Sqlite(row))).transpose()
+            }
+            Db::Postgres(conn) => conn
+                .query(sql, params)?
+                .first()
+                .map(|row| read(&Row::Postgres(row)))
+                .transpose(),
+        }
+    }
+
+    /// The row `sql` returns; an error when it returns none.
+    pub fn query_one<T>(
+        &self,
+        sql: &str,
+        params: &[&dyn Param],
+        read: impl FnOnce(&Row) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.query_opt(sql, params, read)?
+            .ok_or(super::StoreError::NoRow)
+    }
+
+    /// The first column of every row `sql` returns, in order.
+    pub fn column<T: Column>(&self, sql: &str, params: &[&dyn Param]) -> StoreResult<Vec<T>> {
+        self.query(sql, params, |row| row.get(0))
+    }
+
+    /// The first column of the first row `sql` returns, if any.
+    pub fn value<T: Column>(&self, sql: &str, params: &[&dyn Param]) -> StoreResult<Option<T>> {
+        self.query_opt(sql, params, |row| row.get(0))
+    }
+
+    /// Runs statements without parameters, as one batch (migrations).
+    pub fn batch(&self, sql: &str) -> StoreResult<()> {
+        match self {
+            Db::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Db::Postgres(conn) => conn.batch(sql),
+        }
+    }
+
+    /// Whether this is the PostgreSQL backend, for the few statements whose spelling differs.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::Postgres(_))
+    }
+}
+
+/// `sql` with SQLite's `?N` placeholders spelled `$N`, as PostgreSQL wants them.
+pub(super) fn numbered_for_postgres(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for c in sql.chars() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        out.push(if c == '?' && !quoted { '$' } else { c });
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_for_postgres;
+
+    #[test]
+    fn placeholders_outside_quotes_become_dollars() {
+        assert_eq!(
+            numbered_for_postgres("SELECT a FROM t WHERE b = ?1 AND c LIKE '?x' AND d = ?12"),
+            "SELECT a FROM t WHERE b = $1 AND c LIKE '?x' AND d = $12"
+        );
+        assert_eq!(numbered_for_postgres("SELECT 1"), "SELECT 1");
+    }
+}
