@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::store::{Database, PgTarget};
+
 pub mod sources;
 
 pub const DEFAULT_DATA_DIR: &str = "data";
@@ -53,6 +55,18 @@ pub enum ConfigError {
     BackupKeep(String),
     #[error("{0} needs backup_dir")]
     BackupWithoutDir(&'static str),
+    #[error("invalid database_url: {0}")]
+    DatabaseUrl(#[source] crate::store::postgres::UrlError),
+    #[error(
+        "invalid database_url: use postgres://USER@HOST:PORT/DATABASE, or leave it out for SQLite in the data directory"
+    )]
+    DatabaseScheme,
+    #[error("database_password is set without database_url")]
+    PasswordWithoutUrl,
+    #[error(
+        "backup_dir copies the SQLite file; with PostgreSQL, back up with its own tools (pg_dump)"
+    )]
+    BackupsOnPostgres,
     // Logs and metrics (issue 9, obs).
     #[error("invalid log_format {0:?}: use text or json")]
     LogFormat(String),
@@ -298,6 +312,12 @@ pub struct FileConfig {
     pub issuer: Option<String>,
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// `postgres://…`: the data lives in PostgreSQL instead of the data directory's SQLite file.
+    pub database_url: Option<String>,
+    pub database_url_file: Option<PathBuf>,
+    /// The PostgreSQL password, when the URL leaves it out.
+    pub database_password: Option<String>,
+    pub database_password_file: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` header is believed (reverse proxies).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -450,6 +470,7 @@ fn declared<T>(text: &str, items: Vec<toml::Spanned<T>>) -> Vec<Declared<T>> {
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub config: Option<PathBuf>,
     pub listen: Option<String>,
     pub issuer: Option<String>,
@@ -506,6 +527,8 @@ fn is_listen_address(text: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// Where the data lives: the SQLite file in `data_dir`, or PostgreSQL.
+    pub database: Database,
     pub listen: String,
     pub issuer: Issuer,
     /// True when the issuer came from a flag, the environment or the file, not the default.
@@ -543,8 +566,16 @@ impl Settings {
         };
         let data_dir = overrides
             .data_dir
-            .or(file.data_dir)
+            .or(file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let mut warnings = Vec::new();
+        let database = database(
+            &data_dir,
+            overrides.database_url,
+            &file,
+            &sources::process_env,
+            &mut warnings,
+        )?;
         let listen = overrides
             .listen
             .or(file.listen)
@@ -591,15 +622,18 @@ impl Settings {
             file.audit_retention,
             DEFAULT_AUDIT_RETENTION_SECS,
         )?;
-        let mut warnings = Vec::new();
         let clients = secrets_from_files(file.clients, &mut warnings)?;
         let backups = BackupSettings::resolve(
             (file.backup_dir, file.backup_every, file.backup_keep),
             &sources::process_env,
             &mut warnings,
         )?;
+        if backups.is_some() && matches!(database, Database::Postgres(_)) {
+            return Err(ConfigError::BackupsOnPostgres);
+        }
         Ok(Settings {
             data_dir,
+            database,
             listen,
             issuer,
             issuer_explicit,
@@ -625,6 +659,58 @@ impl Settings {
                 file.metrics_listen,
             )?,
         })
+    }
+}
+
+/// The database: PostgreSQL when a URL is given (flag, `LATCHKEY_DATABASE_URL`, its `_FILE`
+/// form, or the file's `database_url`/`database_url_file`), else SQLite in the data dir. The
+/// password may come apart from the URL, the same ways.
+fn database(
+    data_dir: &Path,
+    flag: Option<String>,
+    file: &FileConfig,
+    lookup: &impl Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Database, ConfigError> {
+    let from_file = |inline: &Option<String>, path: &Option<PathBuf>, names, warnings: &mut _| {
+        sources::inline_or_file(names, inline.clone(), path.as_deref(), warnings)
+    };
+    let url = match flag {
+        Some(url) => Some(url),
+        None => sources::from_env("database_url", lookup, warnings)?,
+    };
+    let url = match url {
+        Some(url) => Some(url),
+        None => from_file(
+            &file.database_url,
+            &file.database_url_file,
+            sources::Names {
+                inline: "database_url",
+                file: "database_url_file",
+            },
+            warnings,
+        )?,
+    };
+    let password = match sources::from_env("database_password", lookup, warnings)? {
+        Some(password) => Some(password),
+        None => from_file(
+            &file.database_password,
+            &file.database_password_file,
+            sources::Names {
+                inline: "database_password",
+                file: "database_password_file",
+            },
+            warnings,
+        )?,
+    };
+    match url {
+        None if password.is_some() => Err(ConfigError::PasswordWithoutUrl),
+        None => Ok(Database::Sqlite(data_dir.to_path_buf())),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let target = PgTarget::parse(&url, password).map_err(ConfigError::DatabaseUrl)?;
+            Ok(Database::Postgres(Box::new(target)))
+        }
+        Some(_) => Err(ConfigError::DatabaseScheme),
     }
 }
 
@@ -743,6 +829,59 @@ mod tests {
         assert_eq!(parse_duration("0s"), None);
         assert_eq!(parse_duration("5y"), None);
         assert_eq!(parse_duration("m"), None);
+    }
+
+    fn database_from(
+        url: Option<&str>,
+        file: &FileConfig,
+        env: &[(&str, &str)],
+    ) -> Result<Database, ConfigError> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        };
+        database(
+            Path::new("data"),
+            url.map(str::to_string),
+            file,
+            &lookup,
+            &mut Vec::new(),
+        )
+    }
+
+    #[test]
+    fn sqlite_unless_a_postgres_url_is_given() {
+        let none = FileConfig::default();
+        assert!(matches!(
+            database_from(None, &none, &[]),
+            Ok(Database::Sqlite(dir)) if dir == Path::new("data")
+        ));
+        let url = "postgres://latchkey@db.example.com/latchkey?sslmode=verify-full";
+        let Ok(Database::Postgres(target)) = database_from(Some(url), &none, &[]) else {
+            panic!("a PostgreSQL URL");
+        };
+        assert_eq!(
+            target.describe(),
+            "PostgreSQL database latchkey on db.example.com:5432"
+        );
+        assert!(matches!(
+            database_from(Some("mysql://x/y"), &none, &[]),
+            Err(ConfigError::DatabaseScheme)
+        ));
+        assert!(matches!(
+            database_from(Some("postgres://h/d?sslmode=sometimes"), &none, &[]),
+            Err(ConfigError::DatabaseUrl(_))
+        ));
+        assert!(matches!(
+            database_from(None, &none, &[("LATCHKEY_DATABASE_PASSWORD", "pw")]),
+            Err(ConfigError::PasswordWithoutUrl)
+        ));
+        let from_env = [("LATCHKEY_DATABASE_URL", "postgres://h/d")];
+        assert!(matches!(
+            database_from(None, &none, &from_env),
+            Ok(Database::Postgres(_))
+        ));
     }
 
     #[test]

@@ -147,8 +147,9 @@ CREATE TABLE refresh_tokens (
 CREATE INDEX refresh_tokens_by_grant ON refresh_tokens(grant_id);
 CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens(expires_at);
 
--- `seq` stands in for SQLite's rowid: the order keys were inserted in, which breaks ties
--- between keys made in the same second (newest first: created_at DESC, seq DESC).
+-- `rowid` stands in for SQLite's implicit rowid, under the same name so that one query
+-- serves both: the order keys were inserted in, which breaks ties between keys made in the
+-- same second (newest first: created_at DESC, rowid DESC).
 CREATE TABLE signing_keys (
     kid          TEXT PRIMARY KEY,               -- RFC 7638 thumbprint
     alg          TEXT NOT NULL,
@@ -156,7 +157,7 @@ CREATE TABLE signing_keys (
     public_jwk   TEXT NOT NULL,
     created_at   BIGINT NOT NULL,
     retired_at   BIGINT,                         -- no longer signs; published until tokens expire
-    seq          BIGINT GENERATED ALWAYS AS IDENTITY
+    rowid        BIGINT GENERATED ALWAYS AS IDENTITY
 );
 
 CREATE TABLE audit_events (

@@ -28,6 +28,15 @@ pub struct Cli {
     /// Where the database lives.
     #[arg(long, env = "LATCHKEY_DATA_DIR", global = true, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of the SQLite file in the data directory: postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_URL",
+        global = true,
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
     /// A TOML configuration file.
     #[arg(long, env = "LATCHKEY_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -157,6 +166,7 @@ pub fn run(cli: Cli) -> CliResult {
     };
     let settings = Settings::resolve(Overrides {
         data_dir: cli.data_dir,
+        database_url: cli.database_url,
         config: cli.config,
         listen,
         issuer,
@@ -168,7 +178,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Healthcheck { .. } => ops::healthcheck(&settings),
         Command::Restore { file } => ops::restore(&settings, &file),
         command => {
-            let store = Store::open(&settings.data_dir)?;
+            let store = Store::connect(&settings.database)?;
             match command {
                 Command::User(command) => users::run(&store, command),
                 Command::Group(command) => groups::run(&store, command),

@@ -13,7 +13,7 @@ use crate::auth::setup;
 use crate::clock;
 use crate::config::Settings;
 use crate::store::lock::DataDirLock;
-use crate::store::{Store, meta, restore as store_restore};
+use crate::store::{Database, Store, StoreError, meta, restore as store_restore};
 
 /// How long the health check waits to connect, and then for the answer.
 const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,7 +186,9 @@ pub fn setup_link(store: &Store, settings: &Settings) -> CliResult {
 
 /// Replaces the database by a checked backup, unless a server uses it.
 pub fn restore(settings: &Settings, file: &Path) -> CliResult {
-    let data_dir = &settings.data_dir;
+    let Database::Sqlite(data_dir) = &settings.database else {
+        return Err(StoreError::SqliteOnly("latchkey restore").into());
+    };
     let _lock = DataDirLock::try_acquire(data_dir)?;
     let restored = store_restore::restore(data_dir, file, clock::now())?;
     println!(

@@ -12,7 +12,7 @@ use crate::config::{Issuer, Settings, TlsOverrides};
 use crate::notify;
 use crate::server;
 use crate::state::AppState;
-use crate::store::Store;
+use crate::store::{Database, Store};
 use crate::tls::{self, Certificates};
 
 /// Serving https directly.
@@ -56,14 +56,18 @@ use crate::store::lock::DataDirLock;
 
 pub fn run(settings: Settings) -> CliResult {
     crate::observe::logging::init(&settings.observe);
-    // Held until the process ends: `restore` refuses to replace a database in use.
-    let _lock = DataDirLock::try_acquire(&settings.data_dir)?;
+    // Held until the process ends: `restore` refuses to replace a database in use. Instances
+    // sharing a PostgreSQL database share no directory.
+    let _lock = match &settings.database {
+        Database::Sqlite(dir) => Some(DataDirLock::try_acquire(dir)?),
+        Database::Postgres(_) => None,
+    };
     let certificates = settings
         .tls
         .as_ref()
         .map(|files| Certificates::load(files, &settings.issuer))
         .transpose()?;
-    let store = Store::open(&settings.data_dir)?;
+    let store = Store::connect(&settings.database)?;
     for warning in &settings.warnings {
         tracing::warn!("{warning}");
     }

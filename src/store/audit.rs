@@ -282,8 +282,9 @@ impl Page {
 pub fn search(conn: &Db, filter: &Filter, page: i64, per_page: i64) -> StoreResult<Page> {
     let per_page = per_page.max(1);
     let number = page.max(1);
-    const MATCHES: &str = "(?1 IS NULL OR username = ?1) AND (?2 IS NULL OR client_id = ?2) \
-                           AND (?3 IS NULL OR event = ?3)";
+    const MATCHES: &str = "(CAST(?1 AS TEXT) IS NULL OR username = ?1) \
+                           AND (CAST(?2 AS TEXT) IS NULL OR client_id = ?2) \
+                           AND (CAST(?3 AS TEXT) IS NULL OR event = ?3)";
     let event = filter.event.map(EventKind::as_str);
     let criteria = args![filter.username, filter.client_id, event];
     let total: i64 = conn.query_one(

@@ -135,7 +135,7 @@ pub fn insert(conn: &Db, client: &Client, allowed_group_ids: &[i64]) -> StoreRes
     conn.execute(
         "INSERT INTO clients (client_id, name, secret_hash, public, redirect_uris, \
          post_logout_redirect_uris, declared, created_at, updated_at) \
-         VALUES (?1, '', NULL, 0, '[]', '[]', ?2, ?3, ?3)",
+         VALUES (?1, '', NULL, FALSE, '[]', '[]', ?2, ?3, ?3)",
         args![client.client_id, client.declared, client.created_at],
     )?;
     update(conn, client, allowed_group_ids)
@@ -172,7 +172,8 @@ pub fn update(conn: &Db, client: &Client, allowed_group_ids: &[i64]) -> StoreRes
     )?;
     for group_id in allowed_group_ids {
         conn.execute(
-            "INSERT OR IGNORE INTO client_allowed_groups (client_id, group_id) VALUES (?1, ?2)",
+            "INSERT INTO client_allowed_groups (client_id, group_id) VALUES (?1, ?2) \
+             ON CONFLICT DO NOTHING",
             args![client.client_id, group_id],
         )?;
     }

@@ -92,7 +92,7 @@ pub fn revoke_grants_of(
 ) -> StoreResult<usize> {
     conn.execute(
         "UPDATE grants SET revoked_at = ?3 WHERE user_id = ?1 \
-         AND (?2 IS NULL OR client_id = ?2) AND revoked_at IS NULL",
+         AND (CAST(?2 AS TEXT) IS NULL OR client_id = ?2) AND revoked_at IS NULL",
         args![user_id, client_id, now],
     )
 }
@@ -334,15 +334,22 @@ pub fn token_grant(conn: &Db, kind: TokenKind, token_hash: &str) -> StoreResult<
 /// Drops what can no longer be used: expired codes, tokens and parked requests.
 pub fn purge_expired(conn: &Db, now: UnixTime) -> StoreResult<usize> {
     let mut purged = 0;
-    for sql in [
-        "DELETE FROM authorization_codes WHERE expires_at <= ?1 - 3600",
-        "DELETE FROM access_tokens WHERE expires_at <= ?1",
-        "DELETE FROM refresh_tokens WHERE expires_at <= ?1",
-        "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
-        "DELETE FROM login_links WHERE expires_at <= ?1 - 86400",
-        "DELETE FROM sessions WHERE expires_at <= ?1",
+    // Used codes and links stay a while after they expire, to recognise a replay.
+    for (sql, kept) in [
+        (
+            "DELETE FROM authorization_codes WHERE expires_at <= ?1",
+            3600,
+        ),
+        ("DELETE FROM access_tokens WHERE expires_at <= ?1", 0),
+        ("DELETE FROM refresh_tokens WHERE expires_at <= ?1", 0),
+        (
+            "DELETE FROM pending_authorizations WHERE expires_at <= ?1",
+            0,
+        ),
+        ("DELETE FROM login_links WHERE expires_at <= ?1", 86_400),
+        ("DELETE FROM sessions WHERE expires_at <= ?1", 0),
     ] {
-        purged += conn.execute(sql, args![now])?;
+        purged += conn.execute(sql, args![now - kept])?;
     }
     Ok(purged)
 }

@@ -90,7 +90,7 @@ pub fn delete(conn: &Db, id: i64) -> StoreResult<()> {
 /// Adds a member; false when they already were one.
 pub fn add_member(conn: &Db, group_id: i64, user_id: &str) -> StoreResult<bool> {
     let added = conn.execute(
-        "INSERT OR IGNORE INTO group_members (group_id, user_id) VALUES (?1, ?2)",
+        "INSERT INTO group_members (group_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         args![group_id, user_id],
     )?;
     Ok(added == 1)

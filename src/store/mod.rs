@@ -46,8 +46,13 @@ const STATEMENT_CACHE: usize = 64;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", postgres::message(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("database error: {} in {sql}", postgres::message(.source))]
+    Statement {
+        sql: String,
+        source: tokio_postgres::Error,
+    },
     #[error("database TLS: {0}")]
     PostgresTls(#[from] postgres::TlsError),
     #[error("the database returned no row where one was expected")]
@@ -160,6 +165,8 @@ enum Backend {
     Postgres {
         pool: r2d2::Pool<postgres::Manager>,
         target: Box<PgTarget>,
+        /// Told how long each writer waited for the database-wide writers' lock.
+        waits: Option<WaitObserver>,
     },
 }
 
@@ -238,6 +245,7 @@ impl Store {
             backend: Backend::Postgres {
                 pool,
                 target: Box::new(target.clone()),
+                waits: None,
             },
         };
         migrations::apply_postgres(&store, target)?;
@@ -254,8 +262,13 @@ impl Store {
                     ..file
                 }),
             },
-            // Writers wait in the database there, for its lock.
-            postgres => Store { backend: postgres },
+            Backend::Postgres { pool, target, .. } => Store {
+                backend: Backend::Postgres {
+                    pool,
+                    target,
+                    waits: Some(Arc::new(observer)),
+                },
+            },
         }
     }
 
@@ -300,9 +313,9 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(file) => file.write(work),
-            Backend::Postgres { pool, .. } => {
+            Backend::Postgres { pool, waits, .. } => {
                 let conn = pool.get().map_err(StoreError::from)?;
-                conn.transaction(|pg| work(&Db::Postgres(pg)))
+                conn.transaction(waits.as_deref(), |pg| work(&Db::Postgres(pg)))
             }
         }
     }

@@ -10,9 +10,10 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_executor::block_on;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Statement};
 
 use super::db::{Param, numbered_for_postgres};
@@ -126,7 +127,8 @@ impl PgConn<'_> {
         if let Some(statement) = self.connection.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = block_on(self.connection.client.prepare(&numbered_for_postgres(sql)))?;
+        let statement = block_on(self.connection.client.prepare(&numbered_for_postgres(sql)))
+            .map_err(|source| failed(sql, source))?;
         self.connection
             .statements
             .borrow_mut()
@@ -136,9 +138,9 @@ impl PgConn<'_> {
 
     pub(super) fn execute(&self, sql: &str, params: &[&dyn Param]) -> StoreResult<u64> {
         let statement = self.statement(sql)?;
-        Ok(block_on(
-            self.connection.client.execute(&statement, &values(params)),
-        )?)
+        let values = values(params);
+        block_on(self.connection.client.execute(&statement, &refs(&values)))
+            .map_err(|source| failed(sql, source))
     }
 
     pub(super) fn query(
@@ -147,9 +149,9 @@ impl PgConn<'_> {
         params: &[&dyn Param],
     ) -> StoreResult<Vec<tokio_postgres::Row>> {
         let statement = self.statement(sql)?;
-        Ok(block_on(
-            self.connection.client.query(&statement, &values(params)),
-        )?)
+        let values = values(params);
+        block_on(self.connection.client.query(&statement, &refs(&values)))
+            .map_err(|source| failed(sql, source))
     }
 
     /// Runs statements without parameters, as one batch (migrations).
@@ -158,8 +160,62 @@ impl PgConn<'_> {
     }
 }
 
-fn values<'p>(params: &'p [&'p dyn Param]) -> Vec<&'p (dyn ToSql + Sync)> {
-    params.iter().map(|p| p.as_postgres()).collect()
+/// What went wrong, with the server's own words when it answered with an error (the client
+/// library alone says only "db error").
+pub(super) fn message(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => error.to_string(),
+    }
+}
+
+/// A failed statement's error, naming the statement (never its values).
+fn failed(sql: &str, source: tokio_postgres::Error) -> StoreError {
+    StoreError::Statement {
+        sql: sql.to_string(),
+        source,
+    }
+}
+
+fn values<'p>(params: &'p [&'p dyn Param]) -> Vec<Text<'p>> {
+    params.iter().map(|p| Text(p.as_postgres())).collect()
+}
+
+fn refs<'v>(values: &'v [Text<'v>]) -> Vec<&'v (dyn ToSql + Sync)> {
+    values
+        .iter()
+        .map(|value| value as &(dyn ToSql + Sync))
+        .collect()
+}
+
+/// A parameter as PostgreSQL gets it. Its text type cannot hold NUL, which anyone may put in
+/// a query string: such a character goes in as U+FFFD, so that a lookup finds nothing and a
+/// record keeps the rest, as on SQLite, instead of the statement failing.
+#[derive(Debug)]
+struct Text<'a>(&'a (dyn ToSql + Sync));
+
+impl ToSql for Text<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let start = out.len();
+        let is_null = self.0.to_sql_checked(ty, out)?;
+        if *ty == Type::TEXT && out[start..].contains(&0) {
+            let replaced = String::from_utf8_lossy(&out[start..]).replace('\0', "\u{FFFD}");
+            out.truncate(start);
+            out.extend_from_slice(replaced.as_bytes());
+        }
+        Ok(is_null)
+    }
+
+    /// The parameter's own type checks run in `to_sql`.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
 }
 
 impl PgConnection {
@@ -173,14 +229,19 @@ impl PgConnection {
     /// SQLite serialises them in one file: every rule written for one writer stays correct.
     pub(super) fn transaction<T, E>(
         &self,
+        waits: Option<&(dyn Fn(Duration) + Send + Sync)>,
         work: impl FnOnce(PgConn) -> Result<T, E>,
     ) -> Result<T, E>
     where
         E: From<StoreError>,
     {
         let client = &self.client;
+        let asked = Instant::now();
         block_on(client.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(7120324911274115072)"))
             .map_err(StoreError::from)?;
+        if let Some(observer) = waits {
+            observer(asked.elapsed());
+        }
         let open = Open { client };
         let value = work(self.conn())?;
         open.commit().map_err(StoreError::from)?;

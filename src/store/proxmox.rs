@@ -280,7 +280,7 @@ pub fn put_rule(conn: &Db, client_id: &str, group_id: i64, rule: &Rule) -> Store
         "INSERT INTO proxmox_rules (client_id, group_id, role, path, propagate) \
          VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (client_id, group_id, role, path) DO UPDATE SET propagate = ?5 \
-         WHERE propagate != ?5",
+         WHERE proxmox_rules.propagate != ?5",
         args![client_id, group_id, rule.role, rule.path, rule.propagate],
     )?;
     Ok(changed > 0)

@@ -105,7 +105,7 @@ pub fn delete(conn: &Db, id: &str) -> StoreResult<()> {
 
 pub fn count_admins(conn: &Db) -> StoreResult<i64> {
     conn.query_one(
-        "SELECT COUNT(*) FROM users WHERE is_admin = 1 AND disabled = 0",
+        "SELECT COUNT(*) FROM users WHERE is_admin AND NOT disabled",
         args![],
         |row| row.get(0),
     )
@@ -141,7 +141,8 @@ pub fn update_profile(conn: &Db, user: &User, now: UnixTime) -> StoreResult<()> 
 /// People whose username, display name or e-mail address contains `query` (any case),
 /// sorted by username.
 pub fn search(conn: &Db, query: &str) -> StoreResult<Vec<User>> {
-    // LIKE wildcards in what the administrator typed are meant literally.
+    // LIKE wildcards in what the administrator typed are meant literally. Both sides are
+    // lowered: SQLite's LIKE ignores case, PostgreSQL's does not.
     let escaped = query
         .replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -149,8 +150,9 @@ pub fn search(conn: &Db, query: &str) -> StoreResult<Vec<User>> {
     let pattern = format!("%{escaped}%");
     let users = conn.query(
         &format!(
-            "SELECT {COLUMNS} FROM users WHERE username LIKE ?1 ESCAPE '\\' \
-         OR display_name LIKE ?1 ESCAPE '\\' OR email LIKE ?1 ESCAPE '\\' ORDER BY username"
+            "SELECT {COLUMNS} FROM users WHERE lower(username) LIKE lower(?1) ESCAPE '\\' \
+             OR lower(display_name) LIKE lower(?1) ESCAPE '\\' \
+             OR lower(email) LIKE lower(?1) ESCAPE '\\' ORDER BY username"
         ),
         args![pattern],
         from_row,

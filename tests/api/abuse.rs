@@ -4,13 +4,14 @@
 use crate::helpers::*;
 
 fn audit_rows(app: &TestApp, event: &str) -> Vec<(Option<String>, Option<String>, i64)> {
-    let db = app.db();
-    let mut stmt = db
-        .prepare("SELECT client_id, detail, repeats FROM audit_events WHERE event = ?1")
-        .unwrap();
-    stmt.query_map([event], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
+    app.store()
+        .read(|db| {
+            db.query(
+                "SELECT client_id, detail, repeats FROM audit_events WHERE event = ?1",
+                latchkey::args![event],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+        })
         .unwrap()
 }
 
@@ -84,12 +85,7 @@ async fn parked_requests_keep_only_what_the_rules_read_and_are_limited() {
     params.push(("login_hint", "h".repeat(8_000)));
     let response = authorize(&app, &anonymous, &as_refs(&params)).await;
     assert_eq!(response.status(), 303, "to the sign-in page");
-    let parked: String = app
-        .db()
-        .query_row("SELECT params FROM pending_authorizations", [], |row| {
-            row.get(0)
-        })
-        .unwrap();
+    let parked: String = app.value("SELECT params FROM pending_authorizations");
     assert!(parked.len() < 1024, "{parked}");
     assert!(
         !parked.contains("junk") && !parked.contains("hhhh"),
@@ -121,12 +117,7 @@ async fn parked_requests_keep_only_what_the_rules_read_and_are_limited() {
         .parse()
         .unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
-    let rows: i64 = app
-        .db()
-        .query_row("SELECT COUNT(*) FROM pending_authorizations", [], |row| {
-            row.get(0)
-        })
-        .unwrap();
+    let rows: i64 = app.value("SELECT COUNT(*) FROM pending_authorizations");
     assert_eq!(rows, 30, "the default limit is 30 a minute");
 }
 

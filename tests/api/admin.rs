@@ -143,7 +143,7 @@ pub async fn admin_app() -> (TestApp, Browser) {
 /// A direct handle on the server's database, to set up what no page makes (passkeys, groups
 /// from a config file).
 pub fn store(app: &TestApp) -> Store {
-    Store::open(app.data_dir.path()).unwrap()
+    app.store().clone()
 }
 
 /// A page's HTML with askama's character escapes undone, to compare with plain sentences.

@@ -1,5 +1,9 @@
 //! A real server on 127.0.0.1 with a temporary data dir, the real CLI binary against the same
-//! SQLite file, and a browser-like HTTP client.
+//! database, and a browser-like HTTP client.
+//!
+//! The suite runs twice: `api` on SQLite files, `api_postgres` (or `api` with
+//! `LATCHKEY_TEST_DATABASE=postgres`) on a fresh database of a throwaway PostgreSQL cluster
+//! per server (see `postgres`).
 
 use std::net::TcpListener;
 use std::process::{Command, Output};
@@ -7,7 +11,10 @@ use std::process::{Command, Output};
 use latchkey::config::{Overrides, Settings};
 use latchkey::server;
 use latchkey::state::AppState;
-use latchkey::store::Store;
+use std::sync::OnceLock;
+
+use latchkey::store::db::Column;
+use latchkey::store::{Database, Store};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreIdTokenClaims,
     CoreJwsSigningAlgorithm, CoreProviderMetadata,
@@ -29,6 +36,20 @@ pub struct TestApp {
     pub issuer: String,
     pub port: u16,
     pub data_dir: TempDir,
+    /// The PostgreSQL database, when the suite runs on PostgreSQL.
+    pub database_url: Option<String>,
+    store: OnceLock<Store>,
+}
+
+/// Whether this run of the suite is the PostgreSQL one.
+pub fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME") == "api_postgres"
+        || std::env::var("LATCHKEY_TEST_DATABASE").as_deref() == Ok("postgres")
+}
+
+/// A fresh PostgreSQL database in the PostgreSQL run; none (SQLite in the data dir) otherwise.
+pub fn test_database() -> Option<String> {
+    on_postgres().then(crate::postgres::fresh_database)
 }
 
 /// Starts the real server on a free port, in a thread of its own with its own runtime.
@@ -68,15 +89,17 @@ fn spawn_app_with(scheme: &str, host: &str, path: &str, config: Option<&str>) ->
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     let issuer = format!("{scheme}://{host}:{port}{path}");
+    let database_url = test_database();
     let settings = Settings::resolve(Overrides {
         data_dir: Some(data_dir.path().to_path_buf()),
+        database_url: database_url.clone(),
         config,
         listen: Some(format!("127.0.0.1:{port}")),
         issuer: Some(issuer.clone()),
         ..Overrides::default()
     })
     .expect("settings");
-    let store = Store::open(&settings.data_dir).expect("store");
+    let store = Store::connect(&settings.database).expect("store");
     server::prepare(&store, &settings).expect("prepare");
     let state = AppState::new(store, settings);
     std::thread::spawn(move || {
@@ -87,33 +110,77 @@ fn spawn_app_with(scheme: &str, host: &str, path: &str, config: Option<&str>) ->
                 .expect("serve")
         })
     });
-    TestApp {
-        issuer,
-        port,
-        data_dir,
-    }
+    TestApp::new(issuer, port, data_dir, database_url)
 }
 
 impl TestApp {
+    /// A server started some other way (its own process), on `database_url` when given.
+    pub fn new(
+        issuer: String,
+        port: u16,
+        data_dir: TempDir,
+        database_url: Option<String>,
+    ) -> TestApp {
+        TestApp {
+            issuer,
+            port,
+            data_dir,
+            database_url,
+            store: OnceLock::new(),
+        }
+    }
+
+    /// Where this server's data lives.
+    pub fn database(&self) -> Database {
+        let overrides = Overrides {
+            data_dir: Some(self.data_dir.path().to_path_buf()),
+            database_url: self.database_url.clone(),
+            ..Overrides::default()
+        };
+        Settings::resolve(overrides).expect("settings").database
+    }
+
+    /// The server's database, opened beside it (whichever backend).
+    pub fn store(&self) -> &Store {
+        self.store
+            .get_or_init(|| Store::connect(&self.database()).expect("store"))
+    }
+
+    /// The first column of the first row of the test's own query.
+    pub fn value<T: Column>(&self, sql: &str) -> T {
+        self.store()
+            .read(|db| db.value(sql, latchkey::args![]))
+            .expect("query")
+            .expect("a row")
+    }
+
+    /// Runs the test's own statement, committed.
+    pub fn execute(&self, sql: &str, args: &[&dyn latchkey::store::db::Param]) {
+        self.store()
+            .write(|db| db.execute(sql, args))
+            .expect("statement");
+    }
+
+    /// The flags that point the binary at this server's database.
+    pub fn database_args(&self) -> Vec<String> {
+        let mut args = vec!["--data-dir".to_string(), path_text(self.data_dir.path())];
+        if let Some(url) = &self.database_url {
+            args.extend(["--database-url".to_string(), url.clone()]);
+        }
+        args
+    }
+
     /// The URL of `path` on this server, over plain http whatever the issuer says.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.issuer.replacen("https://", "http://", 1))
     }
 
-    /// The server's SQLite file, opened beside it.
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.data_dir.path().join("latchkey.db")).expect("open db")
-    }
-
-    /// The database's size as SQLite sees it (the write-ahead log included).
+    /// The database's size as its backend sees it (SQLite: the write-ahead log included).
     pub fn db_bytes(&self) -> i64 {
-        self.db()
-            .query_row(
-                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                [],
-                |row| row.get(0),
-            )
-            .unwrap()
+        self.value(match self.database_url {
+            None => "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            Some(_) => "SELECT pg_database_size(current_database())",
+        })
     }
 
     /// Adds a public client (no secret, PKCE required) with one redirect URI.
@@ -131,8 +198,7 @@ impl TestApp {
     /// Runs the real `latchkey` binary against this server's data dir.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
+            .args(self.database_args())
             .args(args)
             .env_remove("LATCHKEY_CONFIG")
             .env("LATCHKEY_ISSUER", &self.issuer)
@@ -579,4 +645,8 @@ pub fn start_serve(dir: &std::path::Path, config: &std::path::Path) -> (bool, St
     child.kill().unwrap();
     child.wait().unwrap();
     (true, String::new())
+}
+
+fn path_text(path: &std::path::Path) -> String {
+    path.to_str().expect("a UTF-8 temporary path").to_string()
 }

@@ -59,11 +59,7 @@ async fn serve_logging_everything() -> Logged {
         .unwrap();
     let logged = Logged {
         child,
-        app: TestApp {
-            issuer,
-            port,
-            data_dir,
-        },
+        app: TestApp::new(issuer, port, data_dir, None),
         log,
         metrics,
     };

@@ -1,4 +1,5 @@
-//! Integration tests: the real server over real HTTP, the real CLI, real SQLite files.
+//! Integration tests: the real server over real HTTP, the real CLI, real SQLite files and
+//! (as `api_postgres`) a real PostgreSQL.
 
 mod abuse;
 mod access_log;
@@ -20,6 +21,7 @@ mod mount;
 mod notify;
 mod ops;
 mod passkeys;
+mod postgres;
 mod process;
 mod properties;
 mod proxmox_cli;

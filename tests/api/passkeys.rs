@@ -102,10 +102,7 @@ async fn sign_in(
 }
 
 fn stored_counter(app: &TestApp) -> u64 {
-    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
-    let json: String = db
-        .query_row("SELECT passkey FROM passkeys", [], |row| row.get(0))
-        .unwrap();
+    let json: String = app.value("SELECT passkey FROM passkeys");
     let passkey: Value = serde_json::from_str(&json).unwrap();
     passkey["cred"]["counter"].as_u64().unwrap()
 }
@@ -316,7 +313,7 @@ async fn a_username_tells_nothing_about_who_exists() {
 async fn first_run_setup_creates_the_administrator() {
     let app = spawn_app_at("localhost");
     let token = {
-        let store = latchkey::store::Store::open(app.data_dir.path()).unwrap();
+        let store = app.store().clone();
         store
             .write(|tx| latchkey::auth::setup::issue_if_needed(tx, latchkey::clock::now()))
             .unwrap()
@@ -385,7 +382,7 @@ async fn first_run_setup_creates_the_administrator() {
         .await
         .unwrap();
     assert_eq!(reused.status(), 410, "single use");
-    let store = latchkey::store::Store::open(app.data_dir.path()).unwrap();
+    let store = app.store().clone();
     let again = store
         .write(|tx| latchkey::auth::setup::issue_if_needed(tx, latchkey::clock::now()))
         .unwrap();
@@ -621,14 +618,13 @@ async fn a_signature_counter_that_goes_backwards_is_refused_and_logged() {
     );
 
     // As if a clone of the authenticator had been used far more often than this one.
-    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
-    let json: String = db
-        .query_row("SELECT passkey FROM passkeys", [], |r| r.get(0))
-        .unwrap();
+    let json: String = app.value("SELECT passkey FROM passkeys");
     let mut passkey: Value = serde_json::from_str(&json).unwrap();
     passkey["cred"]["counter"] = json!(1_000_000);
-    db.execute("UPDATE passkeys SET passkey = ?1", [passkey.to_string()])
-        .unwrap();
+    app.execute(
+        "UPDATE passkeys SET passkey = ?1",
+        latchkey::args![passkey.to_string()],
+    );
 
     let browser = app.browser();
     let (status, body, _) = sign_in(&app, &browser, &mut key, "alice", &app.issuer).await;
@@ -640,13 +636,8 @@ async fn a_signature_counter_that_goes_backwards_is_refused_and_logged() {
             .contains("counter went backwards")
     );
     assert_eq!(account_status(&app, &browser).await, 303);
-    let logged: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM audit_events WHERE event = 'passkey.counter_regression'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let logged: i64 =
+        app.value("SELECT COUNT(*) FROM audit_events WHERE event = 'passkey.counter_regression'");
     assert_eq!(logged, 1);
 }
 
@@ -667,13 +658,11 @@ async fn a_credential_id_already_registered_is_refused() {
         .unwrap();
 
     // The same credential id already belongs to alice (say, a cloned authenticator).
-    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
-    db.execute(
+    app.execute(
         "INSERT INTO passkeys (user_id, credential_id, name, passkey, created_at) \
          SELECT id, ?1, 'Passkey', '{}', 0 FROM users WHERE username = 'alice'",
-        [&credential.id],
-    )
-    .unwrap();
+        latchkey::args![credential.id],
+    );
 
     let (status, body) = post_json(
         &app,
@@ -689,14 +678,10 @@ async fn a_credential_id_already_registered_is_refused() {
             .unwrap()
             .contains("already registered")
     );
-    let bobs: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM passkeys p JOIN users u ON u.id = p.user_id \
+    let bobs: i64 = app.value(
+        "SELECT COUNT(*) FROM passkeys p JOIN users u ON u.id = p.user_id \
              WHERE u.username = 'bob'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    );
     assert_eq!(bobs, 0);
 }
 
@@ -709,9 +694,10 @@ async fn adding_a_passkey_needs_a_recent_sign_in() {
     assert_eq!(register(&app, &browser, &mut key).await.0, 200, "fresh");
 
     // Eleven minutes later (the session's sign-in time moved back instead of waiting).
-    let db = rusqlite::Connection::open(app.data_dir.path().join("latchkey.db")).unwrap();
-    db.execute("UPDATE sessions SET auth_time = auth_time - 660", [])
-        .unwrap();
+    app.execute(
+        "UPDATE sessions SET auth_time = auth_time - 660",
+        latchkey::args![],
+    );
     let (status, body) = post_json(&app, &browser, "/account/passkeys/start", json!({})).await;
     assert_eq!(status, 401, "{body}");
     assert!(

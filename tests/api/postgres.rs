@@ -57,11 +57,6 @@ pub fn fresh_database() -> String {
     cluster.url(&name)
 }
 
-/// The cluster's superuser URL for the `postgres` database (for tests that inspect or drop things).
-pub fn admin_url() -> String {
-    cluster().url("postgres")
-}
-
 fn cluster() -> &'static Cluster {
     match CLUSTER.get_or_init(start) {
         Ok(cluster) => cluster,

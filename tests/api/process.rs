@@ -39,10 +39,21 @@ pub struct Served {
 impl Served {
     /// Starts `serve` on `data_dir` under `umask` and waits until `/healthz` answers 200.
     pub fn start(data_dir: &Path, port: u16, umask: &str) -> Served {
+        let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
+        Served::start_with(&["--data-dir", data_dir], port, umask)
+    }
+
+    /// `latchkey serve` on `app`'s database (PostgreSQL in the PostgreSQL run).
+    pub fn start_for(app: &crate::helpers::TestApp, port: u16, umask: &str) -> Served {
+        let args = app.database_args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Served::start_with(&args, port, umask)
+    }
+
+    fn start_with(database: &[&str], port: u16, umask: &str) -> Served {
         let address = format!("127.0.0.1:{port}");
         let child = latchkey_under_umask(umask)
-            .arg("--data-dir")
-            .arg(data_dir)
+            .args(database)
             .args(["serve", "--listen", &address, "--issuer"])
             .arg(format!("http://{address}"))
             .env("RUST_LOG", "warn")

@@ -216,34 +216,17 @@ fn taking_over_a_realm_mints_a_secret_for_it_and_rotation_hands_over_the_next() 
     assert_eq!(status(&app)[0]["status"]["realm_secret_pending"], true);
 
     // The old secret stopped working: the realm gets the new one.
-    let db = app.db();
-    let hash: String = db
-        .query_row(
-            "SELECT secret_hash FROM clients WHERE client_id = 'proxmox'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let hash: String = app.value("SELECT secret_hash FROM clients WHERE client_id = 'proxmox'");
     assert!(!latchkey::secrets::verify_secret(&old_secret, &hash).unwrap_or(false));
-    let pending: String = db
-        .query_row(
-            "SELECT realm_secret FROM proxmox_sync WHERE client_id = 'proxmox'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let pending: String =
+        app.value("SELECT realm_secret FROM proxmox_sync WHERE client_id = 'proxmox'");
     assert!(latchkey::secrets::verify_secret(&pending, &hash).unwrap());
 
     let rotated: Value =
         serde_json::from_str(&app.cli_ok(&["client", "rotate-secret", "proxmox", "--json"]))
             .unwrap();
-    let pending: String = db
-        .query_row(
-            "SELECT realm_secret FROM proxmox_sync WHERE client_id = 'proxmox'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let pending: String =
+        app.value("SELECT realm_secret FROM proxmox_sync WHERE client_id = 'proxmox'");
     assert_eq!(pending, rotated["client_secret"].as_str().unwrap());
 }
 

@@ -130,14 +130,8 @@ async fn pbs_users_and_acl_entries_follow_group_membership() {
     assert!(shown[0]["status"]["last_success_at"].is_number(), "{shown}");
 
     // Each applied change is in the audit log.
-    let applied: i64 = app
-        .db()
-        .query_row(
-            "SELECT COUNT(*) FROM audit_events WHERE event = 'proxmox.applied'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let applied: i64 =
+        app.value("SELECT COUNT(*) FROM audit_events WHERE event = 'proxmox.applied'");
     assert!(applied >= 3, "{applied}");
 }
 
@@ -411,7 +405,7 @@ async fn a_down_server_queues_the_changes_and_a_later_start_applies_them() {
     // The server comes back; a new Latchkey start on the same data dir applies the queue.
     server.set_mode(Mode::Normal);
     let port = crate::process::free_port();
-    let _served = crate::process::Served::start(app.data_dir.path(), port, "077");
+    let _served = crate::process::Served::start_for(&app, port, "077");
     let entry = AclEntry::user("/", "alice@latchkey", "Audit");
     eventually("the queued change is applied", || has_acl(&server, &entry)).await;
 }
@@ -495,14 +489,7 @@ async fn managed_realm(flavor: Flavor) {
     assert_eq!(option("username-claim"), "username");
     let key = option("client-key");
     let key = key.as_str().expect("the realm has the client secret");
-    let hash: String = app
-        .db()
-        .query_row(
-            "SELECT secret_hash FROM clients WHERE client_id = 'proxmox'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let hash: String = app.value("SELECT secret_hash FROM clients WHERE client_id = 'proxmox'");
     assert!(
         latchkey::secrets::verify_secret(key, &hash).unwrap(),
         "the same secret"

@@ -253,16 +253,10 @@ async fn guessing_client_secrets_is_slowed_down() {
 async fn a_corrupt_stored_secret_hash_is_a_server_error() {
     let app = spawn_app();
     let secret = app.setup_proxmox();
-    latchkey::store::Store::open(app.data_dir.path())
-        .unwrap()
-        .write(|tx| {
-            tx.execute(
-                "UPDATE clients SET secret_hash = 'not-a-hash' WHERE client_id = 'proxmox'",
-                latchkey::args![],
-            )?;
-            Ok::<_, latchkey::store::StoreError>(())
-        })
-        .unwrap();
+    app.execute(
+        "UPDATE clients SET secret_hash = 'not-a-hash' WHERE client_id = 'proxmox'",
+        latchkey::args![],
+    );
     let form = [("grant_type", "authorization_code"), ("code", "x")];
     let (status, _, body) = post_form(&app, "/token", &form, Some(("proxmox", &secret))).await;
     assert_eq!(status, 500, "{body}");
