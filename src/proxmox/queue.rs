@@ -208,6 +208,24 @@ const QUEUE_POLL: Duration = Duration::from_secs(1);
 
 /// The queue worker of a running server: runs every due target, one at a time, and asks for
 /// a sync of every target every `repair_every` to repair drift made on the servers.
+/// How long a run may take before another instance may run the same target: a run that
+/// never reports (its instance died) is taken up again after this.
+const CLAIM_SECS: i64 = 15 * 60;
+
+/// Takes `client_id` for one run, unless another instance sharing the database has.
+async fn claim(store: &Store, client_id: &str) -> bool {
+    let (store, id) = (store.clone(), client_id.to_string());
+    let claimed = blocking(move || {
+        let now = clock::now();
+        Ok(store.write(|tx| stored::claim(tx, &id, now, now + CLAIM_SECS))?)
+    })
+    .await;
+    claimed.unwrap_or_else(|e: RunError| {
+        tracing::warn!("proxmox: cannot take {client_id} from the sync queue: {e}");
+        false
+    })
+}
+
 pub async fn work(store: Store, issuer: String, repair_every: Duration) {
     let mut poll = actix_web::rt::time::interval(QUEUE_POLL);
     let mut last_repair = std::time::Instant::now();
@@ -234,6 +252,9 @@ pub async fn work(store: Store, issuer: String, repair_every: Duration) {
                 }
             };
         for client_id in due {
+            if !claim(&store, &client_id).await {
+                continue;
+            }
             let origin = Origin::sync();
             match run_one(&store, &issuer, &client_id, false, &origin, clock::now).await {
                 Ok(report) => tracing::info!(

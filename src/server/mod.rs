@@ -45,12 +45,24 @@ pub fn prepare(store: &Store, settings: &Settings) -> Result<Prepared, PrepareEr
         let new_signing_key = keys::ensure_active(tx, now)?;
         let declared = declared::apply(tx, settings, now)?;
         meta::set(tx, meta::SERVED_ISSUER, settings.issuer.as_str())?;
-        purge(tx, settings, now)?;
+        purge_if_due(tx, settings, now)?;
         Ok(Prepared {
             new_signing_key,
             declared,
         })
     })
+}
+
+/// Purges (see `purge`) unless an instance sharing the database did within the hour.
+fn purge_if_due(
+    conn: &crate::store::Db,
+    settings: &Settings,
+    now: clock::UnixTime,
+) -> Result<(), StoreError> {
+    if meta::take_turn(conn, meta::PURGED_AT, now, PURGE_EVERY_SECS)? {
+        purge(conn, settings, now)?;
+    }
+    Ok(())
 }
 
 /// Drops what nobody can use any more, and audit events past their retention.
@@ -64,19 +76,23 @@ fn purge(
     Ok(())
 }
 
-/// How often a running server purges (see `purge`).
-const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often the database is purged (see `purge`), by one of the instances sharing it.
+const PURGE_EVERY_SECS: i64 = 3600;
 
-/// Purges every `PURGE_INTERVAL` while the server runs.
+/// How often each instance asks whether the purge is due.
+const PURGE_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Purges every `PURGE_EVERY_SECS` while the server runs: whichever instance finds it due
+/// first takes the turn.
 async fn purge_periodically(state: State) {
-    let mut ticks = actix_web::rt::time::interval(PURGE_INTERVAL);
+    let mut ticks = actix_web::rt::time::interval(PURGE_CHECK);
     ticks.tick().await; // the first tick is immediate; `prepare` has just purged
     loop {
         ticks.tick().await;
         let done = blocking(&state, |state| {
             state
                 .store
-                .write(|tx| purge(tx, &state.settings, clock::now()))
+                .write(|tx| purge_if_due(tx, &state.settings, clock::now()))
                 .map_err(PageError::from)
         })
         .await;

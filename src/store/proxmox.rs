@@ -368,6 +368,17 @@ pub fn due(conn: &Db, now: UnixTime) -> StoreResult<Vec<String>> {
     )
 }
 
+/// Takes a due target for one run: it stops being due until `until`, so that no other
+/// instance runs it meanwhile, and is due again then if this run never reports (its
+/// instance died). False when it was no longer due (another instance took it).
+pub fn claim(conn: &Db, client_id: &str, now: UnixTime, until: UnixTime) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "UPDATE proxmox_sync SET due_at = ?3 WHERE client_id = ?1 \
+         AND due_at IS NOT NULL AND due_at <= ?2",
+        args![client_id, now, until],
+    )? == 1)
+}
+
 /// Asks for a sync of every target as soon as possible (the periodic repair of drift).
 pub fn request_all(conn: &Db) -> StoreResult<()> {
     conn.execute(
@@ -460,4 +471,47 @@ pub fn request(conn: &Db, client_id: &str) -> StoreResult<bool> {
         "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1 WHERE client_id = ?1",
         args![client_id],
     )? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{claim, due};
+    use crate::args;
+    use crate::store::{Store, StoreError};
+
+    /// A store with one Proxmox target, due since it was added.
+    fn store_with_target() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|db| {
+                db.batch(
+                    "INSERT INTO clients (client_id, name, public, redirect_uris, \
+                     post_logout_redirect_uris, created_at, updated_at) \
+                     VALUES ('pbs', 'PBS', FALSE, '[]', '[]', 0, 0); \
+                     INSERT INTO proxmox_targets (client_id, product, api_url, token_id, \
+                     token_secret, trust, realm, leavers, created_at, updated_at) \
+                     VALUES ('pbs', 'pbs', 'https://pbs:8007', 't', 's', 'system', \
+                     'latchkey', 'disable', 0, 0)",
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_due_target_is_taken_once_and_again_when_its_run_never_reports() {
+        let (_dir, store) = store_with_target();
+        let take = |now| store.write(|db| claim(db, "pbs", now, now + 900)).unwrap();
+        assert!(take(1000), "due since it was added");
+        assert!(!take(1001), "taken: another instance leaves it");
+        let due_at: i64 = store
+            .read(|db| db.value("SELECT due_at FROM proxmox_sync", args![]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(due_at, 1900);
+        assert!(store.read(|db| due(db, 1899)).unwrap().is_empty());
+        assert!(take(1900), "the run never reported: due again");
+    }
 }
