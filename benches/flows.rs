@@ -7,8 +7,12 @@
 //!
 //! `cargo bench --bench flows` runs it all on an empty database, then on one it first fills
 //! with 100,000 people, 10,000 clients, 1,000,000 live access tokens and 1,000,000 audit rows,
-//! and prints one table of both. `LATCHKEY_BENCH_DATABASE=empty` (or `seeded`) runs one. Every
-//! loop is bounded by a count and a time limit; all traffic goes to 127.0.0.1.
+//! and prints one table of both. Then the full flows again on PostgreSQL (a throwaway cluster
+//! with its default durability: fsync and synchronous commits on), with one instance and with
+//! two instances on the same database, the clients alternating between them; there the CPU
+//! is that of the instances and of every PostgreSQL process together.
+//! `LATCHKEY_BENCH_DATABASE=empty` (or `seeded`, or `postgres`) runs one. Every loop is bounded
+//! by a count and a time limit; all traffic goes to 127.0.0.1.
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -38,11 +42,17 @@ const SEED_CLIENTS: usize = 10_000;
 const SEED_TOKENS: usize = 1_000_000;
 const SEED_AUDIT_ROWS: usize = 1_000_000;
 
+#[path = "../tests/api/postgres.rs"]
+mod postgres;
+
 struct Server {
     child: Option<Child>,
     port: u16,
     issuer: String,
+    /// Where this instance answers (the issuer's host and port for the first instance).
+    base: String,
     data_dir: tempfile::TempDir,
+    database_url: Option<String>,
 }
 
 impl Drop for Server {
@@ -52,27 +62,43 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// A data directory and a free port; `serve` is not running yet.
-    fn new() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    /// A data directory and a free port, on `database_url` when given (else SQLite in the
+    /// data directory); `serve` is not running yet.
+    fn new(database_url: Option<String>) -> Server {
+        let port = free_port();
+        let base = format!("http://127.0.0.1:{port}");
         Server {
             child: None,
             port,
-            issuer: format!("http://127.0.0.1:{port}"),
+            issuer: base.clone(),
+            base,
             data_dir: tempfile::tempdir().unwrap(),
+            database_url,
         }
+    }
+
+    /// A second instance of `first`: the same issuer and database, its own port.
+    fn beside(first: &Server) -> Server {
+        let mut second = Server::new(first.database_url.clone());
+        second.issuer = first.issuer.clone();
+        second
+    }
+
+    /// `latchkey` with this server's data directory and database.
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        command.arg("--data-dir").arg(self.data_dir.path());
+        if let Some(url) = &self.database_url {
+            command.args(["--database-url", url]);
+        }
+        command
     }
 
     /// Launches `serve` and returns the time from launch to its first `/healthz` 200.
     fn start(&mut self) -> Duration {
         let launched = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
+        let child = self
+            .command()
             .args([
                 "serve",
                 "--listen",
@@ -106,9 +132,8 @@ impl Server {
     }
 
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
+        let out = self
+            .command()
             .args(args)
             .env("LATCHKEY_ISSUER", &self.issuer)
             .output()
@@ -146,19 +171,70 @@ impl Server {
             .and_then(|kb| kb.parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     }
+}
 
-    /// CPU the server process has used so far (user + system), in seconds.
-    fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
-        // The command name (field 2) may hold spaces; fields after it are plain. utime and
-        // stime are fields 14 and 15, that is the 12th and 13th after the name.
-        let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        // SAFETY: sysconf only reads a system constant.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        ticks as f64 / per_second as f64
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// CPU a process has used so far (user + system), in seconds, and its command name; `None`
+/// once it has gone.
+fn process_cpu(pid: u32) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain. utime and
+    // stime are fields 14 and 15, that is the 12th and 13th after the name.
+    let name = stat[stat.find('(')? + 1..stat.rfind(')')?].to_string();
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some((name, ticks as f64 / per_second as f64))
+}
+
+/// The CPU a measurement counts: the serving instances', and on PostgreSQL every `postgres`
+/// process's too (the database works for the flows as much as the instances do).
+struct Meter {
+    pids: Vec<u32>,
+    postgres: bool,
+}
+
+impl Meter {
+    fn of(servers: &[&Server]) -> Meter {
+        Meter {
+            pids: servers.iter().map(|server| server.pid()).collect(),
+            postgres: servers[0].database_url.is_some(),
+        }
     }
+
+    /// CPU used so far by what this meter counts, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let mut total: f64 = self
+            .pids
+            .iter()
+            .filter_map(|&pid| process_cpu(pid))
+            .map(|(_, cpu)| cpu)
+            .sum();
+        if self.postgres {
+            total += all_pids()
+                .filter_map(process_cpu)
+                .filter(|(name, _)| name == "postgres")
+                .map(|(_, cpu)| cpu)
+                .sum::<f64>();
+        }
+        total
+    }
+}
+
+fn all_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
 }
 
 /// One `GET /healthz` over a fresh connection: did it answer 200?
@@ -288,7 +364,8 @@ fn seed(data_dir: &Path) {
 struct Client {
     http: reqwest::Client,
     jar: Arc<Jar>,
-    issuer: String,
+    /// The instance this client talks to.
+    base: String,
     secret: String,
 }
 
@@ -308,7 +385,7 @@ impl Client {
         let start = Instant::now();
         let authorize = self
             .http
-            .get(format!("{}/authorize", self.issuer))
+            .get(format!("{}/authorize", self.base))
             .query(&[
                 ("response_type", "code"),
                 ("client_id", "proxmox"),
@@ -352,7 +429,7 @@ impl Client {
     async fn token_request(&self, form: &[(&str, &str)]) -> serde_json::Value {
         let response = self
             .http
-            .post(format!("{}/token", self.issuer))
+            .post(format!("{}/token", self.base))
             .basic_auth("proxmox", Some(&self.secret))
             .form(form)
             .send()
@@ -365,7 +442,7 @@ impl Client {
     async fn userinfo(&self, access: &str) {
         let info = self
             .http
-            .get(format!("{}/userinfo", self.issuer))
+            .get(format!("{}/userinfo", self.base))
             .bearer_auth(access)
             .send()
             .await
@@ -451,7 +528,7 @@ fn client(server: &Server, secret: &str, jar: &Arc<Jar>) -> Client {
     Client {
         http: http_client(jar),
         jar: jar.clone(),
-        issuer: server.issuer.clone(),
+        base: server.base.clone(),
         secret: secret.to_string(),
     }
 }
@@ -485,7 +562,7 @@ impl<T> Run<T> {
 /// states` times and until `limit` has passed. `step` takes its task's state and hands it back
 /// (a refresh token chain moves along) with a sample.
 async fn drive<S, T, F, Fut>(
-    server: &Server,
+    meter: &Meter,
     states: Vec<S>,
     count: usize,
     limit: Duration,
@@ -497,7 +574,7 @@ where
     F: Fn(S) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = (S, T)> + Send,
 {
-    let cpu_before = server.cpu_seconds();
+    let cpu_before = meter.cpu_seconds();
     let started = Instant::now();
     let deadline = started + limit;
     let per_task = count.div_ceil(states.len());
@@ -529,7 +606,7 @@ where
     Run {
         samples,
         elapsed,
-        cpu_seconds: server.cpu_seconds() - cpu_before,
+        cpu_seconds: meter.cpu_seconds() - cpu_before,
     }
 }
 
@@ -620,18 +697,26 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// The full-flow levels; prints each level's per-step medians as it goes.
+/// The full flows at each of `levels`, the clients taking `servers` in turn; prints each
+/// level's per-step medians as it goes.
 async fn full_flows(
     database: &'static str,
-    server: &Server,
+    levels: &[usize],
+    servers: &[&Server],
     proxmox: &Client,
     idle: Idle,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
-    for &level in LEVELS {
-        let clients = (0..level).map(|_| fresh(proxmox)).collect();
+    let meter = Meter::of(servers);
+    for &level in levels {
+        let clients = (0..level)
+            .map(|i| Client {
+                base: servers[i % servers.len()].base.clone(),
+                ..fresh(proxmox)
+            })
+            .collect();
         let run = drive(
-            server,
+            &meter,
             clients,
             FLOWS_PER_LEVEL,
             TIME_PER_LEVEL,
@@ -659,7 +744,7 @@ async fn full_flows(
             "full flow",
             level,
             &run,
-            server,
+            servers[0],
             idle,
         ));
     }
@@ -690,8 +775,9 @@ async fn single_steps(
         with_access.push((fresh(&client), Arc::new(access)));
         with_refresh.push((fresh(&client), refresh));
     }
+    let meter = Meter::of(&[server]);
     let userinfo = drive(
-        server,
+        &meter,
         with_access,
         USERINFO_REQUESTS,
         TIME_PER_SINGLE_STEP,
@@ -710,7 +796,7 @@ async fn single_steps(
         idle,
     );
     let refresh = drive(
-        server,
+        &meter,
         with_refresh,
         REFRESH_REQUESTS,
         TIME_PER_SINGLE_STEP,
@@ -731,11 +817,8 @@ async fn single_steps(
     vec![userinfo, refresh]
 }
 
-/// A server on a fresh database (seeded or not) with one person and the Proxmox client; every
-/// step measured on it, and its start after a SIGKILL.
-async fn bench(seeded: bool) -> Vec<Row> {
-    let database = if seeded { "seeded" } else { "empty" };
-    let mut server = Server::new();
+/// One person in a group and the Proxmox client admitting it; the client's secret.
+fn populate(server: &Server) -> String {
     server.cli(&[
         "user",
         "add",
@@ -757,17 +840,17 @@ async fn bench(seeded: bool) -> Vec<Row> {
         "pve-admins",
         "--json",
     ]);
-    let secret = serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["client_secret"]
+    serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()["client_secret"]
         .as_str()
         .unwrap()
-        .to_string();
-    if seeded {
-        seed(server.data_dir.path());
-    }
-    server.start();
-    let jar = signed_in_jar(&server, "alice").await;
-    let proxmox = client(&server, &secret, &jar);
-    // One warm-up flow pays argon2 once; the server then caches the verified secret.
+        .to_string()
+}
+
+/// Signs alice in on `server` and runs one warm-up flow (it pays argon2 once; the server
+/// then caches the verified secret); the client, and the server's memory once idle.
+async fn warmed_up(server: &Server, secret: &str) -> (Client, Idle) {
+    let jar = signed_in_jar(server, "alice").await;
+    let proxmox = client(server, secret, &jar);
     proxmox.flow().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = Idle {
@@ -775,7 +858,21 @@ async fn bench(seeded: bool) -> Vec<Row> {
         private: server.status_mib("RssAnon:"),
     };
     server.reset_peak_rss();
-    let mut rows = full_flows(database, &server, &proxmox, idle).await;
+    (proxmox, idle)
+}
+
+/// A server on a fresh SQLite database (seeded or not) with one person and the Proxmox
+/// client; every step measured on it, and its start after a SIGKILL.
+async fn bench(seeded: bool) -> Vec<Row> {
+    let database = if seeded { "seeded" } else { "empty" };
+    let mut server = Server::new(None);
+    let secret = populate(&server);
+    if seeded {
+        seed(server.data_dir.path());
+    }
+    server.start();
+    let (proxmox, idle) = warmed_up(&server, &secret).await;
+    let mut rows = full_flows(database, LEVELS, &[&server], &proxmox, idle).await;
     rows.extend(single_steps(database, &server, &proxmox, idle).await);
     // Killed, not stopped: the start replays whatever log the load left.
     server.stop();
@@ -794,23 +891,79 @@ async fn bench(seeded: bool) -> Vec<Row> {
     rows
 }
 
+/// The full flows on an empty PostgreSQL database: one instance, then two on the same
+/// database with the clients taking them in turn.
+async fn bench_postgres() -> Vec<Row> {
+    let url = postgres::fresh_database();
+    durable(&url);
+    let mut first = Server::new(Some(url));
+    let secret = populate(&first);
+    first.start();
+    let (proxmox, idle) = warmed_up(&first, &secret).await;
+    let mut rows = full_flows("postgres", LEVELS, &[&first], &proxmox, idle).await;
+    let mut second = Server::beside(&first);
+    second.start();
+    rows.extend(
+        full_flows(
+            "pg, 2 inst",
+            &LEVELS[1..],
+            &[&first, &second],
+            &proxmox,
+            idle,
+        )
+        .await,
+    );
+    rows
+}
+
+/// Gives the throwaway cluster PostgreSQL's default durability back (the test suite turns it
+/// off): every commit is synced, as SQLite's are here.
+fn durable(url: &str) {
+    for setting in [
+        "ALTER SYSTEM SET fsync = on",
+        "ALTER SYSTEM SET synchronous_commit = on",
+        "ALTER SYSTEM SET full_page_writes = on",
+        "SELECT pg_reload_conf()",
+    ] {
+        let out = Command::new("psql")
+            .args(["--no-psqlrc", "--quiet", "--set=ON_ERROR_STOP=1"])
+            .arg(format!("--dbname={url}"))
+            .arg(format!("--command={setting}"))
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "{setting}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let databases: &[bool] = match std::env::var("LATCHKEY_BENCH_DATABASE").as_deref() {
-        Ok("empty") => &[false],
-        Ok("seeded") => &[true],
-        Ok("both") | Err(_) => &[false, true],
-        Ok(other) => panic!("LATCHKEY_BENCH_DATABASE is empty, seeded or both, not {other}"),
-    };
+    let (sqlite, postgres): (&[bool], bool) =
+        match std::env::var("LATCHKEY_BENCH_DATABASE").as_deref() {
+            Ok("empty") => (&[false], false),
+            Ok("seeded") => (&[true], false),
+            Ok("postgres") => (&[], true),
+            Ok("all") | Err(_) => (&[false, true], true),
+            Ok(other) => {
+                panic!("LATCHKEY_BENCH_DATABASE is empty, seeded, postgres or all, not {other}")
+            }
+        };
     println!("latchkey benchmark: release build, 127.0.0.1, 2 cores shared with this load");
     let mut rows = Vec::new();
-    for &seeded in databases {
+    for &seeded in sqlite {
         rows.extend(bench(seeded).await);
+    }
+    if postgres {
+        rows.extend(bench_postgres().await);
     }
     print_table(&rows);
     println!(
         "full flow: authorize (signed in) → token (client_secret_basic, PKCE) → userinfo; \
-         CPU is the server's user + system time per flow or request; the start is from \
-         launch to the first /healthz 200"
+         CPU is the server's user + system time per flow or request (on PostgreSQL, the \
+         instances' and the database's together); the start is from launch to the first \
+         /healthz 200"
     );
 }

@@ -54,7 +54,11 @@ mod tests {
     fn periodic_work_is_one_callers_turn_per_period() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let turn = |now| store.write(|db| take_turn(db, PURGED_AT, now, 3600)).unwrap();
+        let turn = |now| {
+            store
+                .write(|db| take_turn(db, PURGED_AT, now, 3600))
+                .unwrap()
+        };
         assert!(turn(10_000), "never done: due");
         assert!(!turn(10_060), "done a minute ago, by any instance");
         assert!(!turn(13_599));
