@@ -296,14 +296,18 @@ pub enum RefreshUse {
     Unknown,
 }
 
-/// Spends a refresh token (rotation): usable once, then only a sign of theft.
+/// Spends a refresh token (rotation): usable once, then only a sign of theft. The spending
+/// is one statement, so that of two concurrent requests with the same token one wins and the
+/// other finds it spent (it waits for the first's commit), as if it had come second.
 pub fn spend_refresh_token(conn: &Db, token_hash: &str, now: UnixTime) -> StoreResult<RefreshUse> {
     if let Some(live) = live_refresh_token(conn, token_hash, now)? {
-        conn.execute(
-            "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1",
+        let spent = conn.execute(
+            "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL",
             args![token_hash, now],
         )?;
-        return Ok(RefreshUse::Fresh(live));
+        if spent == 1 {
+            return Ok(RefreshUse::Fresh(live));
+        }
     }
     let known: Option<(String, Option<UnixTime>)> = conn.query_opt(
         "SELECT grant_id, used_at FROM refresh_tokens WHERE token_hash = ?1",

@@ -34,6 +34,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 pub use db::{Db, Row};
 pub use postgres::PgTarget;
+use postgres::Writers;
 use writer::Writer;
 
 pub const DATABASE_FILE: &str = "latchkey.db";
@@ -51,6 +52,11 @@ pub enum StoreError {
     #[error("database error: {} in {sql}", postgres::message(.source))]
     Statement {
         sql: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot connect to the {target}: {}", postgres::message(.source))]
+    Connect {
+        target: String,
         source: tokio_postgres::Error,
     },
     #[error("database TLS: {0}")]
@@ -84,6 +90,8 @@ pub enum StoreError {
     Commit(#[source] Arc<rusqlite::Error>),
     #[error("the database writer did not complete this write")]
     WriteLost,
+    #[error("the database read did not complete")]
+    ReadLost,
     #[error("cannot start the database writer: {0}")]
     WriterStart(#[source] std::io::Error),
     #[error("damaged record in {table}: {detail}")]
@@ -236,11 +244,18 @@ impl Store {
     }
 
     fn open_postgres(target: &PgTarget) -> StoreResult<Store> {
+        let manager = postgres::Manager::start(target.clone())?;
+        // One connection first, so that a wrong password or certificate is said at once in
+        // the server's words, not after the pool's wait.
+        r2d2::ManageConnection::connect(&manager).map_err(|source| StoreError::Connect {
+            target: target.describe(),
+            source,
+        })?;
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(30))
-            .build(postgres::Manager::start(target.clone())?)?;
+            .build(manager)?;
         let store = Store {
             backend: Backend::Postgres {
                 pool,
@@ -305,6 +320,28 @@ impl Store {
         }
     }
 
+    /// Runs `work` as `read` does, from async code: in place on SQLite, whose reads are
+    /// quick local ones, and on the blocking pool on PostgreSQL, whose reads wait for the
+    /// network and must not hold up the caller's event loop meanwhile.
+    pub async fn read_async<T, E>(
+        &self,
+        work: impl FnOnce(&Db) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(_) => self.read(work),
+            Backend::Postgres { .. } => {
+                let store = self.clone();
+                tokio::task::spawn_blocking(move || store.read(work))
+                    .await
+                    .unwrap_or_else(|_| Err(E::from(StoreError::ReadLost)))
+            }
+        }
+    }
+
     /// Runs `work` in a transaction on this thread, committed only when it returns `Ok`, so
     /// that no half-written record survives an error. Writers go one at a time.
     pub fn write<T, E>(&self, work: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>
@@ -314,16 +351,17 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(file) => file.write(work),
             Backend::Postgres { pool, waits, .. } => {
-                let conn = pool.get().map_err(StoreError::from)?;
-                conn.transaction(waits.as_deref(), |pg| work(&Db::Postgres(pg)))
+                postgres_write(pool, waits, Writers::Alone, work)
             }
         }
     }
 
     /// Runs `work` off the caller's thread and answers once its commit is durable. On SQLite
     /// the writer thread commits it together with the other writes waiting at the same time
-    /// (one fsync for all). As with `write`, what `work` wrote is kept only when it returns
-    /// `Ok`.
+    /// (one fsync for all); on PostgreSQL it runs beside the other writes made this way
+    /// (see `postgres::Writers::Together`): only the sign-in and token rules, every step of
+    /// which is safe side by side, write through here. As with `write`, what `work` wrote is
+    /// kept only when it returns `Ok`.
     pub async fn write_async<T, E>(
         &self,
         work: impl FnOnce(&Db) -> Result<T, E> + Send + 'static,
@@ -334,11 +372,13 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(file) => file.writer()?.write(work).await,
-            Backend::Postgres { .. } => {
-                let store = self.clone();
-                tokio::task::spawn_blocking(move || store.write(work))
-                    .await
-                    .unwrap_or_else(|_| Err(E::from(StoreError::WriteLost)))
+            Backend::Postgres { pool, waits, .. } => {
+                let (pool, waits) = (pool.clone(), waits.clone());
+                tokio::task::spawn_blocking(move || {
+                    postgres_write(&pool, &waits, Writers::Together, work)
+                })
+                .await
+                .unwrap_or_else(|_| Err(E::from(StoreError::WriteLost)))
             }
         }
     }
@@ -380,6 +420,20 @@ impl Store {
             })?;
         Ok(())
     }
+}
+
+/// Runs `work` in a transaction on a pooled PostgreSQL connection.
+fn postgres_write<T, E>(
+    pool: &r2d2::Pool<postgres::Manager>,
+    waits: &Option<WaitObserver>,
+    writers: Writers,
+    work: impl FnOnce(&Db) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<StoreError>,
+{
+    let conn = pool.get().map_err(StoreError::from)?;
+    conn.transaction(writers, waits.as_deref(), |pg| work(&Db::Postgres(pg)))
 }
 
 impl SqliteFile {

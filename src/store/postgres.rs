@@ -163,10 +163,17 @@ impl PgConn<'_> {
 /// What went wrong, with the server's own words when it answered with an error (the client
 /// library alone says only "db error").
 pub(super) fn message(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {}", db.severity(), db.message()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.severity(), db.message());
     }
+    // The library's own errors say what failed; their causes say why.
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(reason) = cause {
+        text.push_str(&format!(": {reason}"));
+        cause = reason.source();
+    }
+    text
 }
 
 /// A failed statement's error, naming the statement (never its values).
@@ -225,10 +232,10 @@ impl PgConnection {
     }
 
     /// Runs `work` in a transaction, committed only when it returns `Ok`. Writers take one
-    /// database-wide lock first, so that writes are serialised across instances exactly as
-    /// SQLite serialises them in one file: every rule written for one writer stays correct.
+    /// database-wide lock first (see `Writers`).
     pub(super) fn transaction<T, E>(
         &self,
+        writers: Writers,
         waits: Option<&(dyn Fn(Duration) + Send + Sync)>,
         work: impl FnOnce(PgConn) -> Result<T, E>,
     ) -> Result<T, E>
@@ -237,15 +244,36 @@ impl PgConnection {
     {
         let client = &self.client;
         let asked = Instant::now();
-        block_on(client.batch_execute("BEGIN; SELECT pg_advisory_xact_lock(7120324911274115072)"))
-            .map_err(StoreError::from)?;
+        let open = Open { client };
+        block_on(client.batch_execute(writers.begin())).map_err(StoreError::from)?;
         if let Some(observer) = waits {
             observer(asked.elapsed());
         }
-        let open = Open { client };
         let value = work(self.conn())?;
         open.commit().map_err(StoreError::from)?;
         Ok(value)
+    }
+}
+
+/// How a write transaction shares the database with the others, through one advisory lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Writers {
+    /// Alone: writes are serialised across instances exactly as SQLite serialises them in
+    /// one file, so every rule written for one writer stays correct.
+    Alone,
+    /// Beside the other sign-in and token writes, and never beside a write that goes alone.
+    /// For rules whose every step is safe side by side: a code or a refresh token is spent
+    /// by one `UPDATE … WHERE … IS NULL RETURNING`, which a concurrent spender waits for and
+    /// then finds spent, exactly as if it had come second.
+    Together,
+}
+
+impl Writers {
+    fn begin(self) -> &'static str {
+        match self {
+            Writers::Alone => "BEGIN; SELECT pg_advisory_xact_lock(7120324911274115072)",
+            Writers::Together => "BEGIN; SELECT pg_advisory_xact_lock_shared(7120324911274115072)",
+        }
     }
 }
 

@@ -11,6 +11,7 @@ mod clock_rules;
 mod config_file;
 mod consent;
 mod crash;
+mod database;
 mod files;
 mod grant_ownership;
 mod helpers;

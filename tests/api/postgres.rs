@@ -2,7 +2,9 @@
 //! starts one for this test binary with `initdb` and `pg_ctl` from Debian's `postgresql`
 //! package: in a temporary directory, on a free loopback port, with no Unix socket, with
 //! `max_connections = 1000` (every test server keeps a small pool open until the process
-//! ends) and without fsync (the suite proves behaviour, not durability). Each
+//! ends) and without fsync (the suite proves behaviour, not durability). It speaks TLS with
+//! a certificate from a CA made for it, and every URL asks for that CA to be checked
+//! (`sslmode=verify-full&sslrootcert=…`), so the suite runs over verified TLS. Each
 //! `fresh_database` is a new, empty database on it.
 //!
 //! PostgreSQL refuses to run as root. When the tests run as root (as in CI), the cluster
@@ -18,6 +20,7 @@
 use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -35,6 +38,9 @@ struct Cluster {
     bin: PathBuf,
     port: u16,
     password: String,
+    /// The CA that signed the cluster's certificate: every URL asks for TLS checked against
+    /// it, so the whole suite runs over verified TLS.
+    ca: PathBuf,
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
@@ -67,8 +73,10 @@ fn cluster() -> &'static Cluster {
 impl Cluster {
     fn url(&self, database: &str) -> String {
         format!(
-            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
-            self.password, self.port
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}?sslmode=verify-full&sslrootcert={}",
+            self.password,
+            self.port,
+            self.ca.display()
         )
     }
 }
@@ -95,6 +103,7 @@ fn init_and_start(bin: &Path, dir: &Path, as_root: bool) -> Result<Cluster, Stri
     let password = random_hex()?;
     let pwfile = dir.join("pwfile");
     fs::write(&pwfile, &password).map_err(|e| format!("cannot write {pwfile:?}: {e}"))?;
+    let ca = certificates(dir)?;
     if as_root {
         let chown = Command::new("chown")
             .arg("-R")
@@ -132,6 +141,7 @@ fn init_and_start(bin: &Path, dir: &Path, as_root: bool) -> Result<Cluster, Stri
         bin: bin.to_path_buf(),
         port,
         password,
+        ca,
     })
 }
 
@@ -215,16 +225,50 @@ fn stop_cluster() {
     }
 }
 
+/// A CA (`ca.pem`) and the cluster's certificate for 127.0.0.1 signed by it, with its key
+/// (owner-only, as PostgreSQL insists), in `dir`; the CA's path.
+fn certificates(dir: &Path) -> Result<PathBuf, String> {
+    let failed = |e: rcgen::Error| format!("cannot make the cluster's certificate: {e}");
+    let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Latchkey test database CA");
+    let ca = ca_params.self_signed(&ca_key).map_err(failed)?;
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).map_err(failed)?;
+    let cert = params.signed_by(&key, &ca, &ca_key).map_err(failed)?;
+    let write = |name: &str, text: String, mode: u32| {
+        let path = dir.join(name);
+        fs::write(&path, text)
+            .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)))
+            .map_err(|e| format!("cannot write {path:?}: {e}"))
+    };
+    write("server.crt", cert.pem(), 0o644)?;
+    write("server.key", key.serialize_pem(), 0o600)?;
+    write("ca.pem", ca.pem(), 0o644)?;
+    Ok(dir.join("ca.pem"))
+}
+
 fn configure(data: &Path, port: u16) -> Result<(), String> {
+    let dir = data
+        .parent()
+        .expect("the data directory is in the cluster's");
     let settings = format!(
         "\n# The test suite's throwaway cluster\n\
          listen_addresses = '127.0.0.1'\n\
          port = {port}\n\
+         ssl = on\n\
+         ssl_cert_file = '{}'\n\
+         ssl_key_file = '{}'\n\
          unix_socket_directories = ''\n\
          max_connections = 1000\n\
          fsync = off\n\
          synchronous_commit = off\n\
-         full_page_writes = off\n"
+         full_page_writes = off\n",
+        dir.join("server.crt").display(),
+        dir.join("server.key").display(),
     );
     let conf = data.join("postgresql.conf");
     let mut text = fs::read_to_string(&conf).map_err(|e| format!("cannot read {conf:?}: {e}"))?;

@@ -62,6 +62,37 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     assert_eq!(userinfo(&app, a2).await.0, 401);
 }
 
+/// Sent several times at once, as a thief racing the app would, a refresh token is spent by
+/// one request only; the others are replays, and revoke the family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refresh_token_sent_four_times_at_once_is_spent_once() {
+    let app = spawn_app();
+    let secret = app.setup_proxmox();
+    let first = tokens(&app, &secret, "openid offline_access").await;
+    let r1 = first["refresh_token"].as_str().unwrap();
+    let answers = tokio::join!(
+        refresh(&app, &secret, r1),
+        refresh(&app, &secret, r1),
+        refresh(&app, &secret, r1),
+        refresh(&app, &secret, r1),
+    );
+    let answers = [answers.0, answers.1, answers.2, answers.3];
+    let won: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!(
+            (status.as_u16(), body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
+    let next = won[0].1["refresh_token"].as_str().unwrap();
+    let (status, _) = refresh(&app, &secret, next).await;
+    assert_eq!(status, 400, "the replays revoked the family");
+}
+
 #[tokio::test]
 async fn refresh_is_refused_when_the_user_leaves_the_allowed_groups() {
     let app = spawn_app();

@@ -74,11 +74,13 @@ async fn exchange(
         })
         .await?
         .issued()?;
-    issued.signed(|alg, claims| {
-        state
-            .store
-            .read(|conn| state.signer.sign_jwt(conn, alg, claims))
-    })
+    let signing = state.clone();
+    state
+        .store
+        .read_async(move |conn| {
+            issued.signed(|alg, claims| signing.signer.sign_jwt(conn, alg, claims))
+        })
+        .await
 }
 
 /// The bearer token of a userinfo request: from the `Authorization` header, or from a form
@@ -112,7 +114,8 @@ pub(super) async fn userinfo_endpoint(
     let token = bearer_token(&req, &body)?;
     let claims = state
         .store
-        .read(|conn| userinfo::claims_for(conn, &token, clock::now()))?;
+        .read_async(move |conn| userinfo::claims_for(conn, &token, clock::now()))
+        .await?;
     Ok(no_store_json(&claims))
 }
 

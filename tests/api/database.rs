@@ -1,0 +1,106 @@
+//! The connection to PostgreSQL: verified TLS, the password apart from the URL, and one-line
+//! errors when it cannot be made. These talk to the throwaway cluster whichever backend the
+//! rest of the run uses.
+
+use std::process::{Command, Output};
+
+use latchkey::store::{Database, Store};
+
+use crate::postgres::fresh_database;
+
+fn latchkey(database_url: &str, env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--database-url", database_url, "user", "list"])
+        .env_remove("LATCHKEY_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+/// The URL with its password taken out, and the password.
+fn without_password(url: &str) -> (String, String) {
+    let mut parsed = url::Url::parse(url).unwrap();
+    let password = parsed.password().unwrap().to_string();
+    parsed.set_password(None).unwrap();
+    (parsed.to_string(), password)
+}
+
+#[test]
+fn the_connection_is_tls_checked_against_the_named_ca() {
+    let url = fresh_database();
+    assert!(url.contains("sslmode=verify-full&sslrootcert="), "{url}");
+    let Ok(Database::Postgres(target)) = postgres_database(&url) else {
+        panic!("a PostgreSQL URL");
+    };
+    let store = Store::connect(&Database::Postgres(target)).unwrap();
+    let tls: bool = store
+        .read(|db| {
+            db.value(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                latchkey::args![],
+            )
+        })
+        .unwrap()
+        .unwrap();
+    assert!(tls);
+}
+
+fn postgres_database(url: &str) -> Result<Database, latchkey::config::ConfigError> {
+    let overrides = latchkey::config::Overrides {
+        database_url: Some(url.to_string()),
+        ..Default::default()
+    };
+    latchkey::config::Settings::resolve(overrides).map(|settings| settings.database)
+}
+
+#[test]
+fn a_certificate_from_another_ca_is_refused_in_one_line() {
+    let url = fresh_database();
+    let other = tempfile::NamedTempFile::new().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    std::fs::write(other.path(), params.self_signed(&key).unwrap().pem()).unwrap();
+    let (before, _) = url.split_once("sslrootcert=").unwrap();
+    let url = format!("{before}sslrootcert={}", other.path().display());
+    let stderr = one_line_error(&latchkey(&url, &[]));
+    assert!(
+        stderr.contains("cannot connect to the PostgreSQL database"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("certificate"), "{stderr}");
+    let (_, password) = without_password(&url);
+    assert!(
+        !stderr.contains(&password),
+        "the password stays out of messages"
+    );
+}
+
+#[test]
+fn the_password_may_come_from_a_file() {
+    let (url, password) = without_password(&fresh_database());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), format!("{password}\n")).unwrap();
+    let path = file.path().to_str().unwrap();
+    let out = latchkey(&url, &[("LATCHKEY_DATABASE_PASSWORD_FILE", path)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = one_line_error(&latchkey(&url, &[("LATCHKEY_DATABASE_PASSWORD", "wrong")]));
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+}
