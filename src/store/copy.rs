@@ -379,3 +379,68 @@ fn params(row: &[Value]) -> Vec<&dyn Param> {
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn users(store: &Store) -> i64 {
+        store.read(|db| count(db, "users")).unwrap()
+    }
+
+    #[test]
+    fn every_table_is_copied_in_foreign_key_order() {
+        let (_a, source) = store();
+        let (_b, target) = store();
+        source
+            .write(|db| {
+                db.batch(
+                    "INSERT INTO users (id, username, created_at, updated_at, is_admin) \
+                     VALUES ('u1', 'alice', 1, 1, 1); \
+                     INSERT INTO groups (id, name, created_at) VALUES (5, 'admins', 1); \
+                     INSERT INTO group_members (group_id, user_id) VALUES (5, 'u1');",
+                )
+            })
+            .unwrap();
+        let copied = copy(&source, &target).unwrap();
+        let names: Vec<&str> = copied.tables.iter().map(|(table, _)| *table).collect();
+        assert_eq!(names, TABLES);
+        assert!(copied.tables.contains(&("group_members", 1)));
+        assert_eq!(users(&target), 1);
+    }
+
+    #[test]
+    fn a_copy_that_differs_from_the_source_is_rolled_back() {
+        let (_a, source) = store();
+        let (_b, target) = store();
+        source
+            .write(|db| {
+                db.execute(
+                    "INSERT INTO users (id, username, created_at, updated_at) \
+                     VALUES ('u1', 'alice', 1, 1)",
+                    crate::args![],
+                )
+            })
+            .unwrap();
+        target
+            .write(|db| {
+                db.batch(
+                    "CREATE TRIGGER garble AFTER INSERT ON users \
+                     BEGIN UPDATE users SET display_name = 'garbled' WHERE id = NEW.id; END",
+                )
+            })
+            .unwrap();
+        let error = copy(&source, &target).unwrap_err();
+        assert!(
+            matches!(error, CopyError::Differs { table: "users", .. }),
+            "{error}"
+        );
+        assert_eq!(users(&target), 0, "nothing half-copied");
+    }
+}

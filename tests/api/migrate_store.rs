@@ -270,3 +270,72 @@ async fn postgres_copied_to_a_new_sqlite_file_serves_the_same_sign_ins_and_token
     serves_the_same(&copy, &held, refresh_token, access_token).await;
     copy.cli_ok(&["group", "add", "newcomers"]);
 }
+
+/// The one line a failed command prints.
+fn refusal(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "refused");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("internal error"));
+    stderr
+}
+
+#[tokio::test]
+async fn a_target_that_is_not_empty_is_refused_and_left_unchanged() {
+    let (app, _held) = populated_sqlite().await;
+    let target = like(&app, Some(crate::postgres::fresh_database()));
+    target.execute(
+        "INSERT INTO meta (key, value) VALUES ('kept', 'as it was')",
+        latchkey::args![],
+    );
+
+    let stderr = refusal(&migrate(&app, target.database_url.as_deref().unwrap()));
+    assert!(stderr.contains("not empty (meta holds 1 rows)"), "{stderr}");
+    let users: i64 = target.value("SELECT count(*) FROM users");
+    let meta: String = target.value("SELECT key || '=' || value FROM meta");
+    assert_eq!((users, meta.as_str()), (0, "kept=as it was"));
+
+    // A SQLite file with data is refused the same way.
+    let copied = like(&app, None);
+    copied.cli_ok(&["user", "add", "dora"]);
+    let stderr = refusal(&migrate(&target, copied.data_dir.path().to_str().unwrap()));
+    assert!(
+        stderr.contains("not empty (users holds 1 rows)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_running_server_on_the_sqlite_file_refuses_the_command() {
+    let (app, _served) = served_on_sqlite();
+    let url = crate::postgres::fresh_database();
+    let stderr = refusal(&migrate(&app, &url));
+    assert!(stderr.contains("stop it first"), "{stderr}");
+    let target = like(&app, Some(url));
+    let users: i64 = target.value("SELECT count(*) FROM users");
+    assert_eq!(users, 0, "nothing copied");
+}
+
+#[test]
+fn a_bad_url_is_one_line() {
+    let app = like_nothing();
+    for (to, says) in [
+        ("mysql://root@localhost/latchkey", "takes postgres://"),
+        ("postgres://u@127.0.0.1/d?sslmode=sometimes", "sslmode"),
+        ("postgres://u:secret@[::1/d", "not a URL"),
+    ] {
+        let stderr = refusal(&migrate(&app, to));
+        assert!(stderr.contains(says), "{to}: {stderr}");
+        assert!(!stderr.contains("secret"), "{stderr}");
+    }
+}
+
+/// A data dir with no server: the command's own checks run before any database is reached.
+fn like_nothing() -> TestApp {
+    TestApp::new(
+        "http://127.0.0.1:9".to_string(),
+        9,
+        tempfile::tempdir().unwrap(),
+        None,
+    )
+}
