@@ -100,8 +100,11 @@ pub enum Command {
     SetupLink,
     /// Replace the database by a backup file; refused while `serve` runs.
     Restore { file: PathBuf },
-    /// Copy the database into an empty one, checked before it is committed: SQLite to
-    /// PostgreSQL, or back. Refused while `serve` runs on the SQLite file.
+    /// Copy the database into an empty PostgreSQL one (or a new SQLite file), checked first.
+    ///
+    /// The target must hold no rows. Everything is copied in one transaction, and committed
+    /// only when the row counts and a sample of every table match the source. Refused while
+    /// `serve` runs on the SQLite side; stop instances on PostgreSQL by hand first.
     MigrateStore {
         /// postgres://USER:PASSWORD@HOST/DATABASE, or a directory for a new SQLite file.
         #[arg(long, value_name = "URL|DIR")]
