@@ -227,18 +227,19 @@ pub fn migrate_store(settings: &Settings, to: &str) -> CliResult {
     for (table, rows) in copied.tables {
         println!("  {table}: {rows}");
     }
-    match target {
-        Database::Postgres(_) => println!(
+    let configure = match &target {
+        Database::Postgres(_) => format!(
             "Set database_url = \"{}\" (or LATCHKEY_DATABASE_URL) for every instance and start \
-             them; the SQLite file is left as it was.",
+             them",
             without_password(to)
         ),
-        Database::Sqlite(dir) => println!(
-            "Remove database_url (and LATCHKEY_DATABASE_URL), set data_dir = \"{}\" (or \
-             LATCHKEY_DATA_DIR) and start one instance; the PostgreSQL database is left as it was.",
+        Database::Sqlite(dir) => format!(
+            "Set data_dir = \"{}\" (or LATCHKEY_DATA_DIR) without database_url and start one \
+             instance",
             dir.display()
         ),
-    }
+    };
+    println!("{configure}; {} is left as it was.", source.describe());
     Ok(())
 }
 

@@ -225,6 +225,11 @@ async fn sqlite_copied_to_postgres_serves_the_same_sign_ins_and_tokens() {
         stdout.contains(&format!("Set database_url = \"{shown}\"")),
         "{stdout}"
     );
+    let source = app.data_dir.path().join("latchkey.db");
+    assert!(
+        stdout.contains(&format!("; {} is left as it was.", source.display())),
+        "{stdout}"
+    );
     assert!(!stdout.contains(&password) && !stderr.contains(&password));
 
     let copy = like(&app, Some(url));
@@ -261,7 +266,13 @@ async fn postgres_copied_to_a_new_sqlite_file_serves_the_same_sign_ins_and_token
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("  users: 2\n"), "{stdout}");
-    assert!(stdout.contains("Remove database_url"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "Set data_dir = \"{}\" (or LATCHKEY_DATA_DIR) without database_url",
+            copy.data_dir.path().display()
+        )),
+        "{stdout}"
+    );
 
     assert_eq!(contents(&copy), before);
     let _served = serve(&copy);
