@@ -100,6 +100,16 @@ pub enum Command {
     SetupLink,
     /// Replace the database by a backup file; refused while `serve` runs.
     Restore { file: PathBuf },
+    /// Copy the database into an empty PostgreSQL one (or a new SQLite file), checked first.
+    ///
+    /// The target must hold no rows. Everything is copied in one transaction, and committed
+    /// only when the row counts and a sample of every table match the source. Refused while
+    /// `serve` runs on the SQLite side; stop instances on PostgreSQL by hand first.
+    MigrateStore {
+        /// postgres://USER:PASSWORD@HOST/DATABASE, or a directory for a new SQLite file.
+        #[arg(long, value_name = "URL|DIR")]
+        to: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +130,8 @@ pub enum CliError {
     Lock(#[from] crate::store::lock::LockError),
     #[error(transparent)]
     Restore(#[from] crate::store::restore::RestoreError),
+    #[error(transparent)]
+    Copy(#[from] crate::store::copy::CopyError),
     #[error("{0}")]
     Usage(String),
     #[error("{context}: {source}")]
@@ -177,6 +189,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::HashSecret => maintenance::hash_secret(),
         Command::Healthcheck { .. } => ops::healthcheck(&settings),
         Command::Restore { file } => ops::restore(&settings, &file),
+        Command::MigrateStore { to } => ops::migrate_store(&settings, &to),
         command => {
             let store = Store::connect(&settings.database)?;
             match command {
@@ -195,7 +208,8 @@ pub fn run(cli: Cli) -> CliResult {
                 | Command::Healthcheck { .. }
                 | Command::Completions { .. }
                 | Command::Man
-                | Command::Restore { .. } => Ok(()),
+                | Command::Restore { .. }
+                | Command::MigrateStore { .. } => Ok(()),
             }
         }
     }

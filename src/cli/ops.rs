@@ -1,9 +1,9 @@
 //! Commands for running Latchkey as a service: `healthcheck`, `completions`, `man`,
-//! `setup-link` and `restore`.
+//! `setup-link`, `restore` and `migrate-store`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::CommandFactory;
@@ -13,7 +13,7 @@ use crate::auth::setup;
 use crate::clock;
 use crate::config::Settings;
 use crate::store::lock::DataDirLock;
-use crate::store::{Database, Store, StoreError, meta, restore as store_restore};
+use crate::store::{Database, PgTarget, Store, StoreError, copy, meta, restore as store_restore};
 
 /// How long the health check waits to connect, and then for the answer.
 const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -202,9 +202,104 @@ pub fn restore(settings: &Settings, file: &Path) -> CliResult {
     Ok(())
 }
 
+/// Copies the database into the empty one `to` names, then says what to configure.
+pub fn migrate_store(settings: &Settings, to: &str) -> CliResult {
+    let target = migration_target(to)?;
+    if let (Database::Sqlite(from), Database::Sqlite(into)) = (&settings.database, &target)
+        && from == into
+    {
+        return Err(CliError::Usage(
+            "migrate-store: --to names the data directory it would copy from".into(),
+        ));
+    }
+    // No server may write the source meanwhile, nor use the new file.
+    let _locks = [&settings.database, &target]
+        .into_iter()
+        .filter_map(|database| match database {
+            Database::Sqlite(dir) => Some(DataDirLock::try_acquire(dir)),
+            Database::Postgres(_) => None,
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let source = Store::connect(&settings.database)?;
+    let copy = Store::connect(&target)?;
+    let copied = copy::copy(&source, &copy)?;
+    println!("Copied {} into {}:", source.describe(), copy.describe());
+    for (table, rows) in copied.tables {
+        println!("  {table}: {rows}");
+    }
+    let configure = match &target {
+        Database::Postgres(_) => format!(
+            "Set database_url = \"{}\" (or LATCHKEY_DATABASE_URL) for every instance and start \
+             them",
+            without_password(to)
+        ),
+        Database::Sqlite(dir) => format!(
+            "Set data_dir = \"{}\" (or LATCHKEY_DATA_DIR) without database_url and start one \
+             instance",
+            dir.display()
+        ),
+    };
+    println!("{configure}; {} is left as it was.", source.describe());
+    Ok(())
+}
+
+/// `--to`: a PostgreSQL URL, or a directory for a new SQLite file.
+fn migration_target(to: &str) -> CliResult<Database> {
+    if to.starts_with("postgres://") || to.starts_with("postgresql://") {
+        let target = PgTarget::parse(to, None)
+            .map_err(|e| CliError::Usage(format!("migrate-store --to: {e}")))?;
+        return Ok(Database::Postgres(Box::new(target)));
+    }
+    if to.is_empty() || to.contains("://") {
+        return Err(CliError::Usage(
+            "migrate-store --to takes postgres://USER:PASSWORD@HOST/DATABASE or a directory for \
+             a new SQLite file"
+                .into(),
+        ));
+    }
+    Ok(Database::Sqlite(PathBuf::from(to)))
+}
+
+/// A database URL fit to print: its password left out.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "the URL".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_urls_keep_no_password() {
+        assert_eq!(
+            without_password("postgres://latchkey:s3cret@db.example:5432/latchkey?sslmode=require"),
+            "postgres://latchkey@db.example:5432/latchkey?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://db.example/latchkey"),
+            "postgres://db.example/latchkey"
+        );
+    }
+
+    #[test]
+    fn migration_targets() {
+        assert!(matches!(
+            migration_target("postgres://u@h/d"),
+            Ok(Database::Postgres(_))
+        ));
+        assert!(matches!(
+            migration_target("/var/lib/latchkey-new"),
+            Ok(Database::Sqlite(_))
+        ));
+        assert!(migration_target("mysql://u@h/d").is_err());
+        assert!(migration_target("").is_err());
+    }
 
     #[test]
     fn status_lines() {

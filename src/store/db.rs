@@ -151,6 +151,117 @@ impl Db<'_> {
     }
 }
 
+/// A value of any column, read and written as it is: what copies a table from one backend to
+/// the other without knowing its columns. Flags are 0/1 integers on SQLite and BOOLEAN on
+/// PostgreSQL; binding converts one into the other where the target column wants it, and
+/// [`Value::normalised`] makes the two compare equal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+    Bool(bool),
+}
+
+impl Value {
+    /// The value with a flag as SQLite keeps it (0 or 1), for comparing across backends.
+    pub fn normalised(&self) -> Value {
+        match self {
+            Value::Bool(flag) => Value::Integer(i64::from(*flag)),
+            other => other.clone(),
+        }
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(n) => ValueRef::Integer(*n),
+            Value::Real(x) => ValueRef::Real(*x),
+            Value::Text(text) => ValueRef::Text(text.as_bytes()),
+            Value::Blob(bytes) => ValueRef::Blob(bytes),
+            Value::Bool(flag) => ValueRef::Integer(i64::from(*flag)),
+        }))
+    }
+}
+
+impl rusqlite::types::FromSql for Value {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::ValueRef;
+        Ok(match value {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(n) => Value::Integer(n),
+            ValueRef::Real(x) => Value::Real(x),
+            ValueRef::Text(_) => Value::Text(String::column_result(value)?),
+            ValueRef::Blob(bytes) => Value::Blob(bytes.to_vec()),
+        })
+    }
+}
+
+type PgError = Box<dyn std::error::Error + Sync + Send>;
+
+impl tokio_postgres::types::ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, PgError> {
+        use tokio_postgres::types::Type;
+        match (self, ty) {
+            (Value::Null, _) => Ok(tokio_postgres::types::IsNull::Yes),
+            (Value::Integer(n), &Type::BOOL) => match n {
+                0 | 1 => (*n == 1).to_sql(ty, out),
+                _ => Err(format!("{n} is not a flag (0 or 1)").into()),
+            },
+            (Value::Integer(n), &Type::INT4) => i32::try_from(*n)?.to_sql(ty, out),
+            (Value::Integer(n), _) => n.to_sql_checked(ty, out),
+            (Value::Bool(flag), &Type::INT8) => i64::from(*flag).to_sql(ty, out),
+            (Value::Bool(flag), _) => flag.to_sql_checked(ty, out),
+            (Value::Real(x), _) => x.to_sql_checked(ty, out),
+            (Value::Text(text), _) => text.to_sql_checked(ty, out),
+            (Value::Blob(bytes), _) => bytes.to_sql_checked(ty, out),
+        }
+    }
+
+    /// Each variant checks the column's type in `to_sql`.
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Value {
+    fn from_sql(ty: &tokio_postgres::types::Type, raw: &'a [u8]) -> Result<Self, PgError> {
+        use tokio_postgres::types::Type;
+        Ok(match *ty {
+            Type::BOOL => Value::Bool(bool::from_sql(ty, raw)?),
+            Type::INT8 => Value::Integer(i64::from_sql(ty, raw)?),
+            Type::INT4 => Value::Integer(i32::from_sql(ty, raw)?.into()),
+            Type::INT2 => Value::Integer(i16::from_sql(ty, raw)?.into()),
+            Type::FLOAT8 => Value::Real(f64::from_sql(ty, raw)?),
+            Type::BYTEA => Value::Blob(Vec::from_sql(ty, raw)?),
+            _ => Value::Text(String::from_sql(ty, raw)?),
+        })
+    }
+
+    fn from_sql_null(_: &tokio_postgres::types::Type) -> Result<Self, PgError> {
+        Ok(Value::Null)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        use tokio_postgres::types::Type;
+        matches!(
+            *ty,
+            Type::BOOL | Type::INT8 | Type::INT4 | Type::INT2 | Type::FLOAT8 | Type::BYTEA
+        ) || <String as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
 /// `sql` with SQLite's `?N` placeholders spelled `$N`, as PostgreSQL wants them.
 pub(super) fn numbered_for_postgres(sql: &str) -> Cow<'_, str> {
     if !sql.contains('?') {

@@ -6,6 +6,7 @@ pub mod ceremonies;
 mod checkpoint;
 pub mod clients;
 pub mod consents;
+pub mod copy;
 pub mod db;
 pub mod grants;
 pub mod groups;

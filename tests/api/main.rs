@@ -18,6 +18,7 @@ mod helpers;
 mod id_token_algs;
 mod log_secrets;
 mod metrics;
+mod migrate_store;
 mod mount;
 mod notify;
 mod ops;

@@ -50,7 +50,8 @@ impl Served {
         Served::start_with(&args, port, umask)
     }
 
-    fn start_with(database: &[&str], port: u16, umask: &str) -> Served {
+    /// `latchkey serve` with `database` as the flags naming its database.
+    pub fn start_with(database: &[&str], port: u16, umask: &str) -> Served {
         let address = format!("127.0.0.1:{port}");
         let child = latchkey_under_umask(umask)
             .args(database)
