@@ -27,7 +27,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 const BACKEND: &str = "instances";
 
 /// One request as the balancer logged it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Hop {
     /// The instance that answered (`<NOSRV>` when none did).
     pub server: String,
