@@ -6,6 +6,7 @@ mod access_log;
 mod admin;
 mod admin_proxmox;
 mod authorize_errors;
+mod ceremonies;
 mod cli;
 mod clock_rules;
 mod config_file;

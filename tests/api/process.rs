@@ -30,7 +30,8 @@ pub fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// A running `latchkey serve` process on `127.0.0.1:port`, issuer `http://127.0.0.1:port`.
+/// A running `latchkey serve` process on `127.0.0.1:port`, issuer `http://127.0.0.1:port`
+/// unless it was started behind a balancer.
 pub struct Served {
     child: Child,
     pub port: u16,
@@ -52,11 +53,16 @@ impl Served {
 
     /// `latchkey serve` with `database` as the flags naming its database.
     pub fn start_with(database: &[&str], port: u16, umask: &str) -> Served {
+        Served::start_behind(database, &format!("http://127.0.0.1:{port}"), port, umask)
+    }
+
+    /// `latchkey ARGS serve` on `127.0.0.1:port` with `issuer` as its public URL (a load
+    /// balancer's, say).
+    pub fn start_behind(args: &[&str], issuer: &str, port: u16, umask: &str) -> Served {
         let address = format!("127.0.0.1:{port}");
         let child = latchkey_under_umask(umask)
-            .args(database)
-            .args(["serve", "--listen", &address, "--issuer"])
-            .arg(format!("http://{address}"))
+            .args(args)
+            .args(["serve", "--listen", &address, "--issuer", issuer])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
