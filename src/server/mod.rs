@@ -103,16 +103,11 @@ async fn purge_periodically(state: State) {
 }
 
 async fn healthz(state: State) -> Result<HttpResponse, PageError> {
-    blocking(&state, |state| {
-        state
-            .store
-            .read(crate::store::meta::ping)
-            .map_err(PageError::from)
-    })
-    .await
-    .map_err(|e: PageError| {
-        PageError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", e.message)
-    })?;
+    blocking(&state, |state| state.store.ping().map_err(PageError::from))
+        .await
+        .map_err(|e: PageError| {
+            PageError::new(StatusCode::SERVICE_UNAVAILABLE, "Unavailable", e.message)
+        })?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body("ok"))

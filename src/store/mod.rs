@@ -39,7 +39,8 @@ use postgres::Writers;
 use writer::Writer;
 
 pub const DATABASE_FILE: &str = "latchkey.db";
-const POOL_SIZE: u32 = 8;
+/// Connections each process keeps open to its database at most.
+pub const POOL_SIZE: u32 = 8;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Prepared statements kept per connection: more than one sign-in uses.
 const STATEMENT_CACHE: usize = 64;
@@ -176,6 +177,8 @@ enum Backend {
         target: Box<PgTarget>,
         /// Told how long each writer waited for the database-wide writers' lock.
         waits: Option<WaitObserver>,
+        /// The health check's own connection, made again when it breaks.
+        health: Arc<Health>,
     },
 }
 
@@ -252,6 +255,10 @@ impl Store {
             target: target.describe(),
             source,
         })?;
+        let health = Arc::new(Health {
+            manager: manager.clone(),
+            connection: Mutex::new(None),
+        });
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -262,6 +269,7 @@ impl Store {
                 pool,
                 target: Box::new(target.clone()),
                 waits: None,
+                health,
             },
         };
         migrations::apply_postgres(&store, target)?;
@@ -278,11 +286,17 @@ impl Store {
                     ..file
                 }),
             },
-            Backend::Postgres { pool, target, .. } => Store {
+            Backend::Postgres {
+                pool,
+                target,
+                health,
+                ..
+            } => Store {
                 backend: Backend::Postgres {
                     pool,
                     target,
                     waits: Some(Arc::new(observer)),
+                    health,
                 },
             },
         }
@@ -301,6 +315,16 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(file) => file.path.display().to_string(),
             Backend::Postgres { target, .. } => target.describe(),
+        }
+    }
+
+    /// Whether the database answers. On PostgreSQL this goes through a connection of its
+    /// own, so that a health check never queues behind a busy pool: a balancer would take
+    /// every instance out at once under load.
+    pub fn ping(&self) -> StoreResult<()> {
+        match &self.backend {
+            Backend::Sqlite(_) => self.read(meta::ping),
+            Backend::Postgres { health, .. } => health.ping(),
         }
     }
 
@@ -420,6 +444,31 @@ impl Store {
                 StoreError::from(error)
             })?;
         Ok(())
+    }
+}
+
+/// The health check's PostgreSQL connection.
+struct Health {
+    manager: postgres::Manager,
+    connection: Mutex<Option<postgres::PgConnection>>,
+}
+
+impl Health {
+    fn ping(&self) -> StoreResult<()> {
+        use r2d2::ManageConnection;
+        let mut slot = self.connection.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = slot.as_mut()
+            && self.manager.has_broken(connection)
+        {
+            *slot = None;
+        }
+        let connection = match slot.take() {
+            Some(connection) => connection,
+            None => self.manager.connect()?,
+        };
+        let answered = meta::ping(&Db::Postgres(connection.conn()));
+        *slot = Some(connection);
+        answered
     }
 }
 

@@ -299,6 +299,7 @@ impl Drop for Open<'_> {
 }
 
 /// Opens connections on the store's runtime thread, which then drives them.
+#[derive(Clone)]
 pub(super) struct Manager {
     target: PgTarget,
     tls: tokio_postgres_rustls::MakeRustlsConnect,

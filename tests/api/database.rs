@@ -104,3 +104,37 @@ fn the_password_may_come_from_a_file() {
         "{stderr}"
     );
 }
+
+/// A balancer's health check must not queue behind a busy pool, or under load it takes every
+/// instance out at once.
+#[test]
+fn the_health_check_answers_while_every_pooled_connection_is_busy() {
+    let Ok(database) = postgres_database(&fresh_database()) else {
+        panic!("a PostgreSQL URL");
+    };
+    let store = Store::connect(&database).unwrap();
+    let size = latchkey::store::POOL_SIZE as usize;
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(size + 1));
+    let (held, holding) = std::sync::mpsc::channel();
+    let busy: Vec<_> = (0..size)
+        .map(|_| {
+            let (store, gate, held) = (store.clone(), gate.clone(), held.clone());
+            std::thread::spawn(move || {
+                store
+                    .read(|_| {
+                        held.send(()).unwrap();
+                        gate.wait();
+                        Ok::<_, latchkey::store::StoreError>(())
+                    })
+                    .unwrap();
+            })
+        })
+        .collect();
+    for _ in 0..size {
+        holding.recv().unwrap();
+    }
+    let answered = store.ping();
+    gate.wait();
+    busy.into_iter().for_each(|thread| thread.join().unwrap());
+    answered.unwrap();
+}
