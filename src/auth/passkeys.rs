@@ -20,6 +20,7 @@ use webauthn_rs::prelude::{
 use super::aaguid;
 use crate::clock::UnixTime;
 use crate::config::Issuer;
+use crate::names::Username;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin, Repeats};
 use crate::store::ceremonies::{self, Kind};
@@ -266,7 +267,11 @@ impl Passkeys {
             )?;
             return Ok((id, options));
         };
-        let user = users::by_username(conn, &name)?;
+        // A name no account can have is looked up as nobody: the answer must not differ.
+        let user = match Username::parse(&name) {
+            Ok(name) => users::by_username(conn, name.as_str())?,
+            Err(_) => None,
+        };
         let registered = match &user {
             Some(user) => passkeys::for_user(conn, &user.id)?,
             None => Vec::new(),

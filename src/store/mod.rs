@@ -360,9 +360,7 @@ impl Store {
             Backend::Sqlite(_) => self.read(work),
             Backend::Postgres { .. } => {
                 let store = self.clone();
-                tokio::task::spawn_blocking(move || store.read(work))
-                    .await
-                    .unwrap_or_else(|_| Err(E::from(StoreError::ReadLost)))
+                on_blocking_pool(move || store.read(work), StoreError::ReadLost).await
             }
         }
     }
@@ -399,11 +397,8 @@ impl Store {
             Backend::Sqlite(file) => file.writer()?.write(work).await,
             Backend::Postgres { pool, waits, .. } => {
                 let (pool, waits) = (pool.clone(), waits.clone());
-                tokio::task::spawn_blocking(move || {
-                    postgres_write(&pool, &waits, Writers::Together, work)
-                })
-                .await
-                .unwrap_or_else(|_| Err(E::from(StoreError::WriteLost)))
+                let write = move || postgres_write(&pool, &waits, Writers::Together, work);
+                on_blocking_pool(write, StoreError::WriteLost).await
             }
         }
     }
@@ -445,6 +440,21 @@ impl Store {
             })?;
         Ok(())
     }
+}
+
+/// Runs `work` on the runtime's blocking pool, off the caller's event loop; `lost` when it
+/// panicked.
+async fn on_blocking_pool<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    lost: StoreError,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|_| Err(E::from(lost)))
 }
 
 /// The health check's PostgreSQL connection.
