@@ -5,26 +5,10 @@
 //! [`Param`]s and come out through [`Row::get`], both of which each backend's client library
 //! understands natively, so neither side converts through strings.
 
-use std::borrow::Cow;
-
 use super::StoreResult;
 use super::postgres::PgConn;
 
-/// A value bound to a placeholder: anything both client libraries can send.
-pub trait Param: rusqlite::ToSql + tokio_postgres::types::ToSql + Sync {
-    fn as_postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync);
-}
-
-impl<T: rusqlite::ToSql + tokio_postgres::types::ToSql + Sync> Param for T {
-    fn as_postgres(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
-        self
-    }
-}
-
-/// A value read from a column: anything both client libraries can decode.
-pub trait Column: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a> {}
-
-impl<T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>> Column for T {}
+pub use super::param::{Column, Param};
 
 /// The parameters of one statement: `args![a, b]`.
 #[macro_export]
@@ -259,35 +243,5 @@ impl<'a> tokio_postgres::types::FromSql<'a> for Value {
             *ty,
             Type::BOOL | Type::INT8 | Type::INT4 | Type::INT2 | Type::FLOAT8 | Type::BYTEA
         ) || <String as tokio_postgres::types::FromSql>::accepts(ty)
-    }
-}
-
-/// `sql` with SQLite's `?N` placeholders spelled `$N`, as PostgreSQL wants them.
-pub(super) fn numbered_for_postgres(sql: &str) -> Cow<'_, str> {
-    if !sql.contains('?') {
-        return Cow::Borrowed(sql);
-    }
-    let mut out = String::with_capacity(sql.len());
-    let mut quoted = false;
-    for c in sql.chars() {
-        if c == '\'' {
-            quoted = !quoted;
-        }
-        out.push(if c == '?' && !quoted { '$' } else { c });
-    }
-    Cow::Owned(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::numbered_for_postgres;
-
-    #[test]
-    fn placeholders_outside_quotes_become_dollars() {
-        assert_eq!(
-            numbered_for_postgres("SELECT a FROM t WHERE b = ?1 AND c LIKE '?x' AND d = ?12"),
-            "SELECT a FROM t WHERE b = $1 AND c LIKE '?x' AND d = $12"
-        );
-        assert_eq!(numbered_for_postgres("SELECT 1"), "SELECT 1");
     }
 }

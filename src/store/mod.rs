@@ -14,6 +14,7 @@ pub mod links;
 pub mod lock;
 pub mod meta;
 mod migrations;
+mod param;
 pub mod passkeys;
 pub mod pending;
 pub mod postgres;

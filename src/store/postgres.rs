@@ -6,6 +6,7 @@
 //! runs on the store's own thread, never inside the caller's runtime, which would refuse to
 //! be entered twice.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use futures_executor::block_on;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Statement};
 
-use super::db::{Param, numbered_for_postgres};
+use super::param::Param;
 use super::{StoreError, StoreResult};
 
 /// Where the PostgreSQL database is, and how to trust its certificate.
@@ -109,6 +110,22 @@ fn ssl_mode(value: &str) -> Result<&'static str, UrlError> {
         "require" | "verify-ca" | "verify-full" => "require",
         other => return Err(UrlError::SslMode(other.to_string())),
     })
+}
+
+/// `sql` with SQLite's `?N` placeholders spelled `$N`, as PostgreSQL wants them.
+fn numbered_for_postgres(sql: &str) -> Cow<'_, str> {
+    if !sql.contains('?') {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut quoted = false;
+    for c in sql.chars() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        out.push(if c == '?' && !quoted { '$' } else { c });
+    }
+    Cow::Owned(out)
 }
 
 /// One pooled connection and the statements prepared on it.
@@ -420,4 +437,18 @@ fn tls(
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_for_postgres;
+
+    #[test]
+    fn placeholders_outside_quotes_become_dollars() {
+        assert_eq!(
+            numbered_for_postgres("SELECT a FROM t WHERE b = ?1 AND c LIKE '?x' AND d = ?12"),
+            "SELECT a FROM t WHERE b = $1 AND c LIKE '?x' AND d = $12"
+        );
+        assert_eq!(numbered_for_postgres("SELECT 1"), "SELECT 1");
+    }
 }
