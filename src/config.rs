@@ -706,7 +706,7 @@ fn database(
     match url {
         None if password.is_some() => Err(ConfigError::PasswordWithoutUrl),
         None => Ok(Database::Sqlite(data_dir.to_path_buf())),
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+        Some(url) if PgTarget::is_url(&url) => {
             let target = PgTarget::parse(&url, password).map_err(ConfigError::DatabaseUrl)?;
             Ok(Database::Postgres(Box::new(target)))
         }

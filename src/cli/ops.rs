@@ -245,7 +245,7 @@ pub fn migrate_store(settings: &Settings, to: &str) -> CliResult {
 
 /// `--to`: a PostgreSQL URL, or a directory for a new SQLite file.
 fn migration_target(to: &str) -> CliResult<Database> {
-    if to.starts_with("postgres://") || to.starts_with("postgresql://") {
+    if PgTarget::is_url(to) {
         let target = PgTarget::parse(to, None)
             .map_err(|e| CliError::Usage(format!("migrate-store --to: {e}")))?;
         return Ok(Database::Postgres(Box::new(target)));

@@ -221,12 +221,7 @@ impl Store {
             .mode(0o600)
             .open(&path)
             .map_err(dir_error)?;
-        let manager = ConnectionManager { path: path.clone() };
-        let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)?;
+        let pool = pool_builder().build(ConnectionManager { path: path.clone() })?;
         let file = SqliteFile {
             pool,
             path,
@@ -251,20 +246,17 @@ impl Store {
     fn open_postgres(target: &PgTarget) -> StoreResult<Store> {
         let manager = postgres::Manager::start(target.clone())?;
         // One connection first, so that a wrong password or certificate is said at once in
-        // the server's words, not after the pool's wait.
-        r2d2::ManageConnection::connect(&manager).map_err(|source| StoreError::Connect {
-            target: target.describe(),
-            source,
-        })?;
+        // the server's words, not after the pool's wait; the health check keeps it.
+        let first =
+            r2d2::ManageConnection::connect(&manager).map_err(|source| StoreError::Connect {
+                target: target.describe(),
+                source,
+            })?;
         let health = Arc::new(Health {
             manager: manager.clone(),
-            connection: Mutex::new(None),
+            connection: Mutex::new(Some(first)),
         });
-        let pool = r2d2::Pool::builder()
-            .max_size(POOL_SIZE)
-            .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(30))
-            .build(manager)?;
+        let pool = pool_builder().build(manager)?;
         let store = Store {
             backend: Backend::Postgres {
                 pool,
@@ -278,37 +270,17 @@ impl Store {
     }
 
     /// This store, telling `observer` how long each write waits for the writer's turn.
-    pub fn observe_waits(self, observer: impl Fn(Duration) + Send + Sync + 'static) -> Store {
-        match self.backend {
-            Backend::Sqlite(file) => Store {
-                backend: Backend::Sqlite(SqliteFile {
-                    waits: Some(Arc::new(observer)),
-                    queue: Arc::new(OnceLock::new()),
-                    ..file
-                }),
-            },
-            Backend::Postgres {
-                pool,
-                target,
-                health,
-                ..
-            } => Store {
-                backend: Backend::Postgres {
-                    pool,
-                    target,
-                    waits: Some(Arc::new(observer)),
-                    health,
-                },
-            },
+    pub fn observe_waits(mut self, observer: impl Fn(Duration) + Send + Sync + 'static) -> Store {
+        let observer: WaitObserver = Arc::new(observer);
+        match &mut self.backend {
+            Backend::Sqlite(file) => {
+                file.waits = Some(observer);
+                // The writer thread, once started, tells the observer it was started with.
+                file.queue = Arc::new(OnceLock::new());
+            }
+            Backend::Postgres { waits, .. } => *waits = Some(observer),
         }
-    }
-
-    /// The SQLite file, for what only works on it (backups, restores).
-    pub fn path(&self) -> StoreResult<&Path> {
-        match &self.backend {
-            Backend::Sqlite(file) => Ok(&file.path),
-            Backend::Postgres { .. } => Err(StoreError::SqliteOnly("a backup file")),
-        }
+        self
     }
 
     /// Where the data lives, for the log: the file, or the PostgreSQL server.
@@ -441,6 +413,15 @@ impl Store {
             })?;
         Ok(())
     }
+}
+
+/// The pool settings of both backends: at most `POOL_SIZE` connections, one kept open, and a
+/// caller waits up to 30 s for one.
+fn pool_builder<M: r2d2::ManageConnection>() -> r2d2::Builder<M> {
+    r2d2::Pool::builder()
+        .max_size(POOL_SIZE)
+        .min_idle(Some(1))
+        .connection_timeout(Duration::from_secs(30))
 }
 
 /// Runs `work` on the runtime's blocking pool, off the caller's event loop; `lost` when it

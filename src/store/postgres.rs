@@ -75,9 +75,12 @@ impl PgTarget {
         }
         Ok(PgTarget { config, root_cert })
     }
-}
 
-impl PgTarget {
+    /// Whether `text` names a PostgreSQL database (`postgres://` or `postgresql://`).
+    pub fn is_url(text: &str) -> bool {
+        text.starts_with("postgres://") || text.starts_with("postgresql://")
+    }
+
     /// The database and server, without the password: for the log and error messages.
     pub fn describe(&self) -> String {
         let hosts: Vec<String> = self
@@ -280,7 +283,7 @@ pub(super) enum Writers {
     Alone,
     /// Beside the other sign-in and token writes, and never beside a write that goes alone.
     /// For rules whose every step is safe side by side: a code or a refresh token is spent
-    /// by one `UPDATE … WHERE … IS NULL RETURNING`, which a concurrent spender waits for and
+    /// by one `UPDATE … WHERE used_at IS NULL`, which a concurrent spender waits for and
     /// then finds spent, exactly as if it had come second.
     Together,
 }

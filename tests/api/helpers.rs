@@ -647,6 +647,7 @@ pub fn start_serve(dir: &std::path::Path, config: &std::path::Path) -> (bool, St
     (true, String::new())
 }
 
-fn path_text(path: &std::path::Path) -> String {
+/// A temporary path as the text a command line gets.
+pub fn path_text(path: &std::path::Path) -> String {
     path.to_str().expect("a UTF-8 temporary path").to_string()
 }

@@ -100,15 +100,9 @@ fn cookie_values(app: &TestApp, jar: &reqwest::cookie::Jar) -> Vec<String> {
 }
 
 async fn post_json(app: &TestApp, browser: &reqwest::Client, path: &str, body: Value) -> Value {
-    let response = browser
-        .post(app.url(path))
-        .header("origin", &app.issuer)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.unwrap()
+    let (status, answer) = crate::ceremonies::post_json(app, browser, path, body).await;
+    assert_eq!(status, 200, "{path}");
+    answer
 }
 
 /// A ceremony's id, and its challenge as text and as the bytes a debug line would print.

@@ -40,8 +40,8 @@ pub struct Served {
 impl Served {
     /// Starts `serve` on `data_dir` under `umask` and waits until `/healthz` answers 200.
     pub fn start(data_dir: &Path, port: u16, umask: &str) -> Served {
-        let data_dir = data_dir.to_str().expect("a UTF-8 temporary path");
-        Served::start_with(&["--data-dir", data_dir], port, umask)
+        let data_dir = crate::helpers::path_text(data_dir);
+        Served::start_with(&["--data-dir", &data_dir], port, umask)
     }
 
     /// `latchkey serve` on `app`'s database (PostgreSQL in the PostgreSQL run).
