@@ -338,6 +338,22 @@ impl Store {
         }
     }
 
+    /// Runs `work`, which reads or writes through this store itself, from async code where
+    /// `read_async` runs it: in place on SQLite, on the blocking pool on PostgreSQL.
+    pub async fn beside_async<T, E>(
+        &self,
+        work: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(_) => work(),
+            Backend::Postgres { .. } => on_blocking_pool(work, StoreError::ReadLost).await,
+        }
+    }
+
     /// Runs `work` in a transaction on this thread, committed only when it returns `Ok`, so
     /// that no half-written record survives an error. Writers go one at a time.
     pub fn write<T, E>(&self, work: impl FnOnce(&Db) -> Result<T, E>) -> Result<T, E>

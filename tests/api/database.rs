@@ -138,3 +138,88 @@ fn the_health_check_answers_while_every_pooled_connection_is_busy() {
     busy.into_iter().for_each(|thread| thread.join().unwrap());
     answered.unwrap();
 }
+
+/// A request that waits for PostgreSQL waits off the event loop. Here every `/token` request
+/// of a burst is stuck behind a lock on the clients table; the server still answers what
+/// needs no database, and every stuck request is answered once the lock goes.
+#[tokio::test]
+async fn token_requests_waiting_for_postgresql_hold_up_no_other_request() {
+    let app = crate::helpers::spawn_app_on_postgres();
+    app.add_public_client("app", "https://app.example.com/cb");
+    let (locked, release) = hold_lock(app.store().clone(), "LOCK TABLE clients");
+    locked.recv().unwrap();
+    let verifier = "v".repeat(43);
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            // A client of its own for each: a connection of its own.
+            let request = reqwest::Client::new().post(app.url("/token")).form(&[
+                ("grant_type", "authorization_code"),
+                ("code", "no-such-code"),
+                ("client_id", "app"),
+                ("redirect_uri", "https://app.example.com/cb"),
+                ("code_verifier", verifier.as_str()),
+            ]);
+            tokio::spawn(request.send())
+        })
+        .collect();
+    wait_for_lock_waiters(&app, stuck_at_once()).await;
+    let discovery = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap()
+        .get(app.url("/.well-known/openid-configuration"))
+        .send()
+        .await;
+    release.send(()).unwrap();
+    assert_eq!(
+        discovery
+            .expect("an answer while the lock is held")
+            .status(),
+        200
+    );
+    for request in burst {
+        let answer = request.await.unwrap().unwrap();
+        assert_eq!(answer.status(), 400);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+    }
+}
+
+/// How many `/token` requests of the burst wait at once for the lock: one per server worker
+/// before the fix (each stalls its worker), more after it; as many as the workers suffice.
+fn stuck_at_once() -> i64 {
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
+    workers.min(latchkey::store::POOL_SIZE as usize) as i64
+}
+
+/// Takes `lock` in a transaction on a thread of its own, held until told to let go.
+fn hold_lock(
+    store: Store,
+    lock: &'static str,
+) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        store
+            .read(|db| {
+                db.batch(&format!("BEGIN; {lock} IN ACCESS EXCLUSIVE MODE"))?;
+                locked.send(()).unwrap();
+                let _ = released.recv();
+                db.batch("ROLLBACK")
+            })
+            .unwrap();
+    });
+    (is_locked, release)
+}
+
+/// Waits (a bounded number of times) until `count` sessions wait for a lock.
+async fn wait_for_lock_waiters(app: &crate::helpers::TestApp, count: i64) {
+    let sql = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    for _ in 0..2000 {
+        if app.value::<i64>(sql) >= count {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {count} requests ever waited for the lock");
+}

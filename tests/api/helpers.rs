@@ -60,26 +60,38 @@ pub fn spawn_app() -> TestApp {
 /// Starts the server with the issuer `http://HOST:PORT`; it always listens on 127.0.0.1.
 /// Passkeys need a domain name, so their tests use `localhost`.
 pub fn spawn_app_at(host: &str) -> TestApp {
-    spawn_app_with("http", host, "", None)
+    spawn_app_with("http", host, "", None, test_database())
 }
 
 /// Starts the server with the issuer `http://127.0.0.1:PORT{path}`: its routes under `path`.
 pub fn spawn_app_under(path: &str) -> TestApp {
-    spawn_app_with("http", "127.0.0.1", path, None)
+    spawn_app_with("http", "127.0.0.1", path, None, test_database())
 }
 
 /// Starts the server with the issuer `https://localhost:PORT`, as behind a TLS proxy; it
 /// still answers plain http on 127.0.0.1.
 pub fn spawn_app_https() -> TestApp {
-    spawn_app_with("https", "localhost", "", None)
+    spawn_app_with("https", "localhost", "", None, test_database())
 }
 
 /// Starts the server with `config` as its TOML config file (written into the data dir).
 pub fn spawn_app_with_config(config: &str) -> TestApp {
-    spawn_app_with("http", "127.0.0.1", "", Some(config))
+    spawn_app_with("http", "127.0.0.1", "", Some(config), test_database())
 }
 
-fn spawn_app_with(scheme: &str, host: &str, path: &str, config: Option<&str>) -> TestApp {
+/// Starts the server on a fresh PostgreSQL database, whichever backend the run uses.
+pub fn spawn_app_on_postgres() -> TestApp {
+    let database = crate::postgres::fresh_database();
+    spawn_app_with("http", "127.0.0.1", "", None, Some(database))
+}
+
+fn spawn_app_with(
+    scheme: &str,
+    host: &str,
+    path: &str,
+    config: Option<&str>,
+    database_url: Option<String>,
+) -> TestApp {
     let data_dir = tempfile::tempdir().expect("temp dir");
     let config = config.map(|text| {
         let path = data_dir.path().join("latchkey.toml");
@@ -89,7 +101,6 @@ fn spawn_app_with(scheme: &str, host: &str, path: &str, config: Option<&str>) ->
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     let issuer = format!("{scheme}://{host}:{port}{path}");
-    let database_url = test_database();
     let settings = Settings::resolve(Overrides {
         data_dir: Some(data_dir.path().to_path_buf()),
         database_url: database_url.clone(),

@@ -31,8 +31,8 @@ pub(super) async fn token_endpoint(
 }
 
 /// Authenticates the client, redeems the grant on the writer, and signs the ID token once
-/// the tokens are committed. Only a secret never verified before leaves this worker (argon2
-/// runs on the blocking pool).
+/// the tokens are committed. On SQLite, only a secret never verified before leaves this
+/// worker (argon2 runs on the blocking pool); PostgreSQL's reads wait there too.
 async fn exchange(
     req: &HttpRequest,
     state: &State,
@@ -41,13 +41,21 @@ async fn exchange(
 ) -> Result<token::TokenResponse, OAuthError> {
     let grant_type = token::GrantType::of(&params)?;
     let origin = state.origin(req);
-    let identified = client_auth::identify(
-        &oidc.client_auth(state),
-        header_str(req, header::AUTHORIZATION),
-        &params,
-        &origin,
-        clock::now(),
-    )?;
+    let authorization = header_str(req, header::AUTHORIZATION).map(str::to_string);
+    let (shared, caller, checked) = (state.clone(), oidc.clone(), origin.clone());
+    let (identified, params) = state
+        .store
+        .beside_async(move || {
+            let identified = client_auth::identify(
+                &caller.client_auth(&shared),
+                authorization.as_deref(),
+                &params,
+                &checked,
+                clock::now(),
+            )?;
+            Ok::<_, OAuthError>((identified, params))
+        })
+        .await?;
     let client = match identified {
         Identified::Client(client) => client,
         Identified::Unverified(unverified) => {
