@@ -247,11 +247,10 @@ impl Store {
         let manager = postgres::Manager::start(target.clone())?;
         // One connection first, so that a wrong password or certificate is said at once in
         // the server's words, not after the pool's wait; the health check keeps it.
-        let first =
-            r2d2::ManageConnection::connect(&manager).map_err(|source| StoreError::Connect {
-                target: target.describe(),
-                source,
-            })?;
+        let first = manager.open().map_err(|source| StoreError::Connect {
+            target: target.describe(),
+            source,
+        })?;
         let health = Arc::new(Health {
             manager: manager.clone(),
             connection: Mutex::new(Some(first)),
@@ -472,7 +471,7 @@ impl Health {
         }
         let connection = match slot.take() {
             Some(connection) => connection,
-            None => self.manager.connect()?,
+            None => self.manager.open()?,
         };
         let answered = meta::ping(&Db::Postgres(connection.conn()));
         *slot = Some(connection);

@@ -364,11 +364,9 @@ impl Manager {
     }
 }
 
-impl r2d2::ManageConnection for Manager {
-    type Connection = PgConnection;
-    type Error = tokio_postgres::Error;
-
-    fn connect(&self) -> Result<PgConnection, tokio_postgres::Error> {
+impl Manager {
+    /// A new connection, with the server's reason when it cannot be made.
+    pub(super) fn open(&self) -> Result<PgConnection, tokio_postgres::Error> {
         let config = self.target.config.clone();
         let tls = self.tls.clone();
         let connecting = self.runtime.spawn(async move {
@@ -387,9 +385,34 @@ impl r2d2::ManageConnection for Manager {
             statements: RefCell::new(HashMap::new()),
         })
     }
+}
 
-    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), tokio_postgres::Error> {
-        block_on(conn.client.batch_execute(""))
+/// Why the pool could not hand out a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Open(#[from] tokio_postgres::Error),
+    #[error("the connection to the database has closed")]
+    Closed,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = PgConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<PgConnection, ConnectionError> {
+        Ok(self.open()?)
+    }
+
+    /// Checked at every checkout without a round trip: a connection the database closed (a
+    /// restart, a failover, an idle timeout) has seen its socket close, and is replaced. One
+    /// cut off silently fails its next statement, which is then dropped as broken.
+    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), ConnectionError> {
+        if conn.client.is_closed() {
+            Err(ConnectionError::Closed)
+        } else {
+            Ok(())
+        }
     }
 
     fn has_broken(&self, conn: &mut PgConnection) -> bool {

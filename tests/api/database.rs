@@ -144,7 +144,7 @@ fn the_health_check_answers_while_every_pooled_connection_is_busy() {
 /// needs no database, and every stuck request is answered once the lock goes.
 #[tokio::test]
 async fn token_requests_waiting_for_postgresql_hold_up_no_other_request() {
-    let app = crate::helpers::spawn_app_on_postgres();
+    let app = crate::helpers::spawn_app_on(fresh_database());
     app.add_public_client("app", "https://app.example.com/cb");
     let (locked, release) = hold_lock(app.store().clone(), "LOCK TABLE clients");
     locked.recv().unwrap();
@@ -222,4 +222,63 @@ async fn wait_for_lock_waiters(app: &crate::helpers::TestApp, count: i64) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     panic!("fewer than {count} requests ever waited for the lock");
+}
+
+/// When PostgreSQL closes every connection (a restart, a failover, an administrator), the
+/// server makes new ones as it needs them: no restart, and sign-ins go on.
+#[tokio::test]
+async fn the_server_serves_again_once_the_database_has_closed_its_connections() {
+    let url = fresh_database();
+    // The server's connections carry a name of their own, so that only they are closed.
+    let app = crate::helpers::spawn_app_on(format!("{url}&application_name=server"));
+    let secret = app.setup_proxmox();
+    let browser = app.signed_in_browser("alice").await;
+    crate::helpers::proxmox_sign_in(&app, &browser, "proxmox", &secret, &[])
+        .await
+        .unwrap();
+    let admin = Store::connect(&postgres_database(&url).unwrap()).unwrap();
+    let servers = "pg_stat_activity WHERE application_name = 'server'";
+    let pids: String = value_of(
+        &admin,
+        &format!("SELECT string_agg(pid::text, ',') FROM {servers}"),
+    );
+    let closed: i64 = value_of(
+        &admin,
+        &format!("SELECT count(pg_terminate_backend(pid)) FROM {servers} AND pid IN ({pids})"),
+    );
+    assert!(closed > 0);
+    let left = format!("SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pids})");
+    for _ in 0..2000 {
+        if value_of::<i64>(&admin, &left) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let health = reqwest::Client::new();
+    let mut answered = false;
+    for _ in 0..2000 {
+        let status = health
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(answered, "the health check never answered again");
+    let browser = app.signed_in_browser("alice").await;
+    crate::helpers::proxmox_sign_in(&app, &browser, "proxmox", &secret, &[])
+        .await
+        .unwrap();
+}
+
+fn value_of<T: latchkey::store::db::Column>(store: &Store, sql: &str) -> T {
+    store
+        .read(|db| db.value(sql, latchkey::args![]))
+        .unwrap()
+        .expect("a row")
 }

@@ -79,10 +79,9 @@ pub fn spawn_app_with_config(config: &str) -> TestApp {
     spawn_app_with("http", "127.0.0.1", "", Some(config), test_database())
 }
 
-/// Starts the server on a fresh PostgreSQL database, whichever backend the run uses.
-pub fn spawn_app_on_postgres() -> TestApp {
-    let database = crate::postgres::fresh_database();
-    spawn_app_with("http", "127.0.0.1", "", None, Some(database))
+/// Starts the server on the PostgreSQL database `url`, whichever backend the run uses.
+pub fn spawn_app_on(url: String) -> TestApp {
+    spawn_app_with("http", "127.0.0.1", "", None, Some(url))
 }
 
 fn spawn_app_with(
