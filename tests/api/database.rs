@@ -282,3 +282,39 @@ fn value_of<T: latchkey::store::db::Column>(store: &Store, sql: &str) -> T {
         .unwrap()
         .expect("a row")
 }
+
+/// Instances started together on an empty database set its schema up once between them, and
+/// a database a newer release has migrated is refused, in one line.
+#[test]
+fn instances_starting_together_migrate_once_and_a_newer_schema_is_refused() {
+    let url = fresh_database();
+    let database = postgres_database(&url).unwrap();
+    let gate = std::sync::Arc::new(std::sync::Barrier::new(4));
+    let starting: Vec<_> = (0..4)
+        .map(|_| {
+            let (database, gate) = (database.clone(), gate.clone());
+            std::thread::spawn(move || {
+                gate.wait();
+                Store::connect(&database).map(drop)
+            })
+        })
+        .collect();
+    for start in starting {
+        start.join().unwrap().unwrap();
+    }
+    let store = Store::connect(&database).unwrap();
+    let rows: i64 = value_of(&store, "SELECT count(*) FROM latchkey_schema");
+    assert_eq!(rows, 1);
+    let version: i64 = value_of(&store, "SELECT version FROM latchkey_schema");
+    assert!(version > 0);
+    store
+        .write(|db| {
+            db.execute(
+                "UPDATE latchkey_schema SET version = version + 1",
+                latchkey::args![],
+            )
+        })
+        .unwrap();
+    let stderr = one_line_error(&latchkey(&url, &[]));
+    assert!(stderr.contains("newer latchkey"), "{stderr}");
+}
