@@ -1,5 +1,6 @@
 //! The front channel: `/authorize`, its continuation after sign-in, and the consent page.
 
+use actix_web::cookie::Cookie;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
@@ -7,14 +8,16 @@ use serde::Deserialize;
 use super::{csp_allowing_form_to, form_params, query_params};
 use crate::auth::session;
 use crate::clock::{self, UnixTime};
+use crate::config::Issuer;
 use crate::limits::Address;
-use crate::oidc::authorize::{self, ConsentAnswer, Outcome, Progress};
+use crate::oidc::authorize::{self, AuthRequest, ConsentAnswer, Outcome, Progress};
 use crate::oidc::error::{AuthorizeError, UntrustedRequest};
 use crate::oidc::params::Params;
 use crate::oidc::scope;
 use crate::secrets;
 use crate::state::{AppState, State, blocking};
-use crate::store::{StoreError, pending};
+use crate::store::audit::Origin;
+use crate::store::{Db, StoreError, pending};
 use crate::web::cookies;
 use crate::web::error::PageError;
 use crate::web::pages::{self, Base, ConsentPage, NotAllowedPage};
@@ -200,73 +203,108 @@ async fn decide(
     params: Params,
     progress: Progress,
 ) -> Result<HttpResponse, Failure> {
-    let origin = state.origin(&req);
-    let address = Address::of(origin.ip.as_deref());
-    let session_cookie = AppState::cookie(&req, cookies::session_name(&state.settings.issuer));
     let (csrf_token, csrf_cookie) = csrf::token(&req, &state.settings.issuer);
-    let client_id = params.get("client_id").map(str::to_string);
+    let asked = Asked {
+        origin: state.origin(&req),
+        session_cookie: AppState::cookie(&req, cookies::session_name(&state.settings.issuer)),
+        csrf_token,
+        params,
+        progress,
+    };
+    let client_id = asked.params.get("client_id").map(str::to_string);
     let shared = state.clone();
     let decided = state
         .store
-        .write_async(move |tx| {
-            let state = &shared;
-            let now = clock::now();
-            let issuer = &state.settings.issuer;
-            let request = authorize::validate(tx, issuer, &params)?;
-            crate::observe::note_client(&request.client.client_id);
-            let signed_in = match &session_cookie {
-                Some(cookie) => session::current(tx, cookie, &state.settings.sessions, now)?,
-                None => None,
-            };
-            let outcome = authorize::decide(
-                tx,
-                issuer,
-                &request,
-                signed_in.as_ref(),
-                progress,
-                &origin,
-                now,
-            )?;
-            if let Outcome::Redirect(url) = outcome {
-                return Ok::<_, Failure>(Next::Redirect(url));
-            }
-            // Parked requests are limited per address, and keep only what the rules read.
-            state
-                .limits
-                .parked
-                .check(&address, now)
-                .map_err(PageError::too_many)?;
-            let parked = secrets::random_token();
-            let parked_json = authorize::parked(issuer, &request, &params)?;
-            pending::insert(
-                tx,
-                &secrets::token_hash(&parked),
-                &parked_json,
-                progress.parked_at.unwrap_or(now),
-                now + crate::oidc::PENDING_TTL_SECS,
-            )?;
-            Ok(match (outcome, signed_in) {
-                (Outcome::Consent, Some((_, user))) => Next::Consent {
-                    parked,
-                    page: ConsentPage {
-                        base: Base::of(issuer),
-                        client_name: request.client.name.clone(),
-                        username: user.username,
-                        shares: request.scopes.names().map(scope_description).collect(),
-                        redirect_origin: super::origin_of(&request.redirect_uri),
-                        csrf_token,
-                    },
-                },
-                _ => Next::SignIn { parked },
-            })
-        })
+        .write_async(move |tx| next_step(tx, &shared, asked, clock::now()))
         .await;
     count(&state, client_id.as_deref(), &decided);
-    let next = match decided {
-        Ok(next) => next,
-        Err(error) => return explain_refusal(&req, &state, error),
-    };
+    match decided {
+        Ok(next) => respond(&state.settings.issuer, next, csrf_cookie),
+        Err(error) => explain_refusal(&req, &state, error),
+    }
+}
+
+/// What a request to decide brings besides its parameters.
+struct Asked {
+    origin: Origin,
+    session_cookie: Option<String>,
+    csrf_token: String,
+    params: Params,
+    progress: Progress,
+}
+
+/// Decides `asked` on the writer: a redirect, or the request parked until the person signs
+/// in or consents.
+fn next_step(tx: &Db, state: &AppState, asked: Asked, now: UnixTime) -> Result<Next, Failure> {
     let issuer = &state.settings.issuer;
+    let request = authorize::validate(tx, issuer, &asked.params)?;
+    crate::observe::note_client(&request.client.client_id);
+    let signed_in = match &asked.session_cookie {
+        Some(cookie) => session::current(tx, cookie, &state.settings.sessions, now)?,
+        None => None,
+    };
+    let outcome = authorize::decide(
+        tx,
+        issuer,
+        &request,
+        signed_in.as_ref(),
+        asked.progress,
+        &asked.origin,
+        now,
+    )?;
+    if let Outcome::Redirect(url) = outcome {
+        return Ok(Next::Redirect(url));
+    }
+    let parked = park(tx, state, &request, &asked, now)?;
+    Ok(match (outcome, signed_in) {
+        (Outcome::Consent, Some((_, user))) => Next::Consent {
+            parked,
+            page: ConsentPage {
+                base: Base::of(issuer),
+                client_name: request.client.name.clone(),
+                username: user.username,
+                shares: request.scopes.names().map(scope_description).collect(),
+                redirect_origin: super::origin_of(&request.redirect_uri),
+                csrf_token: asked.csrf_token,
+            },
+        },
+        _ => Next::SignIn { parked },
+    })
+}
+
+/// Parks a request until the person signs in or consents; returns the parked id. Parked
+/// requests are limited per address, and keep only what the rules read.
+fn park(
+    tx: &Db,
+    state: &AppState,
+    request: &AuthRequest,
+    asked: &Asked,
+    now: UnixTime,
+) -> Result<String, Failure> {
+    let address = Address::of(asked.origin.ip.as_deref());
+    state
+        .limits
+        .parked
+        .check(&address, now)
+        .map_err(PageError::too_many)?;
+    let parked = secrets::random_token();
+    let parked_json = authorize::parked(&state.settings.issuer, request, &asked.params)?;
+    pending::insert(
+        tx,
+        &secrets::token_hash(&parked),
+        &parked_json,
+        asked.progress.parked_at.unwrap_or(now),
+        now + crate::oidc::PENDING_TTL_SECS,
+    )?;
+    Ok(parked)
+}
+
+/// The response to a decided request, with the parked request's cookie when it waits.
+fn respond(
+    issuer: &Issuer,
+    next: Next,
+    csrf_cookie: Option<Cookie<'static>>,
+) -> Result<HttpResponse, Failure> {
     let pending_cookie = |parked| {
         cookies::strict(
             issuer,
