@@ -576,13 +576,7 @@ impl Settings {
             &sources::process_env,
             &mut warnings,
         )?;
-        let listen = overrides
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        if !is_listen_address(&listen) {
-            return Err(ConfigError::Listen(listen));
-        }
+        let listen = listen_address(overrides.listen.or(file.listen))?;
         let explicit_issuer = overrides.issuer.or(file.issuer);
         let issuer_explicit = explicit_issuer.is_some();
         let issuer = Issuer::parse(explicit_issuer.as_deref().unwrap_or(DEFAULT_ISSUER))?;
@@ -595,33 +589,13 @@ impl Settings {
             },
             &issuer,
         )?;
-        let trusted_proxies = file
-            .trusted_proxies
-            .iter()
-            .map(|p| p.parse().map_err(|_| ConfigError::TrustedProxy(p.clone())))
-            .collect::<Result<_, _>>()?;
-        let duration = |name, value: Option<String>, default| match value {
-            None => Ok(default),
-            Some(text) => parse_duration(&text).ok_or(ConfigError::Duration(name, text)),
-        };
-        let defaults = SessionPolicy::default();
-        let sessions = SessionPolicy {
-            lifetime_secs: duration(
-                "session_lifetime",
-                file.session_lifetime,
-                defaults.lifetime_secs,
-            )?,
-            idle_secs: duration(
-                "session_idle_timeout",
-                file.session_idle_timeout,
-                defaults.idle_secs,
-            )?,
-        };
-        let audit_retention_secs = duration(
-            "audit_retention",
+        let trusted_proxies = trusted_proxies(&file.trusted_proxies)?;
+        let times = Durations::resolve([
+            file.session_lifetime,
+            file.session_idle_timeout,
             file.audit_retention,
-            DEFAULT_AUDIT_RETENTION_SECS,
-        )?;
+            file.proxmox_sync_every,
+        ])?;
         let clients = secrets_from_files(file.clients, &mut warnings)?;
         let backups = BackupSettings::resolve(
             (file.backup_dir, file.backup_every, file.backup_keep),
@@ -638,13 +612,9 @@ impl Settings {
             issuer,
             issuer_explicit,
             trusted_proxies,
-            sessions,
-            audit_retention_secs,
-            proxmox_sync_every_secs: duration(
-                "proxmox_sync_every",
-                file.proxmox_sync_every,
-                DEFAULT_PROXMOX_SYNC_EVERY_SECS,
-            )?,
+            sessions: times.sessions,
+            audit_retention_secs: times.audit_retention_secs,
+            proxmox_sync_every_secs: times.proxmox_sync_every_secs,
             limits: file.limits.validated()?,
             config_path: overrides.config,
             groups: declared(&text, file.groups),
@@ -657,6 +627,60 @@ impl Settings {
                 file.log_format,
                 file.log_level,
                 file.metrics_listen,
+            )?,
+        })
+    }
+}
+
+/// The address to listen on: given, or the default.
+fn listen_address(given: Option<String>) -> Result<String, ConfigError> {
+    let listen = given.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    if is_listen_address(&listen) {
+        Ok(listen)
+    } else {
+        Err(ConfigError::Listen(listen))
+    }
+}
+
+/// The proxies whose forwarded addresses are believed.
+fn trusted_proxies(given: &[String]) -> Result<Vec<IpAddr>, ConfigError> {
+    given
+        .iter()
+        .map(|p| p.parse().map_err(|_| ConfigError::TrustedProxy(p.clone())))
+        .collect()
+}
+
+/// The lengths of time the config file may set, each parsed or its default.
+struct Durations {
+    sessions: SessionPolicy,
+    audit_retention_secs: i64,
+    proxmox_sync_every_secs: i64,
+}
+
+impl Durations {
+    /// From `session_lifetime`, `session_idle_timeout`, `audit_retention` and
+    /// `proxmox_sync_every`, in that order.
+    fn resolve(given: [Option<String>; 4]) -> Result<Durations, ConfigError> {
+        let [lifetime, idle, retention, sync] = given;
+        let duration = |name, value: Option<String>, default| match value {
+            None => Ok(default),
+            Some(text) => parse_duration(&text).ok_or(ConfigError::Duration(name, text)),
+        };
+        let defaults = SessionPolicy::default();
+        Ok(Durations {
+            sessions: SessionPolicy {
+                lifetime_secs: duration("session_lifetime", lifetime, defaults.lifetime_secs)?,
+                idle_secs: duration("session_idle_timeout", idle, defaults.idle_secs)?,
+            },
+            audit_retention_secs: duration(
+                "audit_retention",
+                retention,
+                DEFAULT_AUDIT_RETENTION_SECS,
+            )?,
+            proxmox_sync_every_secs: duration(
+                "proxmox_sync_every",
+                sync,
+                DEFAULT_PROXMOX_SYNC_EVERY_SECS,
             )?,
         })
     }
