@@ -34,7 +34,7 @@ const LINK_LIFETIMES: &[(i64, &str)] = &[
 ];
 
 /// The admin path of a person's page.
-fn user_path(username: &str) -> String {
+fn user_path(username: &Username) -> String {
     format!("/users/{username}")
 }
 
@@ -260,7 +260,7 @@ pub async fn set_groups(req: HttpRequest, state: State, body: Bytes) -> AdminRes
                 .map(|(_, group)| directory_groups::named(&group))
                 .collect::<DirectoryResult<Vec<_>>>()?;
             directory_groups::set_memberships(tx, &c.subject, &wanted, &c.origin, now)?;
-            Ok(user_path(c.subject.as_str()))
+            Ok(user_path(&c.subject))
         },
     )
     .await
@@ -269,7 +269,7 @@ pub async fn set_groups(req: HttpRequest, state: State, body: Bytes) -> AdminRes
 pub async fn disable(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::disable_by(tx, &c.actor, &c.subject, &c.origin, now)?;
-        Ok(user_path(c.subject.as_str()))
+        Ok(user_path(&c.subject))
     })
     .await
 }
@@ -277,7 +277,7 @@ pub async fn disable(req: HttpRequest, state: State, body: Bytes) -> AdminResult
 pub async fn enable(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::enable(tx, &c.subject, &c.origin, now)?;
-        Ok(user_path(c.subject.as_str()))
+        Ok(user_path(&c.subject))
     })
     .await
 }
@@ -311,7 +311,7 @@ pub async fn delete_passkey(req: HttpRequest, state: State, body: Bytes) -> Admi
         &body,
         move |tx, c: Change<IgnoredAny, _>, now| {
             directory_users::remove_passkey(tx, &c.subject, id, &c.origin, now)?;
-            Ok(user_path(c.subject.as_str()))
+            Ok(user_path(&c.subject))
         },
     )
     .await
@@ -326,7 +326,7 @@ pub async fn end_session(req: HttpRequest, state: State, body: Bytes) -> AdminRe
         move |tx, c: Change<IgnoredAny, _>, now| {
             // Already ended (or never there) is as good as ended.
             directory_users::end_session(tx, &c.subject, &handle, &c.origin, now)?;
-            Ok(user_path(c.subject.as_str()))
+            Ok(user_path(&c.subject))
         },
     )
     .await
@@ -335,7 +335,7 @@ pub async fn end_session(req: HttpRequest, state: State, body: Bytes) -> AdminRe
 pub async fn end_all_sessions(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::end_all_sessions(tx, &c.subject, &c.origin, now)?;
-        Ok(user_path(c.subject.as_str()))
+        Ok(user_path(&c.subject))
     })
     .await
 }
@@ -345,7 +345,7 @@ pub async fn end_all_sessions(req: HttpRequest, state: State, body: Bytes) -> Ad
 struct LinkPage {
     base: Base,
     frame: Frame,
-    username: String,
+    username: Username,
     url: String,
     expires: String,
 }

@@ -123,6 +123,7 @@ pub fn complete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::{UserId, Username};
     use crate::store::Store;
 
     /// A database from before setup links were spent with the first administrator still
@@ -135,8 +136,8 @@ mod tests {
             .write(|tx| {
                 let token = issue_if_needed(tx, 1)?.expect("no administrator yet");
                 let admin = User {
-                    id: "00000000-0000-4000-8000-000000000001".into(),
-                    username: "root".into(),
+                    id: UserId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
+                    username: Username::parse("root").unwrap(),
                     display_name: String::new(),
                     email: None,
                     email_verified: false,

@@ -4,7 +4,7 @@ use crate::store::Db;
 
 use super::{DirectoryError, DirectoryResult};
 use crate::clock::UnixTime;
-use crate::names::{self, Username};
+use crate::names::{self, UserId, Username};
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::grants;
@@ -16,7 +16,7 @@ use crate::store::users::{self, User};
 #[derive(Debug, Clone, Default)]
 pub struct NewUser {
     /// The id to use (first-run setup picks it before the passkey exists); new if `None`.
-    pub id: Option<String>,
+    pub id: Option<UserId>,
     /// As typed: `add` parses it, and refuses it with the username rule's message.
     pub username: String,
     pub display_name: Option<String>,
@@ -33,12 +33,12 @@ pub struct NewUser {
 fn claim_username(
     conn: &Db,
     username: &Username,
-    holder: Option<&str>,
+    holder: Option<&UserId>,
     reuse: bool,
 ) -> DirectoryResult<()> {
     match users::retired_by(conn, username)? {
         None => Ok(()),
-        Some(previous) if reuse || holder == Some(previous.as_str()) => {
+        Some(previous) if reuse || holder == Some(&previous) => {
             Ok(users::reuse_username(conn, username)?)
         }
         Some(_) => Err(DirectoryError::Conflict(format!(
@@ -59,17 +59,14 @@ pub fn add(conn: &Db, new: &NewUser, origin: &Origin, now: UnixTime) -> Director
         .map(names::display_name)
         .transpose()?
         .unwrap_or_default();
-    if users::by_username(conn, username.as_str())?.is_some() {
+    if users::by_username(conn, &username)?.is_some() {
         return Err(DirectoryError::UserExists(username.to_string()));
     }
-    claim_username(conn, &username, new.id.as_deref(), new.reuse_username)?;
+    claim_username(conn, &username, new.id.as_ref(), new.reuse_username)?;
     let (given_name, family_name) = split_name(&display_name);
     let user = User {
-        id: new
-            .id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        username: username.to_string(),
+        id: new.id.clone().unwrap_or_else(UserId::generate),
+        username,
         display_name,
         email_verified: email.is_some(),
         email,
@@ -146,7 +143,7 @@ fn split_name(display_name: &str) -> (Option<String>, Option<String>) {
 }
 
 pub fn find(conn: &Db, username: &Username) -> DirectoryResult<User> {
-    users::by_username(conn, username.as_str())?
+    users::by_username(conn, username)?
         .ok_or_else(|| DirectoryError::NoSuchUser(username.to_string()))
 }
 
@@ -245,16 +242,16 @@ pub fn rename(
     now: UnixTime,
 ) -> DirectoryResult<User> {
     let mut user = find(conn, username)?;
-    if new_username.as_str() == user.username {
+    if *new_username == user.username {
         return Ok(user);
     }
-    if users::by_username(conn, new_username.as_str())?.is_some() {
+    if users::by_username(conn, new_username)?.is_some() {
         return Err(DirectoryError::UserExists(new_username.to_string()));
     }
     claim_username(conn, new_username, Some(&user.id), false)?;
     users::set_username(conn, &user.id, new_username, now)?;
     users::retire_username(conn, &user.username, &user.id, now)?;
-    let old = std::mem::replace(&mut user.username, new_username.to_string());
+    let old = std::mem::replace(&mut user.username, new_username.clone());
     audit::record(
         conn,
         &Event::new(EventKind::UserRenamed)

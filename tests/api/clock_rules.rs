@@ -331,7 +331,7 @@ fn a_login_link_works_until_its_lifetime_ends() {
                 )?)
             })
             .unwrap()
-            .map(|user| user.username)
+            .map(|user| user.username.to_string())
     };
     assert_eq!(redeem(T0 + ttl - 1), Ok("alice".to_string()));
     assert_eq!(redeem(T0 + ttl), Err(LinkError::Expired));
