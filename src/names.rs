@@ -165,13 +165,20 @@ impl serde::Serialize for UserId {
     }
 }
 
-/// Read back from state the server wrote (a ceremony), by the same rule.
-impl<'de> serde::Deserialize<'de> for UserId {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        UserId::parse(&text).map_err(serde::de::Error::custom)
-    }
+/// Reads `$name` back from state the server wrote (a ceremony), by the same rule.
+macro_rules! deserialize_by_rule {
+    ($name:ident) => {
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
+
+deserialize_by_rule!(UserId);
+deserialize_by_rule!(Username);
 
 /// A plain e-mail shape check; delivery is not our business.
 pub fn email(input: &str) -> NameResult<String> {
@@ -317,12 +324,15 @@ mod tests {
     }
 
     #[test]
-    fn a_user_id_goes_through_json_as_a_string() {
+    fn a_user_id_and_a_username_go_through_json_as_strings() {
         let id = UserId::generate();
         let json = serde_json::to_string(&id).unwrap();
         assert_eq!(json, format!("\"{id}\""));
         assert_eq!(serde_json::from_str::<UserId>(&json).unwrap(), id);
         assert!(serde_json::from_str::<UserId>("\"u1\"").is_err());
+        let name = serde_json::from_str::<Username>("\"ada\"").unwrap();
+        assert_eq!(name, Username::parse("ada").unwrap());
+        assert!(serde_json::from_str::<Username>("\"a/b\"").is_err());
     }
 
     #[test]

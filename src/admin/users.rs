@@ -99,16 +99,17 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
     let (admin, form): (_, NewUserForm) = access::form(&req, &state, &body).await?;
     let origin = state.origin(&req).by(&admin.user.username);
     let filled = |value: &str| Some(value.to_string()).filter(|v| !v.trim().is_empty());
-    let new = NewUser {
+    // A username that breaks the rule is refused like any other part of the form.
+    let new = Username::parse(&form.username).map(|username| NewUser {
         id: None,
-        username: form.username.clone(),
+        username,
         display_name: filled(&form.display_name),
         email: filled(&form.email),
         is_admin: form.is_admin.is_some(),
         reuse_username: form.reuse_username.is_some(),
-    };
+    });
     match change(&state, move |tx, now| {
-        directory_users::add(tx, &new, &origin, now)
+        directory_users::add(tx, &new?, &origin, now)
     })
     .await?
     {

@@ -96,7 +96,7 @@ pub struct SetupState {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetupProfile {
-    pub username: String,
+    pub username: Username,
     pub display_name: String,
     pub email: Option<String>,
 }
@@ -182,8 +182,12 @@ impl Passkeys {
         now: UnixTime,
     ) -> Result<(String, Value), PasskeyError> {
         let user_id = UserId::generate();
-        let (options, registration) =
-            self.begin_registration(conn, &user_id, &profile.username, &profile.display_name)?;
+        let (options, registration) = self.begin_registration(
+            conn,
+            &user_id,
+            profile.username.as_str(),
+            &profile.display_name,
+        )?;
         let state = CeremonyState::Setup(Box::new(SetupState {
             registration,
             user_id,

@@ -8,6 +8,7 @@ use super::passkeys::{self, PasskeyError, SetupState};
 use crate::clock::UnixTime;
 use crate::directory::users::{self as directory_users, NewUser};
 use crate::directory::{DirectoryError, names};
+use crate::names::Username;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::links::{self, Purpose, Redemption};
@@ -73,7 +74,7 @@ pub fn profile(
     let email = email.trim();
     let profile = || {
         Ok::<_, names::Invalid>(passkeys::SetupProfile {
-            username: names::username(username)?,
+            username: Username::parse(username)?,
             display_name: names::display_name(display_name)?,
             email: (!email.is_empty())
                 .then(|| names::email(email))
@@ -123,7 +124,7 @@ pub fn complete(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::{UserId, Username};
+    use crate::names::UserId;
     use crate::store::Store;
 
     /// A database from before setup links were spent with the first administrator still

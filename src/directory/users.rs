@@ -13,12 +13,11 @@ use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
 use crate::store::sessions;
 use crate::store::users::{self, User};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewUser {
     /// The id to use (first-run setup picks it before the passkey exists); new if `None`.
     pub id: Option<UserId>,
-    /// As typed: `add` parses it, and refuses it with the username rule's message.
-    pub username: String,
+    pub username: Username,
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub is_admin: bool,
@@ -51,7 +50,6 @@ fn claim_username(
 }
 
 pub fn add(conn: &Db, new: &NewUser, origin: &Origin, now: UnixTime) -> DirectoryResult<User> {
-    let username = Username::parse(&new.username)?;
     let email = new.email.as_deref().map(names::email).transpose()?;
     let display_name = new
         .display_name
@@ -59,14 +57,14 @@ pub fn add(conn: &Db, new: &NewUser, origin: &Origin, now: UnixTime) -> Director
         .map(names::display_name)
         .transpose()?
         .unwrap_or_default();
-    if users::by_username(conn, &username)?.is_some() {
-        return Err(DirectoryError::UserExists(username.to_string()));
+    if users::by_username(conn, &new.username)?.is_some() {
+        return Err(DirectoryError::UserExists(new.username.to_string()));
     }
-    claim_username(conn, &username, new.id.as_ref(), new.reuse_username)?;
+    claim_username(conn, &new.username, new.id.as_ref(), new.reuse_username)?;
     let (given_name, family_name) = split_name(&display_name);
     let user = User {
         id: new.id.clone().unwrap_or_else(UserId::generate),
-        username,
+        username: new.username.clone(),
         display_name,
         email_verified: email.is_some(),
         email,
@@ -559,9 +557,12 @@ mod admin_rules_tests {
 
     fn person(conn: &Db, username: &str, is_admin: bool) -> User {
         let new = NewUser {
-            username: username.into(),
+            id: None,
+            username: name(username),
+            display_name: None,
+            email: None,
             is_admin,
-            ..NewUser::default()
+            reuse_username: false,
         };
         add(conn, &new, &Origin::cli(), 0).unwrap()
     }

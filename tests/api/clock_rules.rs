@@ -9,6 +9,7 @@ use latchkey::config::{Issuer, SessionPolicy};
 use latchkey::directory::clients::{self, ClientSettings, NewClient};
 use latchkey::directory::users::{self, NewUser};
 use latchkey::keys::{self, Signer};
+use latchkey::names::Username;
 use latchkey::oidc::authorize::{self, AuthRequest, Outcome, Progress};
 use latchkey::oidc::client_auth::{self, ClientAuth, SecretCache};
 use latchkey::oidc::error::{ErrorCode, OAuthError};
@@ -56,8 +57,12 @@ fn world() -> World {
             let alice = users::add(
                 tx,
                 &NewUser {
-                    username: "alice".into(),
-                    ..NewUser::default()
+                    id: None,
+                    username: Username::parse("alice").unwrap(),
+                    display_name: None,
+                    email: None,
+                    is_admin: false,
+                    reuse_username: false,
                 },
                 &Origin::cli(),
                 T0,
