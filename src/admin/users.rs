@@ -370,7 +370,8 @@ pub async fn login_link(req: HttpRequest, state: State, body: Bytes) -> AdminRes
     let name = username.clone();
     let ttl = form.ttl;
     let issued = change(&state, move |tx, now| {
-        let (user, token) = login_link::issue(tx, &name, ttl, &origin, now)?;
+        let named = directory_users::named(&name)?;
+        let (user, token) = login_link::issue(tx, &named, ttl, &origin, now)?;
         Ok((user, token, now + ttl))
     })
     .await?;

@@ -68,7 +68,7 @@ impl Origin {
 pub struct Event<'a> {
     pub kind: EventKind,
     pub user_id: Option<&'a UserId>,
-    pub username: Option<&'a str>,
+    pub username: Option<&'a Username>,
     pub client_id: Option<&'a str>,
     pub detail: Option<String>,
 }
@@ -86,7 +86,7 @@ impl<'a> Event<'a> {
 
     pub fn user(mut self, user_id: &'a UserId, username: &'a Username) -> Self {
         self.user_id = Some(user_id);
-        self.username = Some(username.as_str());
+        self.username = Some(username);
         self
     }
 
@@ -129,7 +129,7 @@ fn insert(conn: &Db, event: &Event, origin: &Origin, now: UnixTime) -> StoreResu
             now,
             event.kind.as_str(),
             capped(event.user_id.map(UserId::as_str)),
-            capped(event.username),
+            capped(event.username.map(Username::as_str)),
             capped(event.client_id),
             capped(origin.ip.as_deref()),
             capped(origin.user_agent.as_deref()),

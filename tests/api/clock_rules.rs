@@ -326,7 +326,8 @@ fn a_login_link_works_until_its_lifetime_ends() {
         world
             .store
             .write(|tx| {
-                let (_, token) = login_link::issue(tx, "alice", ttl, &Origin::cli(), T0)?;
+                let alice = Username::parse("alice").unwrap();
+                let (_, token) = login_link::issue(tx, &alice, ttl, &Origin::cli(), T0)?;
                 Ok::<_, latchkey::directory::DirectoryError>(login_link::redeem(
                     tx,
                     &Repeats::default(),
