@@ -32,6 +32,8 @@ pub enum Row<'r> {
 }
 
 impl Row<'_> {
+    /// Column `index`, decoded into `T`; a stored value that breaks `T`'s rule (a typed name
+    /// or id) is [`super::StoreError::Malformed`].
     pub fn get<T: Column>(&self, index: usize) -> StoreResult<T> {
         match self {
             Row::Sqlite(row) => row.get(index).map_err(|e| read_error(index, e)),
