@@ -106,6 +106,80 @@ name_type!(
     client_id
 );
 
+/// A user id: a UUID in its canonical text (hyphenated, lowercase), the `sub` claim. Made
+/// new for a person (`generate`), or once where an id arrives from outside (a URL, a form, a
+/// stored row), so that a malformed one is never looked up.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId {
+    uuid: uuid::Uuid,
+    text: String,
+}
+
+impl UserId {
+    /// A new random (version 4) id.
+    pub fn generate() -> UserId {
+        UserId::from_uuid(uuid::Uuid::new_v4())
+    }
+
+    /// Only the canonical text of a UUID: any other spelling of one names no user.
+    pub fn parse(input: &str) -> NameResult<UserId> {
+        uuid::Uuid::try_parse(input)
+            .ok()
+            .map(UserId::from_uuid)
+            .filter(|id| id.text == input)
+            .ok_or_else(|| invalid(format!("invalid user id {input:?}: not a UUID")))
+    }
+
+    fn from_uuid(uuid: uuid::Uuid) -> UserId {
+        UserId {
+            uuid,
+            text: uuid.hyphenated().to_string(),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The id as WebAuthn's user handle.
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.uuid
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::fmt::Debug for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl serde::Serialize for UserId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+/// Reads `$name` back from state the server wrote (a ceremony), by the same rule.
+macro_rules! deserialize_by_rule {
+    ($name:ident) => {
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+deserialize_by_rule!(UserId);
+deserialize_by_rule!(Username);
+
 /// A plain e-mail shape check; delivery is not our business.
 pub fn email(input: &str) -> NameResult<String> {
     let email = input.trim();
@@ -223,6 +297,42 @@ mod tests {
         assert_eq!(serde_json::to_string(&name).unwrap(), "\"ada\"");
         let group = GroupName::parse("Ops").unwrap();
         assert_eq!(serde_json::to_string(&group).unwrap(), "\"Ops\"");
+    }
+
+    #[test]
+    fn a_user_id_is_only_the_canonical_text_of_a_uuid() {
+        let made = UserId::generate();
+        assert_eq!(UserId::parse(made.as_str()).unwrap(), made);
+        assert_eq!(made.uuid().get_version_num(), 4);
+        let text = "0b9a6a9e-3f4e-4d2a-9c1b-7e5f0a1d2c3b";
+        assert_eq!(UserId::parse(text).unwrap().to_string(), text);
+        assert_eq!(
+            format!("{:?}", UserId::parse(text).unwrap()),
+            format!("{text:?}")
+        );
+        for bad in [
+            "",
+            "u1",
+            "0B9A6A9E-3F4E-4D2A-9C1B-7E5F0A1D2C3B",
+            "0b9a6a9e3f4e4d2a9c1b7e5f0a1d2c3b",
+            "{0b9a6a9e-3f4e-4d2a-9c1b-7e5f0a1d2c3b}",
+            " 0b9a6a9e-3f4e-4d2a-9c1b-7e5f0a1d2c3b",
+        ] {
+            let refused = UserId::parse(bad).unwrap_err().to_string();
+            assert!(refused.starts_with("invalid user id"), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_user_id_and_a_username_go_through_json_as_strings() {
+        let id = UserId::generate();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<UserId>(&json).unwrap(), id);
+        assert!(serde_json::from_str::<UserId>("\"u1\"").is_err());
+        let name = serde_json::from_str::<Username>("\"ada\"").unwrap();
+        assert_eq!(name, Username::parse("ada").unwrap());
+        assert!(serde_json::from_str::<Username>("\"a/b\"").is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::directory::groups as directory_groups;
 use crate::directory::users as directory_users;
 use crate::directory::{DirectoryError, DirectoryResult};
 use crate::names::GroupName;
+use crate::names::Username;
 use crate::state::State;
 use crate::store::groups::Group;
 use crate::store::users as stored_users;
@@ -88,7 +89,7 @@ struct GroupPage {
     frame: Frame,
     group: Group,
     /// People who could be added: everyone not yet a member.
-    candidates: Vec<String>,
+    candidates: Vec<Username>,
 }
 
 pub async fn page(req: HttpRequest, state: State) -> AdminResult {

@@ -65,7 +65,7 @@ enum Section {
 /// the forms' CSRF token and, after a refused change, the reason.
 struct Frame {
     section: Section,
-    admin: String,
+    admin: crate::names::Username,
     csrf_token: String,
     error: Option<String>,
     status: StatusCode,

@@ -34,7 +34,7 @@ const LINK_LIFETIMES: &[(i64, &str)] = &[
 ];
 
 /// The admin path of a person's page.
-fn user_path(username: &str) -> String {
+fn user_path(username: &Username) -> String {
     format!("/users/{username}")
 }
 
@@ -99,16 +99,17 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
     let (admin, form): (_, NewUserForm) = access::form(&req, &state, &body).await?;
     let origin = state.origin(&req).by(&admin.user.username);
     let filled = |value: &str| Some(value.to_string()).filter(|v| !v.trim().is_empty());
-    let new = NewUser {
+    // A username that breaks the rule is refused like any other part of the form.
+    let new = Username::parse(&form.username).map(|username| NewUser {
         id: None,
-        username: form.username.clone(),
+        username,
         display_name: filled(&form.display_name),
         email: filled(&form.email),
         is_admin: form.is_admin.is_some(),
         reuse_username: form.reuse_username.is_some(),
-    };
+    });
     match change(&state, move |tx, now| {
-        directory_users::add(tx, &new, &origin, now)
+        directory_users::add(tx, &new?, &origin, now)
     })
     .await?
     {
@@ -260,7 +261,7 @@ pub async fn set_groups(req: HttpRequest, state: State, body: Bytes) -> AdminRes
                 .map(|(_, group)| directory_groups::named(&group))
                 .collect::<DirectoryResult<Vec<_>>>()?;
             directory_groups::set_memberships(tx, &c.subject, &wanted, &c.origin, now)?;
-            Ok(user_path(c.subject.as_str()))
+            Ok(user_path(&c.subject))
         },
     )
     .await
@@ -269,7 +270,7 @@ pub async fn set_groups(req: HttpRequest, state: State, body: Bytes) -> AdminRes
 pub async fn disable(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::disable_by(tx, &c.actor, &c.subject, &c.origin, now)?;
-        Ok(user_path(c.subject.as_str()))
+        Ok(user_path(&c.subject))
     })
     .await
 }
@@ -277,7 +278,7 @@ pub async fn disable(req: HttpRequest, state: State, body: Bytes) -> AdminResult
 pub async fn enable(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::enable(tx, &c.subject, &c.origin, now)?;
-        Ok(user_path(c.subject.as_str()))
+        Ok(user_path(&c.subject))
     })
     .await
 }
@@ -311,7 +312,7 @@ pub async fn delete_passkey(req: HttpRequest, state: State, body: Bytes) -> Admi
         &body,
         move |tx, c: Change<IgnoredAny, _>, now| {
             directory_users::remove_passkey(tx, &c.subject, id, &c.origin, now)?;
-            Ok(user_path(c.subject.as_str()))
+            Ok(user_path(&c.subject))
         },
     )
     .await
@@ -326,7 +327,7 @@ pub async fn end_session(req: HttpRequest, state: State, body: Bytes) -> AdminRe
         move |tx, c: Change<IgnoredAny, _>, now| {
             // Already ended (or never there) is as good as ended.
             directory_users::end_session(tx, &c.subject, &handle, &c.origin, now)?;
-            Ok(user_path(c.subject.as_str()))
+            Ok(user_path(&c.subject))
         },
     )
     .await
@@ -335,7 +336,7 @@ pub async fn end_session(req: HttpRequest, state: State, body: Bytes) -> AdminRe
 pub async fn end_all_sessions(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     change_user(&req, &state, &body, |tx, c: Change<IgnoredAny, _>, now| {
         directory_users::end_all_sessions(tx, &c.subject, &c.origin, now)?;
-        Ok(user_path(c.subject.as_str()))
+        Ok(user_path(&c.subject))
     })
     .await
 }
@@ -345,7 +346,7 @@ pub async fn end_all_sessions(req: HttpRequest, state: State, body: Bytes) -> Ad
 struct LinkPage {
     base: Base,
     frame: Frame,
-    username: String,
+    username: Username,
     url: String,
     expires: String,
 }
@@ -369,7 +370,8 @@ pub async fn login_link(req: HttpRequest, state: State, body: Bytes) -> AdminRes
     let name = username.clone();
     let ttl = form.ttl;
     let issued = change(&state, move |tx, now| {
-        let (user, token) = login_link::issue(tx, &name, ttl, &origin, now)?;
+        let named = directory_users::named(&name)?;
+        let (user, token) = login_link::issue(tx, &named, ttl, &origin, now)?;
         Ok((user, token, now + ttl))
     })
     .await?;

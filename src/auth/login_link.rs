@@ -5,6 +5,7 @@ use crate::store::Db;
 
 use crate::clock::UnixTime;
 use crate::directory::{DirectoryError, DirectoryResult, users as directory_users};
+use crate::names::Username;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin, Repeats};
 use crate::store::links::{self, Purpose, Redemption};
@@ -16,11 +17,10 @@ pub const MAX_TTL_SECS: i64 = 7 * 24 * 3600;
 /// The route a link token is appended to.
 pub const ROUTE: &str = "/login/link/";
 
-/// Creates a login link for `username`, as typed; returns the user and the token (shown
-/// once).
+/// Creates a login link for `username`; returns the user and the token (shown once).
 pub fn issue(
     conn: &Db,
-    username: &str,
+    username: &Username,
     ttl_secs: i64,
     origin: &Origin,
     now: UnixTime,
@@ -30,7 +30,7 @@ pub fn issue(
             "a login link lives between 1 second and 7 days, not {ttl_secs} s"
         )));
     }
-    let user = directory_users::find(conn, &directory_users::named(username)?)?;
+    let user = directory_users::find(conn, username)?;
     if user.disabled {
         return Err(DirectoryError::Conflict(format!(
             "user {:?} is disabled",

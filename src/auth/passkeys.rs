@@ -13,14 +13,14 @@ use serde_json::{Value, json};
 use webauthn_rs::fake::{FakePasskeyDistribution, WebauthnFakeCredentialGenerator};
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Uuid, Webauthn,
+    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Webauthn,
     WebauthnBuilder, WebauthnError,
 };
 
 use super::aaguid;
 use crate::clock::UnixTime;
 use crate::config::Issuer;
-use crate::names::Username;
+use crate::names::{UserId, Username};
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin, Repeats};
 use crate::store::ceremonies::{self, Kind};
@@ -89,14 +89,14 @@ enum CeremonyState {
 #[derive(Serialize, Deserialize)]
 pub struct SetupState {
     registration: PasskeyRegistration,
-    pub user_id: String,
+    pub user_id: UserId,
     pub profile: SetupProfile,
     pub link_hash: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SetupProfile {
-    pub username: String,
+    pub username: Username,
     pub display_name: String,
     pub email: Option<String>,
 }
@@ -125,12 +125,10 @@ impl Passkeys {
     fn begin_registration(
         &self,
         conn: &Db,
-        user_id: &str,
+        user_id: &UserId,
         username: &str,
         display_name: &str,
     ) -> Result<(Value, PasskeyRegistration), PasskeyError> {
-        let uuid = Uuid::parse_str(user_id)
-            .map_err(|_| PasskeyError::Rejected("user id is not a UUID".into()))?;
         let exclude = passkeys::for_user(conn, user_id)?
             .into_iter()
             .filter_map(|p| URL_SAFE_NO_PAD.decode(p.credential_id).ok())
@@ -142,7 +140,7 @@ impl Passkeys {
         };
         let (options, state) = self
             .webauthn
-            .start_passkey_registration(uuid, username, display, Some(exclude))
+            .start_passkey_registration(user_id.uuid(), username, display, Some(exclude))
             .map_err(rejected)?;
         // webauthn-rs asks for a non-resident key; ours must be discoverable, so that sign-in
         // works without a username and from autofill.
@@ -164,7 +162,7 @@ impl Passkeys {
         now: UnixTime,
     ) -> Result<(String, Value), PasskeyError> {
         let (options, state) =
-            self.begin_registration(conn, &user.id, &user.username, &user.display_name)?;
+            self.begin_registration(conn, &user.id, user.username.as_str(), &user.display_name)?;
         let id = park(
             conn,
             Kind::Register,
@@ -183,9 +181,13 @@ impl Passkeys {
         link_hash: String,
         now: UnixTime,
     ) -> Result<(String, Value), PasskeyError> {
-        let user_id = Uuid::new_v4().to_string();
-        let (options, registration) =
-            self.begin_registration(conn, &user_id, &profile.username, &profile.display_name)?;
+        let user_id = UserId::generate();
+        let (options, registration) = self.begin_registration(
+            conn,
+            &user_id,
+            profile.username.as_str(),
+            &profile.display_name,
+        )?;
         let state = CeremonyState::Setup(Box::new(SetupState {
             registration,
             user_id,
@@ -210,7 +212,7 @@ impl Passkeys {
         let CeremonyState::Register(state) = state else {
             return Err(PasskeyError::CeremonyExpired);
         };
-        if owner.as_deref() != Some(user.id.as_str()) {
+        if owner.as_ref() != Some(&user.id) {
             return Err(PasskeyError::CeremonyExpired);
         }
         let passkey = self.verify_registration(credential, &state)?;
@@ -269,7 +271,7 @@ impl Passkeys {
         };
         // A name no account can have is looked up as nobody: the answer must not differ.
         let user = match Username::parse(&name) {
-            Ok(name) => users::by_username(conn, name.as_str())?,
+            Ok(name) => users::by_username(conn, &name)?,
             Err(_) => None,
         };
         let registered = match &user {
@@ -294,7 +296,7 @@ impl Passkeys {
         for allowed in &mut options.public_key.allow_credentials {
             allowed.transports = None;
         }
-        let id = park(conn, Kind::Authenticate, owner.as_deref(), &state, now)?;
+        let id = park(conn, Kind::Authenticate, owner.as_ref(), &state, now)?;
         Ok((id, options))
     }
 
@@ -352,7 +354,7 @@ impl Passkeys {
         let outcome = match (state, stored) {
             (_, None) | (CeremonyState::Decoy, _) => Err(PasskeyError::UnknownCredential),
             (CeremonyState::ForUser(state), Some(stored)) => {
-                if owner.as_deref() != Some(stored.user_id.as_str()) {
+                if owner.as_ref() != Some(&stored.user_id) {
                     Err(PasskeyError::UnknownCredential)
                 } else {
                     self.webauthn
@@ -366,7 +368,7 @@ impl Passkeys {
                     .webauthn
                     .identify_discoverable_authentication(credential)
                     .map_err(rejected)?;
-                if user_handle.to_string() != stored.user_id {
+                if user_handle != stored.user_id.uuid() {
                     Err(PasskeyError::UnknownCredential)
                 } else {
                     let passkey: Passkey = from_json("passkeys", &stored.passkey)?;
@@ -435,7 +437,7 @@ impl Passkeys {
 fn park(
     conn: &Db,
     kind: Kind,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
     state: &CeremonyState,
     now: UnixTime,
 ) -> Result<String, PasskeyError> {
@@ -457,7 +459,7 @@ fn take(
     id: &str,
     kind: Kind,
     now: UnixTime,
-) -> Result<(Option<String>, CeremonyState), PasskeyError> {
+) -> Result<(Option<UserId>, CeremonyState), PasskeyError> {
     let (owner, state) = ceremonies::take(conn, &secrets::token_hash(id), kind, now)?
         .ok_or(PasskeyError::CeremonyExpired)?;
     Ok((owner, from_json("webauthn_ceremonies", &state)?))

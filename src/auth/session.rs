@@ -122,7 +122,7 @@ mod tests {
     fn signed_in_at(auth_time: UnixTime) -> Session {
         Session {
             id_hash: String::new(),
-            user_id: String::new(),
+            user_id: crate::names::UserId::generate(),
             auth_time,
             amr: vec!["otp".into()],
             created_at: auth_time,

@@ -8,6 +8,7 @@ use super::passkeys::{self, PasskeyError, SetupState};
 use crate::clock::UnixTime;
 use crate::directory::users::{self as directory_users, NewUser};
 use crate::directory::{DirectoryError, names};
+use crate::names::Username;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::links::{self, Purpose, Redemption};
@@ -73,7 +74,7 @@ pub fn profile(
     let email = email.trim();
     let profile = || {
         Ok::<_, names::Invalid>(passkeys::SetupProfile {
-            username: names::username(username)?,
+            username: Username::parse(username)?,
             display_name: names::display_name(display_name)?,
             email: (!email.is_empty())
                 .then(|| names::email(email))
@@ -123,6 +124,7 @@ pub fn complete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::UserId;
     use crate::store::Store;
 
     /// A database from before setup links were spent with the first administrator still
@@ -135,8 +137,8 @@ mod tests {
             .write(|tx| {
                 let token = issue_if_needed(tx, 1)?.expect("no administrator yet");
                 let admin = User {
-                    id: "00000000-0000-4000-8000-000000000001".into(),
-                    username: "root".into(),
+                    id: UserId::parse("00000000-0000-4000-8000-000000000001").unwrap(),
+                    username: Username::parse("root").unwrap(),
                     display_name: String::new(),
                     email: None,
                     email_verified: false,

@@ -6,6 +6,7 @@ use super::{CliResult, print_json};
 use crate::clock;
 use crate::directory::{groups, users};
 use crate::names::GroupName;
+use crate::names::Username;
 use crate::store::Store;
 use crate::store::audit::Origin;
 
@@ -41,7 +42,8 @@ pub fn run(store: &Store, command: GroupCommand) -> CliResult {
                 return print_json(&all);
             }
             for group in all {
-                println!("{}\t{}", group.name, group.members.join(","));
+                let members: Vec<&str> = group.members.iter().map(Username::as_str).collect();
+                println!("{}\t{}", group.name, members.join(","));
             }
         }
         GroupCommand::Remove { name } => {

@@ -7,6 +7,7 @@ use super::{CliError, CliResult};
 use crate::auth::login_link;
 use crate::clock;
 use crate::config::{Issuer, Settings, parse_duration};
+use crate::directory::users;
 use crate::secrets;
 use crate::store::audit::Origin;
 use crate::store::{Store, meta};
@@ -19,7 +20,8 @@ pub fn login_link(store: &Store, settings: &Settings, username: &str, ttl: &str)
     })?;
     let now = clock::now();
     let (user, token, served) = store.write(|tx| {
-        let (user, token) = login_link::issue(tx, username, ttl, &Origin::cli(), now)?;
+        let named = users::named(username)?;
+        let (user, token) = login_link::issue(tx, &named, ttl, &Origin::cli(), now)?;
         let served = meta::get(tx, meta::SERVED_ISSUER)?;
         Ok::<_, CliError>((user, token, served))
     })?;

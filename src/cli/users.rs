@@ -84,7 +84,7 @@ pub fn run(store: &Store, command: UserCommand) -> CliResult {
         } => {
             let new = NewUser {
                 id: None,
-                username: name,
+                username: Username::parse(&name)?,
                 display_name,
                 email,
                 is_admin: admin,

@@ -4,7 +4,7 @@ use crate::store::Db;
 
 use super::{DirectoryError, DirectoryResult};
 use crate::clock::UnixTime;
-use crate::names::{self, Username};
+use crate::names::{self, UserId, Username};
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::grants;
@@ -13,12 +13,11 @@ use crate::store::passkeys::{self as stored_passkeys, StoredPasskey};
 use crate::store::sessions;
 use crate::store::users::{self, User};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewUser {
     /// The id to use (first-run setup picks it before the passkey exists); new if `None`.
-    pub id: Option<String>,
-    /// As typed: `add` parses it, and refuses it with the username rule's message.
-    pub username: String,
+    pub id: Option<UserId>,
+    pub username: Username,
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub is_admin: bool,
@@ -33,12 +32,12 @@ pub struct NewUser {
 fn claim_username(
     conn: &Db,
     username: &Username,
-    holder: Option<&str>,
+    holder: Option<&UserId>,
     reuse: bool,
 ) -> DirectoryResult<()> {
     match users::retired_by(conn, username)? {
         None => Ok(()),
-        Some(previous) if reuse || holder == Some(previous.as_str()) => {
+        Some(previous) if reuse || holder == Some(&previous) => {
             Ok(users::reuse_username(conn, username)?)
         }
         Some(_) => Err(DirectoryError::Conflict(format!(
@@ -51,7 +50,6 @@ fn claim_username(
 }
 
 pub fn add(conn: &Db, new: &NewUser, origin: &Origin, now: UnixTime) -> DirectoryResult<User> {
-    let username = Username::parse(&new.username)?;
     let email = new.email.as_deref().map(names::email).transpose()?;
     let display_name = new
         .display_name
@@ -59,17 +57,14 @@ pub fn add(conn: &Db, new: &NewUser, origin: &Origin, now: UnixTime) -> Director
         .map(names::display_name)
         .transpose()?
         .unwrap_or_default();
-    if users::by_username(conn, username.as_str())?.is_some() {
-        return Err(DirectoryError::UserExists(username.to_string()));
+    if users::by_username(conn, &new.username)?.is_some() {
+        return Err(DirectoryError::UserExists(new.username.to_string()));
     }
-    claim_username(conn, &username, new.id.as_deref(), new.reuse_username)?;
+    claim_username(conn, &new.username, new.id.as_ref(), new.reuse_username)?;
     let (given_name, family_name) = split_name(&display_name);
     let user = User {
-        id: new
-            .id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        username: username.to_string(),
+        id: new.id.clone().unwrap_or_else(UserId::generate),
+        username: new.username.clone(),
         display_name,
         email_verified: email.is_some(),
         email,
@@ -146,7 +141,7 @@ fn split_name(display_name: &str) -> (Option<String>, Option<String>) {
 }
 
 pub fn find(conn: &Db, username: &Username) -> DirectoryResult<User> {
-    users::by_username(conn, username.as_str())?
+    users::by_username(conn, username)?
         .ok_or_else(|| DirectoryError::NoSuchUser(username.to_string()))
 }
 
@@ -245,16 +240,16 @@ pub fn rename(
     now: UnixTime,
 ) -> DirectoryResult<User> {
     let mut user = find(conn, username)?;
-    if new_username.as_str() == user.username {
+    if *new_username == user.username {
         return Ok(user);
     }
-    if users::by_username(conn, new_username.as_str())?.is_some() {
+    if users::by_username(conn, new_username)?.is_some() {
         return Err(DirectoryError::UserExists(new_username.to_string()));
     }
     claim_username(conn, new_username, Some(&user.id), false)?;
     users::set_username(conn, &user.id, new_username, now)?;
     users::retire_username(conn, &user.username, &user.id, now)?;
-    let old = std::mem::replace(&mut user.username, new_username.to_string());
+    let old = std::mem::replace(&mut user.username, new_username.clone());
     audit::record(
         conn,
         &Event::new(EventKind::UserRenamed)
@@ -562,9 +557,12 @@ mod admin_rules_tests {
 
     fn person(conn: &Db, username: &str, is_admin: bool) -> User {
         let new = NewUser {
-            username: username.into(),
+            id: None,
+            username: name(username),
+            display_name: None,
+            email: None,
             is_admin,
-            ..NewUser::default()
+            reuse_username: false,
         };
         add(conn, &new, &Origin::cli(), 0).unwrap()
     }

@@ -8,8 +8,8 @@ pub mod metrics;
 pub use crate::config::{DEFAULT_LOG_LEVEL, LogFormat, ObserveSettings};
 
 /// Names the signed-in person on the log lines of the current request.
-pub fn note_user(username: &str) {
-    tracing::Span::current().record("user", username);
+pub fn note_user(username: &crate::names::Username) {
+    tracing::Span::current().record("user", username.as_str());
 }
 
 /// Names the client (application) on the log lines of the current request.

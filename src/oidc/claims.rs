@@ -13,7 +13,7 @@ pub fn user_claims(user: &User, groups: &[String], scopes: &Scopes) -> Map<Strin
     claims.insert("sub".into(), json!(user.id));
     if scopes.contains(scope::PROFILE) {
         let name = if user.display_name.is_empty() {
-            &user.username
+            user.username.as_str()
         } else {
             &user.display_name
         };
@@ -87,11 +87,14 @@ fn at_hash(alg: SigningAlg, access_token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::{UserId, Username};
+
+    const ADA: &str = "0f1e6c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b";
 
     fn ada() -> User {
         User {
-            id: "0f1e".into(),
-            username: "ada".into(),
+            id: UserId::parse(ADA).unwrap(),
+            username: Username::parse("ada").unwrap(),
             display_name: "Ada Lovelace".into(),
             email: Some("ada@example.com".into()),
             email_verified: true,
@@ -108,7 +111,7 @@ mod tests {
     fn scopes_choose_claims() {
         let groups = vec!["pve-admins".to_string()];
         let only_openid = user_claims(&ada(), &groups, &Scopes::from_request("openid"));
-        assert_eq!(Value::Object(only_openid), json!({"sub": "0f1e"}));
+        assert_eq!(Value::Object(only_openid), json!({"sub": ADA}));
         let all = user_claims(
             &ada(),
             &groups,

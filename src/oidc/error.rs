@@ -139,7 +139,7 @@ pub enum AuthorizeError {
     #[error("{username} may not use {client_name}")]
     NotAllowed {
         client_name: String,
-        username: String,
+        username: crate::names::Username,
         redirect: Box<AuthorizeError>,
     },
     /// The store failed: our fault, never the client's.

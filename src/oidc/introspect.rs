@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::clock::UnixTime;
 use crate::config::Issuer;
+use crate::names::Username;
 use crate::oidc::error::OAuthError;
 use crate::secrets;
 use crate::store::clients::Client;
@@ -45,7 +46,7 @@ fn inactive() -> Value {
     json!({ "active": false })
 }
 
-fn active(issuer: &Issuer, live: &LiveToken, kind: &str, username: &str) -> Value {
+fn active(issuer: &Issuer, live: &LiveToken, kind: &str, username: &Username) -> Value {
     json!({
         "active": true,
         "scope": live.scope,

@@ -7,6 +7,7 @@ use super::params::Params;
 use super::redirect;
 use crate::clock::UnixTime;
 use crate::keys::{self, KeyError};
+use crate::names::UserId;
 use crate::store::StoreError;
 use crate::store::clients::{self, Client};
 use crate::store::signing_keys;
@@ -18,7 +19,8 @@ pub struct LogoutRequest {
     /// Where to send the browser afterwards: a registered post-logout URI with `state`.
     pub return_to: Option<String>,
     /// The `sub` of a valid `id_token_hint`: whose session the relying party wants ended.
-    pub hinted_subject: Option<String>,
+    /// One that is no user id names nobody.
+    pub hinted_subject: Option<UserId>,
 }
 
 /// Why a logout request is refused.
@@ -64,7 +66,9 @@ pub fn validate(
             return Err(LogoutError::AudienceMismatch);
         }
         client_id = audience;
-        request.hinted_subject = claims["sub"].as_str().map(str::to_string);
+        request.hinted_subject = claims["sub"]
+            .as_str()
+            .and_then(|sub| UserId::parse(sub).ok());
     }
     if let Some(id) = &client_id {
         request.client =

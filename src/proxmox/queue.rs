@@ -43,7 +43,7 @@ fn people(conn: &crate::store::Db) -> Result<Vec<Person>, StoreError> {
         .map(|user| {
             Ok(Person {
                 groups: users::group_names(conn, &user.id)?,
-                username: user.username,
+                username: user.username.to_string(),
                 display_name: user.display_name,
                 given_name: user.given_name,
                 family_name: user.family_name,

@@ -11,6 +11,7 @@ use crate::args;
 use super::StoreResult;
 use crate::clock::UnixTime;
 use crate::limits::Address;
+use crate::names::{UserId, Username};
 
 pub use kind::{EventKind, UnknownEventKind};
 
@@ -57,7 +58,7 @@ impl Origin {
     }
 
     /// The same origin, acted on by `actor`.
-    pub fn by(mut self, actor: &str) -> Origin {
+    pub fn by(mut self, actor: &Username) -> Origin {
         self.actor = Some(actor.to_string());
         self
     }
@@ -66,8 +67,8 @@ impl Origin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event<'a> {
     pub kind: EventKind,
-    pub user_id: Option<&'a str>,
-    pub username: Option<&'a str>,
+    pub user_id: Option<&'a UserId>,
+    pub username: Option<&'a Username>,
     pub client_id: Option<&'a str>,
     pub detail: Option<String>,
 }
@@ -83,7 +84,7 @@ impl<'a> Event<'a> {
         }
     }
 
-    pub fn user(mut self, user_id: &'a str, username: &'a str) -> Self {
+    pub fn user(mut self, user_id: &'a UserId, username: &'a Username) -> Self {
         self.user_id = Some(user_id);
         self.username = Some(username);
         self
@@ -127,8 +128,8 @@ fn insert(conn: &Db, event: &Event, origin: &Origin, now: UnixTime) -> StoreResu
         args![
             now,
             event.kind.as_str(),
-            capped(event.user_id),
-            capped(event.username),
+            capped(event.user_id.map(UserId::as_str)),
+            capped(event.username.map(Username::as_str)),
             capped(event.client_id),
             capped(origin.ip.as_deref()),
             capped(origin.user_agent.as_deref()),

@@ -5,6 +5,7 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
+use crate::names::UserId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -27,7 +28,7 @@ pub fn insert(
     conn: &Db,
     id_hash: &str,
     kind: Kind,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
     state: &str,
     now: UnixTime,
     expires_at: UnixTime,
@@ -46,7 +47,7 @@ pub fn take(
     id_hash: &str,
     kind: Kind,
     now: UnixTime,
-) -> StoreResult<Option<(Option<String>, String)>> {
+) -> StoreResult<Option<(Option<UserId>, String)>> {
     conn.execute(
         "DELETE FROM webauthn_ceremonies WHERE expires_at <= ?1",
         args![now],

@@ -7,6 +7,7 @@
 
 use super::StoreResult;
 use super::postgres::PgConn;
+use super::typed::read_error;
 
 pub use super::param::{Column, Param};
 
@@ -31,11 +32,13 @@ pub enum Row<'r> {
 }
 
 impl Row<'_> {
+    /// Column `index`, decoded into `T`; a stored value that breaks `T`'s rule (a typed name
+    /// or id) is [`super::StoreError::Malformed`].
     pub fn get<T: Column>(&self, index: usize) -> StoreResult<T> {
-        Ok(match self {
-            Row::Sqlite(row) => row.get(index)?,
-            Row::Postgres(row) => row.try_get(index)?,
-        })
+        match self {
+            Row::Sqlite(row) => row.get(index).map_err(|e| read_error(index, e)),
+            Row::Postgres(row) => row.try_get(index).map_err(|e| read_error(index, e)),
+        }
     }
 }
 

@@ -8,12 +8,13 @@ use crate::args;
 
 use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
+use crate::names::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub id: String,
     pub client_id: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub scope: String,
     pub auth_time: UnixTime,
     pub amr: Vec<String>,
@@ -86,7 +87,7 @@ pub fn revoke_grant(conn: &Db, id: &str, now: UnixTime) -> StoreResult<()> {
 /// their tokens; returns how many.
 pub fn revoke_grants_of(
     conn: &Db,
-    user_id: &str,
+    user_id: &UserId,
     client_id: Option<&str>,
     now: UnixTime,
 ) -> StoreResult<usize> {

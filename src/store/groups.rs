@@ -8,6 +8,7 @@ use crate::args;
 use super::StoreResult;
 use crate::clock::UnixTime;
 use crate::names::GroupName;
+use crate::names::{UserId, Username};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Group {
@@ -15,7 +16,7 @@ pub struct Group {
     pub id: i64,
     pub name: String,
     pub declared: bool,
-    pub members: Vec<String>,
+    pub members: Vec<Username>,
 }
 
 pub fn insert(conn: &Db, name: &str, declared: bool, now: UnixTime) -> StoreResult<i64> {
@@ -49,13 +50,13 @@ pub fn list(conn: &Db) -> StoreResult<Vec<Group>> {
         },
     )?;
     // Every membership in one query, not one query per group.
-    let members: Vec<(i64, String)> = conn.query(
+    let members: Vec<(i64, Username)> = conn.query(
         "SELECT m.group_id, u.username FROM users u JOIN group_members m ON m.user_id = u.id \
          ORDER BY u.username",
         args![],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    let mut by_group: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut by_group: HashMap<i64, Vec<Username>> = HashMap::new();
     for (group_id, username) in members {
         by_group.entry(group_id).or_default().push(username);
     }
@@ -88,7 +89,7 @@ pub fn delete(conn: &Db, id: i64) -> StoreResult<()> {
 }
 
 /// Adds a member; false when they already were one.
-pub fn add_member(conn: &Db, group_id: i64, user_id: &str) -> StoreResult<bool> {
+pub fn add_member(conn: &Db, group_id: i64, user_id: &UserId) -> StoreResult<bool> {
     let added = conn.execute(
         "INSERT INTO group_members (group_id, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         args![group_id, user_id],
@@ -97,7 +98,7 @@ pub fn add_member(conn: &Db, group_id: i64, user_id: &str) -> StoreResult<bool> 
 }
 
 /// Removes a member; false when they were not one.
-pub fn remove_member(conn: &Db, group_id: i64, user_id: &str) -> StoreResult<bool> {
+pub fn remove_member(conn: &Db, group_id: i64, user_id: &UserId) -> StoreResult<bool> {
     let removed = conn.execute(
         "DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2",
         args![group_id, user_id],

@@ -5,6 +5,7 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
+use crate::names::UserId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -25,7 +26,7 @@ pub fn insert(
     conn: &Db,
     token_hash: &str,
     purpose: Purpose,
-    user_id: Option<&str>,
+    user_id: Option<&UserId>,
     now: UnixTime,
     expires_at: UnixTime,
 ) -> StoreResult<()> {
@@ -42,7 +43,7 @@ pub fn insert(
 pub enum Redemption {
     /// The link was valid and is now spent; the user it signs in, if any.
     Redeemed {
-        user_id: Option<String>,
+        user_id: Option<UserId>,
     },
     Unknown,
     AlreadyUsed,
@@ -56,7 +57,7 @@ pub fn redeem(
     purpose: Purpose,
     now: UnixTime,
 ) -> StoreResult<Redemption> {
-    let spent: Option<Option<String>> = conn.query_opt(
+    let spent: Option<Option<UserId>> = conn.query_opt(
         "UPDATE login_links SET used_at = ?3 WHERE token_hash = ?1 AND purpose = ?2 \
              AND used_at IS NULL AND expires_at > ?3 RETURNING user_id",
         args![token_hash, purpose.as_str(), now],
@@ -76,7 +77,7 @@ pub fn peek(
     purpose: Purpose,
     now: UnixTime,
 ) -> StoreResult<Redemption> {
-    let state: Option<(Option<String>, Option<UnixTime>, UnixTime)> = conn.query_opt(
+    let state: Option<(Option<UserId>, Option<UnixTime>, UnixTime)> = conn.query_opt(
         "SELECT user_id, used_at, expires_at FROM login_links \
              WHERE token_hash = ?1 AND purpose = ?2",
         args![token_hash, purpose.as_str()],

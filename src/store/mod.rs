@@ -23,6 +23,7 @@ pub mod restore;
 pub mod sessions;
 pub mod signing_keys;
 pub mod stats;
+mod typed;
 pub mod users;
 mod writer;
 
@@ -66,6 +67,11 @@ pub enum StoreError {
     PostgresTls(#[from] postgres::TlsError),
     #[error("the database returned no row where one was expected")]
     NoRow,
+    #[error("damaged record: column {column} holds {source}")]
+    Malformed {
+        column: usize,
+        source: crate::names::Invalid,
+    },
     #[error("{0} works on the SQLite file only, not on PostgreSQL")]
     SqliteOnly(&'static str),
     #[error("database connection pool: {0}")]

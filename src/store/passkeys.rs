@@ -5,11 +5,12 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
+use crate::names::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPasskey {
     pub id: i64,
-    pub user_id: String,
+    pub user_id: UserId,
     pub credential_id: String,
     pub name: String,
     pub aaguid: Option<String>,
@@ -50,7 +51,7 @@ pub fn insert(conn: &Db, passkey: &StoredPasskey) -> StoreResult<i64> {
     )
 }
 
-pub fn for_user(conn: &Db, user_id: &str) -> StoreResult<Vec<StoredPasskey>> {
+pub fn for_user(conn: &Db, user_id: &UserId) -> StoreResult<Vec<StoredPasskey>> {
     let keys = conn.query(
         &format!("SELECT {COLUMNS} FROM passkeys WHERE user_id = ?1 ORDER BY created_at, id"),
         args![user_id],
@@ -78,7 +79,7 @@ pub fn record_use(conn: &Db, id: i64, passkey: Option<&str>, now: UnixTime) -> S
 }
 
 /// Renames one of `user_id`'s passkeys; false when they have no such passkey.
-pub fn rename(conn: &Db, user_id: &str, id: i64, name: &str) -> StoreResult<bool> {
+pub fn rename(conn: &Db, user_id: &UserId, id: i64, name: &str) -> StoreResult<bool> {
     Ok(conn.execute(
         "UPDATE passkeys SET name = ?3 WHERE id = ?1 AND user_id = ?2",
         args![id, user_id, name],
@@ -86,7 +87,7 @@ pub fn rename(conn: &Db, user_id: &str, id: i64, name: &str) -> StoreResult<bool
 }
 
 /// Deletes one of `user_id`'s passkeys, returning it.
-pub fn delete(conn: &Db, user_id: &str, id: i64) -> StoreResult<Option<StoredPasskey>> {
+pub fn delete(conn: &Db, user_id: &UserId, id: i64) -> StoreResult<Option<StoredPasskey>> {
     conn.query_opt(
         &format!("DELETE FROM passkeys WHERE id = ?1 AND user_id = ?2 RETURNING {COLUMNS}"),
         args![id, user_id],

@@ -5,11 +5,12 @@ use crate::args;
 
 use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
+use crate::names::UserId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id_hash: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub auth_time: UnixTime,
     /// Authentication methods (RFC 8176) of the sign-in that made the session.
     pub amr: Vec<String>,
@@ -83,12 +84,12 @@ pub fn delete(conn: &Db, id_hash: &str) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn delete_for_user(conn: &Db, user_id: &str) -> StoreResult<usize> {
+pub fn delete_for_user(conn: &Db, user_id: &UserId) -> StoreResult<usize> {
     conn.execute("DELETE FROM sessions WHERE user_id = ?1", args![user_id])
 }
 
 /// A user's live sessions, most recently seen first.
-pub fn for_user(conn: &Db, user_id: &str, now: UnixTime) -> StoreResult<Vec<Session>> {
+pub fn for_user(conn: &Db, user_id: &UserId, now: UnixTime) -> StoreResult<Vec<Session>> {
     let hashes: Vec<String> = conn.column(
         "SELECT id_hash FROM sessions WHERE user_id = ?1 AND expires_at > ?2 \
          ORDER BY last_seen_at DESC",
@@ -109,7 +110,7 @@ pub fn handle(session: &Session) -> &str {
 }
 
 /// Ends the session of `user_id` with this handle; false when there is none.
-pub fn delete_by_handle(conn: &Db, user_id: &str, handle: &str) -> StoreResult<bool> {
+pub fn delete_by_handle(conn: &Db, user_id: &UserId, handle: &str) -> StoreResult<bool> {
     if handle.len() != 16 {
         return Ok(false);
     }
@@ -120,7 +121,7 @@ pub fn delete_by_handle(conn: &Db, user_id: &str, handle: &str) -> StoreResult<b
 }
 
 /// Ends every session of `user_id` but `keep`; returns how many.
-pub fn delete_others(conn: &Db, user_id: &str, keep: &str) -> StoreResult<usize> {
+pub fn delete_others(conn: &Db, user_id: &UserId, keep: &str) -> StoreResult<usize> {
     conn.execute(
         "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2",
         args![user_id, keep],

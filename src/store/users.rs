@@ -5,13 +5,13 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
-use crate::names::Username;
+use crate::names::{UserId, Username};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct User {
     /// Opaque and stable: the `sub` claim. Never the username, which may change.
-    pub id: String,
-    pub username: String,
+    pub id: UserId,
+    pub username: Username,
     pub display_name: String,
     pub email: Option<String>,
     /// True when an administrator set the address; false when the user typed it.
@@ -65,7 +65,7 @@ pub fn insert(conn: &Db, user: &User) -> StoreResult<()> {
     Ok(())
 }
 
-pub fn by_username(conn: &Db, username: &str) -> StoreResult<Option<User>> {
+pub fn by_username(conn: &Db, username: &Username) -> StoreResult<Option<User>> {
     conn.query_opt(
         &format!("SELECT {COLUMNS} FROM users WHERE username = ?1"),
         args![username],
@@ -73,7 +73,7 @@ pub fn by_username(conn: &Db, username: &str) -> StoreResult<Option<User>> {
     )
 }
 
-pub fn by_id(conn: &Db, id: &str) -> StoreResult<Option<User>> {
+pub fn by_id(conn: &Db, id: &UserId) -> StoreResult<Option<User>> {
     conn.query_opt(
         &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
         args![id],
@@ -90,7 +90,7 @@ pub fn list(conn: &Db) -> StoreResult<Vec<User>> {
     Ok(users)
 }
 
-pub fn set_disabled(conn: &Db, id: &str, disabled: bool, now: UnixTime) -> StoreResult<()> {
+pub fn set_disabled(conn: &Db, id: &UserId, disabled: bool, now: UnixTime) -> StoreResult<()> {
     conn.execute(
         "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
         args![id, disabled, now],
@@ -98,7 +98,7 @@ pub fn set_disabled(conn: &Db, id: &str, disabled: bool, now: UnixTime) -> Store
     Ok(())
 }
 
-pub fn delete(conn: &Db, id: &str) -> StoreResult<()> {
+pub fn delete(conn: &Db, id: &UserId) -> StoreResult<()> {
     conn.execute("DELETE FROM users WHERE id = ?1", args![id])?;
     Ok(())
 }
@@ -112,7 +112,7 @@ pub fn count_admins(conn: &Db) -> StoreResult<i64> {
 }
 
 /// Names of the groups a user belongs to, sorted.
-pub fn group_names(conn: &Db, user_id: &str) -> StoreResult<Vec<String>> {
+pub fn group_names(conn: &Db, user_id: &UserId) -> StoreResult<Vec<String>> {
     conn.column(
         "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id \
          WHERE m.user_id = ?1 ORDER BY g.name",
@@ -160,15 +160,15 @@ pub fn search(conn: &Db, query: &str) -> StoreResult<Vec<User>> {
     Ok(users)
 }
 
-pub fn set_username(conn: &Db, id: &str, username: &Username, now: UnixTime) -> StoreResult<()> {
+pub fn set_username(conn: &Db, id: &UserId, username: &Username, now: UnixTime) -> StoreResult<()> {
     conn.execute(
         "UPDATE users SET username = ?2, updated_at = ?3 WHERE id = ?1",
-        args![id, username.as_str(), now],
+        args![id, username, now],
     )?;
     Ok(())
 }
 
-pub fn set_admin(conn: &Db, id: &str, is_admin: bool, now: UnixTime) -> StoreResult<()> {
+pub fn set_admin(conn: &Db, id: &UserId, is_admin: bool, now: UnixTime) -> StoreResult<()> {
     conn.execute(
         "UPDATE users SET is_admin = ?2, updated_at = ?3 WHERE id = ?1",
         args![id, is_admin, now],
@@ -177,7 +177,12 @@ pub fn set_admin(conn: &Db, id: &str, is_admin: bool, now: UnixTime) -> StoreRes
 }
 
 /// Remembers that `user_id` gave up `username` (deleted or renamed).
-pub fn retire_username(conn: &Db, username: &str, user_id: &str, now: UnixTime) -> StoreResult<()> {
+pub fn retire_username(
+    conn: &Db,
+    username: &Username,
+    user_id: &UserId,
+    now: UnixTime,
+) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO retired_usernames (username, user_id, retired_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (username) DO UPDATE SET user_id = excluded.user_id, \
@@ -188,10 +193,10 @@ pub fn retire_username(conn: &Db, username: &str, user_id: &str, now: UnixTime) 
 }
 
 /// Who last gave up `username`, if anyone did.
-pub fn retired_by(conn: &Db, username: &Username) -> StoreResult<Option<String>> {
+pub fn retired_by(conn: &Db, username: &Username) -> StoreResult<Option<UserId>> {
     conn.query_opt(
         "SELECT user_id FROM retired_usernames WHERE username = ?1",
-        args![username.as_str()],
+        args![username],
         |row| row.get(0),
     )
 }
@@ -200,7 +205,7 @@ pub fn retired_by(conn: &Db, username: &Username) -> StoreResult<Option<String>>
 pub fn reuse_username(conn: &Db, username: &Username) -> StoreResult<()> {
     conn.execute(
         "DELETE FROM retired_usernames WHERE username = ?1",
-        args![username.as_str()],
+        args![username],
     )?;
     Ok(())
 }

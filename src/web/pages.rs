@@ -7,6 +7,7 @@ use askama::Template;
 
 use super::error::PageError;
 use crate::config::Issuer;
+use crate::names::Username;
 
 /// The path every link in a page starts with: the issuer's path, where the routes are
 /// mounted (empty at the root). Each page carries its own, so that servers with different
@@ -45,7 +46,7 @@ pub fn render(
 pub struct LoginPage {
     pub base: Base,
     /// Someone is already signed in in this browser.
-    pub signed_in_as: Option<String>,
+    pub signed_in_as: Option<Username>,
     /// An application is waiting for the sign-in.
     pub pending: bool,
     /// Passkeys work with this issuer.
@@ -64,7 +65,7 @@ pub struct SetupPage {
 #[template(path = "account.html")]
 pub struct AccountPage {
     pub base: Base,
-    pub username: String,
+    pub username: Username,
     pub display_name: String,
     pub email: String,
     pub groups: Vec<String>,
@@ -103,7 +104,7 @@ pub struct SessionRow {
 #[template(path = "logout.html")]
 pub struct LogoutPage {
     pub base: Base,
-    pub username: String,
+    pub username: Username,
     pub client_name: Option<String>,
     /// The request's parameters, carried through the confirmation form.
     pub fields: Vec<(String, String)>,
@@ -129,7 +130,7 @@ pub struct AppLink {
 pub struct NotAllowedPage {
     pub base: Base,
     pub client_name: String,
-    pub username: String,
+    pub username: Username,
     /// The app's redirect URI with `error=access_denied`.
     pub return_url: String,
 }
@@ -139,7 +140,7 @@ pub struct NotAllowedPage {
 pub struct ConsentPage {
     pub base: Base,
     pub client_name: String,
-    pub username: String,
+    pub username: Username,
     /// What the app will learn, in words.
     pub shares: Vec<&'static str>,
     /// Where the form's answer leads (for the page's form-action policy).

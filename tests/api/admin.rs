@@ -414,7 +414,10 @@ async fn an_admin_ends_sessions_and_deletes_passkeys() {
     app.cli_ok(&["user", "add", "carol"]);
     let carol = app.signed_in_browser("carol").await;
     let carol_id = store(&app)
-        .read(|conn| latchkey::store::users::by_username(conn, "carol"))
+        .read(|conn| {
+            let carol = latchkey::names::Username::parse("carol").unwrap();
+            latchkey::store::users::by_username(conn, &carol)
+        })
         .unwrap()
         .unwrap()
         .id;

@@ -25,6 +25,30 @@ fn assert_fails(out: &std::process::Output, says: &str) {
     assert!(stderr.contains(says), "{stderr:?} should say {says:?}");
 }
 
+/// A stored user id or username that breaks its rule (a damaged row) is reported as one,
+/// on either backend: never a panic, never "no such user".
+#[tokio::test]
+async fn a_damaged_user_row_is_reported_not_panicked_on() {
+    let app = spawn_app();
+    app.cli_ok(&["user", "add", "alice"]);
+    app.execute(
+        "UPDATE users SET username = 'Bad Name!' WHERE username = 'alice'",
+        latchkey::args![],
+    );
+    assert_fails(
+        &app.cli(&["user", "list"]),
+        "damaged record: column 1 holds invalid username \"Bad Name!\"",
+    );
+    app.execute(
+        "UPDATE users SET username = 'alice', id = 'u1' WHERE username = 'Bad Name!'",
+        latchkey::args![],
+    );
+    assert_fails(
+        &app.cli(&["user", "show", "alice"]),
+        "damaged record: column 0 holds invalid user id \"u1\"",
+    );
+}
+
 #[tokio::test]
 async fn mistakes_get_one_line_and_a_failure_exit() {
     let app = spawn_app();

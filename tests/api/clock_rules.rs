@@ -9,6 +9,7 @@ use latchkey::config::{Issuer, SessionPolicy};
 use latchkey::directory::clients::{self, ClientSettings, NewClient};
 use latchkey::directory::users::{self, NewUser};
 use latchkey::keys::{self, Signer};
+use latchkey::names::Username;
 use latchkey::oidc::authorize::{self, AuthRequest, Outcome, Progress};
 use latchkey::oidc::client_auth::{self, ClientAuth, SecretCache};
 use latchkey::oidc::error::{ErrorCode, OAuthError};
@@ -56,8 +57,12 @@ fn world() -> World {
             let alice = users::add(
                 tx,
                 &NewUser {
-                    username: "alice".into(),
-                    ..NewUser::default()
+                    id: None,
+                    username: Username::parse("alice").unwrap(),
+                    display_name: None,
+                    email: None,
+                    is_admin: false,
+                    reuse_username: false,
                 },
                 &Origin::cli(),
                 T0,
@@ -321,7 +326,8 @@ fn a_login_link_works_until_its_lifetime_ends() {
         world
             .store
             .write(|tx| {
-                let (_, token) = login_link::issue(tx, "alice", ttl, &Origin::cli(), T0)?;
+                let alice = Username::parse("alice").unwrap();
+                let (_, token) = login_link::issue(tx, &alice, ttl, &Origin::cli(), T0)?;
                 Ok::<_, latchkey::directory::DirectoryError>(login_link::redeem(
                     tx,
                     &Repeats::default(),
@@ -331,7 +337,7 @@ fn a_login_link_works_until_its_lifetime_ends() {
                 )?)
             })
             .unwrap()
-            .map(|user| user.username)
+            .map(|user| user.username.to_string())
     };
     assert_eq!(redeem(T0 + ttl - 1), Ok("alice".to_string()));
     assert_eq!(redeem(T0 + ttl), Err(LinkError::Expired));

@@ -40,7 +40,7 @@ async fn landing_page(req: HttpRequest, state: State) -> Result<HttpResponse, Pa
     })
     .await?;
     let name = if user.display_name.is_empty() {
-        user.username
+        user.username.to_string()
     } else {
         user.display_name
     };

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::auth::{AuthState, login_link, session};
 use crate::clock;
+use crate::names::Username;
 use crate::observe::metrics::{Ceremony, SignInMethod};
 use crate::observe::note_user;
 use crate::secrets;
@@ -70,9 +71,9 @@ fn replace_session(
 struct LoginLinkPage {
     base: Base,
     token: String,
-    username: String,
+    username: Username,
     continue_to: Option<String>,
-    signed_in_as: Option<String>,
+    signed_in_as: Option<Username>,
     csrf_token: String,
 }
 

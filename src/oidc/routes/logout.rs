@@ -91,7 +91,7 @@ async fn logout_flow(
             let Some((session, user)) = signed_in else {
                 return Ok::<_, PageError>((request, None));
             };
-            let hinted = request.hinted_subject.as_deref() == Some(user.id.as_str());
+            let hinted = request.hinted_subject.as_ref() == Some(&user.id);
             if confirmed || hinted {
                 session::end(tx, &session, &user, &origin, now)?;
                 return Ok((request, None));
