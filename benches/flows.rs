@@ -252,6 +252,11 @@ fn healthz_ok(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
 }
 
+/// The id of seeded person `i`: a version 4 UUID in its canonical text, as real ids are.
+fn seed_user_id(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}
+
 /// Fills the data directory's database (already migrated) in one transaction: people, clients,
 /// one grant per person, live access tokens spread over those grants, and audit rows.
 fn seed(data_dir: &Path) {
@@ -274,7 +279,7 @@ fn seed(data_dir: &Path) {
         for i in 0..SEED_PEOPLE {
             let name = format!("seed{i}");
             user.execute(rusqlite::params![
-                format!("seed-user-{i}"),
+                seed_user_id(i),
                 name,
                 format!("Seed Person {i}"),
                 format!("{name}@example.com"),
@@ -309,7 +314,7 @@ fn seed(data_dir: &Path) {
                 .execute(rusqlite::params![
                     format!("seed-grant-{i}"),
                     format!("seed-client-{}", i % SEED_CLIENTS),
-                    format!("seed-user-{i}"),
+                    seed_user_id(i),
                     now
                 ])
                 .unwrap();
@@ -345,7 +350,7 @@ fn seed(data_dir: &Path) {
             audit
                 .execute(rusqlite::params![
                     now - (SEED_AUDIT_ROWS - i) as i64,
-                    format!("seed-user-{person}"),
+                    seed_user_id(person),
                     format!("seed{person}"),
                     format!("seed-client-{}", person % SEED_CLIENTS)
                 ])
