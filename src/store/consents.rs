@@ -5,9 +5,10 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
+use crate::names::ClientId;
 
 /// The scopes `user_id` consented to for `client_id`, if any.
-pub fn granted(conn: &Db, user_id: &str, client_id: &str) -> StoreResult<Option<String>> {
+pub fn granted(conn: &Db, user_id: &str, client_id: &ClientId) -> StoreResult<Option<String>> {
     conn.query_opt(
         "SELECT scope FROM consents WHERE user_id = ?1 AND client_id = ?2",
         args![user_id, client_id],
@@ -18,7 +19,7 @@ pub fn granted(conn: &Db, user_id: &str, client_id: &str) -> StoreResult<Option<
 pub fn grant(
     conn: &Db,
     user_id: &str,
-    client_id: &str,
+    client_id: &ClientId,
     scope: &str,
     now: UnixTime,
 ) -> StoreResult<()> {
@@ -32,7 +33,10 @@ pub fn grant(
 }
 
 /// A person's consents: client id, client name, scopes, when.
-pub fn for_user(conn: &Db, user_id: &str) -> StoreResult<Vec<(String, String, String, UnixTime)>> {
+pub fn for_user(
+    conn: &Db,
+    user_id: &str,
+) -> StoreResult<Vec<(ClientId, String, String, UnixTime)>> {
     let rows = conn.query(
         "SELECT c.client_id, cl.name, c.scope, c.granted_at FROM consents c \
          JOIN clients cl ON cl.client_id = c.client_id WHERE c.user_id = ?1 ORDER BY cl.name",
@@ -43,7 +47,7 @@ pub fn for_user(conn: &Db, user_id: &str) -> StoreResult<Vec<(String, String, St
 }
 
 /// Forgets a consent; false when there was none.
-pub fn revoke(conn: &Db, user_id: &str, client_id: &str) -> StoreResult<bool> {
+pub fn revoke(conn: &Db, user_id: &str, client_id: &ClientId) -> StoreResult<bool> {
     Ok(conn.execute(
         "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
         args![user_id, client_id],

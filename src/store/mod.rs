@@ -23,6 +23,7 @@ pub mod restore;
 pub mod sessions;
 pub mod signing_keys;
 pub mod stats;
+mod typed_names;
 pub mod users;
 mod writer;
 
