@@ -822,6 +822,46 @@ async fn people_are_found_by_username_name_or_email() {
     assert!(wildcard.contains("No one matches"));
 }
 
+/// Whether `error`, or an error it was caused by, is the name rule that `message` begins.
+fn breaks_rule(error: &(dyn std::error::Error + 'static), message: &str) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(invalid) = error.downcast_ref::<latchkey::names::Invalid>() {
+            return invalid.0.starts_with(message);
+        }
+        cause = error.source();
+    }
+    false
+}
+
+#[test]
+fn a_stored_group_name_or_client_id_that_breaks_its_rule_is_a_damaged_row() {
+    let app = spawn_app();
+    app.execute(
+        "INSERT INTO groups (name, declared, created_at) VALUES (?1, FALSE, 0)",
+        latchkey::args!["ops team"],
+    );
+    app.execute(
+        "INSERT INTO clients (client_id, name, public, redirect_uris, \
+         post_logout_redirect_uris, created_at, updated_at) \
+         VALUES (?1, 'App', FALSE, '[]', '[]', 0, 0)",
+        latchkey::args!["my/app"],
+    );
+    let group = app.store().read(latchkey::store::groups::list).unwrap_err();
+    assert!(
+        breaks_rule(&group, "invalid group name \"ops team\""),
+        "{group}"
+    );
+    let client = app
+        .store()
+        .read(latchkey::store::clients::list)
+        .unwrap_err();
+    assert!(
+        breaks_rule(&client, "invalid client id \"my/app\""),
+        "{client}"
+    );
+}
+
 #[tokio::test]
 async fn groups_from_the_config_file_keep_their_name() {
     let (app, ada) = admin_app().await;
