@@ -168,7 +168,7 @@ fn declare_client(
             clients::create(conn, &new, secret_hash, true, now)?;
             audit::record(
                 conn,
-                &Event::new(EventKind::ClientDeclared).client(client.client_id.as_str()),
+                &Event::new(EventKind::ClientDeclared).client(client_id.as_str()),
                 origin,
                 now,
             )?;
