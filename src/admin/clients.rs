@@ -15,14 +15,21 @@ use super::{Frame, Refusal, Section, admin_url, change, read, render, see_other,
 use crate::directory::clients::{self as directory_clients, ClientSettings, NewClient};
 use crate::directory::groups as directory_groups;
 use crate::directory::{DirectoryError, DirectoryResult};
+use crate::names::{ClientId, GroupName};
 use crate::state::State;
 use crate::store::clients::{self as stored_clients, Client};
 use crate::store::signing_keys::SigningAlg;
+use crate::web::error::PageError;
 use crate::web::pages::Base;
 
 /// The admin path of a client's page.
 pub(super) fn client_path(id: &str) -> String {
     format!("/clients/{id}")
+}
+
+/// The client the page's URL names; an id no client can have names none (404).
+pub(super) fn client_in_path(req: &HttpRequest) -> Result<ClientId, PageError> {
+    directory_clients::named(&segment(req, "id")).map_err(|_| PageError::not_found())
 }
 
 /// What the settings form shows: a client's settings, or what was typed and refused.
@@ -31,7 +38,7 @@ struct SettingsForm {
     redirect_uris: String,
     post_logout_redirect_uris: String,
     /// Every group, and whether this client admits it.
-    groups: Vec<(String, bool)>,
+    groups: Vec<(GroupName, bool)>,
     public: bool,
     require_pkce: bool,
     ask_consent: bool,
@@ -51,7 +58,7 @@ fn alg_choices(chosen: &str) -> Vec<(&'static str, bool)> {
 }
 
 impl SettingsForm {
-    fn of(client: Option<&Client>, all_groups: Vec<String>) -> SettingsForm {
+    fn of(client: Option<&Client>, all_groups: Vec<GroupName>) -> SettingsForm {
         let allowed = client.map(|c| c.allowed_groups.clone()).unwrap_or_default();
         let seconds = |ttl: Option<i64>| ttl.map(|s| s.to_string()).unwrap_or_default();
         SettingsForm {
@@ -87,8 +94,8 @@ impl SettingsForm {
         }
     }
 
-    fn from_posted(posted: &PostedSettings, all_groups: Vec<String>) -> SettingsForm {
-        let allowed = posted.allowed_groups();
+    fn from_posted(posted: &PostedSettings, all_groups: Vec<GroupName>) -> SettingsForm {
+        let allowed: Vec<&str> = posted.allowed_groups().collect();
         SettingsForm {
             name: posted.name.clone(),
             redirect_uris: posted.redirect_uris.clone(),
@@ -96,7 +103,7 @@ impl SettingsForm {
             groups: all_groups
                 .into_iter()
                 .map(|g| {
-                    let on = allowed.contains(&g);
+                    let on = allowed.contains(&g.as_str());
                     (g, on)
                 })
                 .collect(),
@@ -144,12 +151,11 @@ pub(super) struct PostedSettings {
 }
 
 impl PostedSettings {
-    fn allowed_groups(&self) -> Vec<String> {
+    /// The names of the ticked groups, as posted.
+    fn allowed_groups(&self) -> impl Iterator<Item = &str> {
         self.rest
             .keys()
             .filter_map(|key| key.strip_prefix("group:"))
-            .map(str::to_string)
-            .collect()
     }
 
     fn settings(&self) -> DirectoryResult<ClientSettings> {
@@ -173,7 +179,10 @@ impl PostedSettings {
             name: Some(self.name.clone()),
             redirect_uris: lines(&self.redirect_uris),
             post_logout_redirect_uris: lines(&self.post_logout_redirect_uris),
-            allowed_groups: self.allowed_groups(),
+            allowed_groups: self
+                .allowed_groups()
+                .map(directory_groups::named)
+                .collect::<DirectoryResult<_>>()?,
             public: self.public.is_some(),
             require_pkce: self.require_pkce.is_some(),
             ask_consent: self.ask_consent.is_some(),
@@ -187,7 +196,7 @@ impl PostedSettings {
     }
 }
 
-async fn group_names(state: &State) -> Result<Vec<String>, access::AdminError> {
+async fn group_names(state: &State) -> Result<Vec<GroupName>, access::AdminError> {
     let groups = read(state, directory_groups::list).await?;
     Ok(groups.into_iter().map(|g| g.name).collect())
 }
@@ -224,7 +233,7 @@ struct Snippets {
 }
 
 impl Snippets {
-    fn new(state: &State, client_id: &str, secret: Option<&str>) -> Snippets {
+    fn new(state: &State, client_id: &ClientId, secret: Option<&str>) -> Snippets {
         let issuer = state.settings.issuer.as_str().to_string();
         let secret = secret.unwrap_or("THE-CLIENT-SECRET");
         Snippets {
@@ -261,13 +270,13 @@ struct SecretPage {
 pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, posted): (_, PostedSettings) = access::form(&req, &state, &body).await?;
     let origin = state.origin(&req).by(&admin.user.username);
-    let secret =
-        match posted.public {
-            Some(_) => None,
-            None => Some(directory_clients::new_secret().map_err(|e| {
-                access::AdminError::Page(crate::web::error::PageError::internal(&e))
-            })?),
-        };
+    let secret = match posted.public {
+        Some(_) => None,
+        None => Some(
+            directory_clients::new_secret()
+                .map_err(|e| access::AdminError::Page(PageError::internal(&e)))?,
+        ),
+    };
     let client_id = match posted.client_id.trim() {
         "" => uuid::Uuid::new_v4().simple().to_string(),
         typed => typed.to_string(),
@@ -275,9 +284,10 @@ pub async fn create(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
     let settings = posted.settings();
     let hash = secret.as_ref().map(|s| s.hash.clone());
     let made = change(&state, move |tx, now| {
+        let settings = settings?;
         let new = NewClient {
-            client_id,
-            settings: settings?,
+            client_id: ClientId::parse(&client_id)?,
+            settings,
         };
         directory_clients::add(tx, &new, hash, &origin, now)
     })
@@ -348,11 +358,10 @@ pub(super) async fn client_page_with(
     refusal: Option<Refusal>,
     shown: Shown,
 ) -> AdminResult {
-    let id = segment(req, "id");
-    let found = id.clone();
+    let found = client_in_path(req)?;
     let client = read(state, move |conn| directory_clients::find(conn, &found))
         .await
-        .map_err(|_| crate::web::error::PageError::not_found())?;
+        .map_err(|_| PageError::not_found())?;
     let groups = group_names(state).await?;
     let form = match posted {
         Some(posted) => SettingsForm::from_posted(posted, groups),
@@ -381,17 +390,17 @@ pub async fn edit(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, posted): (_, PostedSettings) = access::form(&req, &state, &body).await?;
     let origin = state.origin(&req).by(&admin.user.username);
     let id = segment(&req, "id");
+    let target = client_in_path(&req)?;
     let settings = posted.settings();
     // A public client made confidential needs a secret: the new one is shown once.
-    let secret =
-        match posted.public {
-            Some(_) => None,
-            None => Some(directory_clients::new_secret().map_err(|e| {
-                access::AdminError::Page(crate::web::error::PageError::internal(&e))
-            })?),
-        };
+    let secret = match posted.public {
+        Some(_) => None,
+        None => Some(
+            directory_clients::new_secret()
+                .map_err(|e| access::AdminError::Page(PageError::internal(&e)))?,
+        ),
+    };
     let hash = secret.as_ref().map(|s| s.hash.clone());
-    let target = id.clone();
     let updated = change(&state, move |tx, now| {
         let was_public = directory_clients::find(tx, &target)?.public;
         let hash = if was_public { hash } else { None };
@@ -425,10 +434,9 @@ pub(super) struct Nothing {}
 pub async fn rotate_secret(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, _): (_, Nothing) = access::form(&req, &state, &body).await?;
     let origin = state.origin(&req).by(&admin.user.username);
-    let id = segment(&req, "id");
+    let target = client_in_path(&req)?;
     let secret = directory_clients::new_secret()
-        .map_err(|e| access::AdminError::Page(crate::web::error::PageError::internal(&e)))?;
-    let target = id.clone();
+        .map_err(|e| access::AdminError::Page(PageError::internal(&e)))?;
     let minted = secret.clone();
     let rotated = change(&state, move |tx, now| {
         directory_clients::rotate_secret(tx, &target, &minted, &origin, now)?;
@@ -465,8 +473,7 @@ pub async fn delete(req: HttpRequest, state: State, body: Bytes) -> AdminResult 
         return client_page(&req, &state, &admin, None, Some(refusal)).await;
     }
     let origin = state.origin(&req).by(&admin.user.username);
-    let id = segment(&req, "id");
-    let target = id.clone();
+    let target = client_in_path(&req)?;
     match change(&state, move |tx, now| {
         directory_clients::remove(tx, &target, &origin, now)
     })

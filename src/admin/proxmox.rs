@@ -15,11 +15,12 @@ use serde::Deserialize;
 use super::access::{self, Admin, AdminResult};
 use super::clients::{self, DeleteForm, Nothing};
 use super::proxmox_view::{RuleForm, Shown, TargetForm};
-use super::{Refusal, admin_url, change, check, see_other, segment, sentence};
+use super::{Refusal, admin_url, change, check, refused, see_other, segment, sentence};
 use crate::directory::clients as directory_clients;
 use crate::directory::groups as directory_groups;
 use crate::directory::proxmox::{self as rules, DEFAULT_REALM};
 use crate::directory::{DirectoryError, DirectoryResult};
+use crate::names::ClientId;
 use crate::proxmox::sync;
 use crate::proxmox::target::{self, Rule, Target, TargetError, Trust};
 use crate::state::State;
@@ -27,10 +28,10 @@ use crate::store::proxmox::{self as stored, StoredTarget};
 use crate::web::error::PageError;
 
 /// The client's stored target, if any, when the client may be changed here.
-fn editable(conn: &Db, client_id: &str) -> DirectoryResult<Option<StoredTarget>> {
+fn editable(conn: &Db, client_id: &ClientId) -> DirectoryResult<Option<StoredTarget>> {
     let client = directory_clients::find(conn, client_id)?;
     if client.declared {
-        return Err(DirectoryError::Declared(client.client_id));
+        return Err(DirectoryError::Declared(client.client_id.to_string()));
     }
     Ok(stored::target(conn, client_id)?)
 }
@@ -80,7 +81,7 @@ impl PostedTarget {
         }
     }
 
-    fn target(&self, client_id: &str, stored: Option<&Target>) -> Result<Target, TargetError> {
+    fn target(&self, client_id: &ClientId, stored: Option<&Target>) -> Result<Target, TargetError> {
         let api_url = target::api_url(self.api_url.trim())?;
         let token_id = target::token_id(self.token_id.trim())?;
         // The stored secret goes only to the server and token it was given for.
@@ -92,7 +93,7 @@ impl PostedTarget {
             typed => typed,
         };
         Ok(Target {
-            client_id: client_id.to_string(),
+            client_id: client_id.clone(),
             product: target::product(&self.product)?,
             token_secret: token_secret(&self.token_secret, kept)?,
             trust: self.trust()?,
@@ -159,15 +160,17 @@ impl PostedRule {
         }
     }
 
-    fn rule(&self) -> Result<Rule, TargetError> {
+    /// The rule; a group name no group can have names none.
+    fn rule(&self) -> DirectoryResult<Rule> {
         let path = match self.path.trim() {
             "" => "/",
             typed => typed,
         };
+        let invalid = |error: TargetError| DirectoryError::Invalid(error.0);
         Ok(Rule {
-            group: self.group.trim().to_string(),
-            role: target::role(self.role.trim())?,
-            path: target::acl_path(path)?,
+            role: target::role(self.role.trim()).map_err(invalid)?,
+            path: target::acl_path(path).map_err(invalid)?,
+            group: directory_groups::named(self.group.trim())?,
             propagate: self.propagate.is_some(),
         })
     }
@@ -212,7 +215,7 @@ async fn done(
 /// Connects the client to its server, or changes the connection.
 pub async fn save(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, posted): (_, PostedTarget) = access::form(&req, &state, &body).await?;
-    let id = segment(&req, "id");
+    let id = clients::client_in_path(&req)?;
     let again = |refused| {
         let shown = Shown {
             target: Some(posted.typed()),
@@ -268,7 +271,7 @@ pub async fn save(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
 /// Adds a rule, once the server knows its role (or cannot say).
 pub async fn add_rule(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, posted): (_, PostedRule) = access::form(&req, &state, &body).await?;
-    let id = segment(&req, "id");
+    let id = clients::client_in_path(&req)?;
     let again = |refused| {
         let shown = Shown {
             rule: Some(posted.typed()),
@@ -276,14 +279,14 @@ pub async fn add_rule(req: HttpRequest, state: State, body: Bytes) -> AdminResul
         };
         client_page(&req, &state, &admin, Some(refused), shown)
     };
-    let rule = match posted.rule() {
+    let rule = match refused(posted.rule())? {
         Ok(rule) => rule,
-        Err(invalid) => return again(refusal(&invalid.0)).await,
+        Err(refused) => return again(refused).await,
     };
     let (found, group) = (id.clone(), rule.group.clone());
     let target = match check(&state, move |conn| {
         let stored_target = editable(conn, &found)?.ok_or_else(no_target)?;
-        directory_groups::get(conn, &directory_groups::named(&group)?)?;
+        directory_groups::get(conn, &group)?;
         Ok(stored_target.target)
     })
     .await?
@@ -329,21 +332,14 @@ pub async fn add_rule(req: HttpRequest, state: State, body: Bytes) -> AdminResul
 /// Removes a rule.
 pub async fn remove_rule(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, posted): (_, PostedRule) = access::form(&req, &state, &body).await?;
-    let rule = match posted.rule() {
+    let id = clients::client_in_path(&req)?;
+    let rule = match refused(posted.rule())? {
         Ok(rule) => rule,
-        Err(invalid) => {
-            return client_page(
-                &req,
-                &state,
-                &admin,
-                Some(refusal(&invalid.0)),
-                Shown::default(),
-            )
-            .await;
+        Err(refused) => {
+            return client_page(&req, &state, &admin, Some(refused), Shown::default()).await;
         }
     };
     let origin = state.origin(&req).by(&admin.user.username);
-    let id = segment(&req, "id");
     let removed = change(&state, move |tx, now| {
         match rules::deny(tx, &id, &rule, &origin, now)? {
             true => Ok(()),
@@ -364,7 +360,7 @@ pub async fn remove_rule(req: HttpRequest, state: State, body: Bytes) -> AdminRe
 pub async fn sync_now(req: HttpRequest, state: State, body: Bytes) -> AdminResult {
     let (admin, _): (_, Nothing) = access::form(&req, &state, &body).await?;
     let origin = state.origin(&req).by(&admin.user.username);
-    let id = segment(&req, "id");
+    let id = clients::client_in_path(&req)?;
     let requested = change(&state, move |tx, now| {
         match rules::request_sync(tx, &id, &origin, now)? {
             true => Ok(()),
@@ -386,7 +382,7 @@ pub async fn disconnect(req: HttpRequest, state: State, body: Bytes) -> AdminRes
         return client_page(&req, &state, &admin, Some(refused), Shown::default()).await;
     }
     let origin = state.origin(&req).by(&admin.user.username);
-    let id = segment(&req, "id");
+    let id = clients::client_in_path(&req)?;
     match change(&state, move |tx, now| rules::unset(tx, &id, &origin, now)).await? {
         Ok(()) => done(&req, &state, &admin, Vec::new()).await,
         Err(refused) => client_page(&req, &state, &admin, Some(refused), Shown::default()).await,

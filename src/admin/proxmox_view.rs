@@ -9,6 +9,7 @@ use super::{read, when};
 use crate::directory::DirectoryResult;
 use crate::directory::groups as directory_groups;
 use crate::directory::proxmox::{Configured, DEFAULT_REALM};
+use crate::names::{ClientId, GroupName};
 use crate::proxmox::target::{self, Product, Target, Trust};
 use crate::state::State;
 use crate::store::clients::Client;
@@ -20,7 +21,7 @@ pub struct ProxmoxView {
     pub configured: Option<Configured>,
     pub status: SyncStatus,
     /// Every group, for the rule form.
-    pub groups: Vec<String>,
+    pub groups: Vec<GroupName>,
     pub form: TargetForm,
     pub rule: RuleForm,
     pub guidance: Guidance,
@@ -113,7 +114,7 @@ pub async fn view(state: &State, client: &Client, shown: Shown) -> Result<Proxmo
     })
 }
 
-fn configured(conn: &Db, client_id: &str) -> DirectoryResult<Option<Configured>> {
+fn configured(conn: &Db, client_id: &ClientId) -> DirectoryResult<Option<Configured>> {
     Ok(match stored::target(conn, client_id)? {
         Some(target) => Some(Configured {
             rules: stored::rules(conn, client_id)?,

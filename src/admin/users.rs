@@ -18,6 +18,7 @@ use crate::clock::{self, UnixTime};
 use crate::directory::groups as directory_groups;
 use crate::directory::users::{self as directory_users, AccountEdit, NewUser};
 use crate::directory::{DirectoryError, DirectoryResult};
+use crate::names::GroupName;
 use crate::names::Username;
 use crate::state::State;
 use crate::store::passkeys as stored_passkeys;
@@ -135,7 +136,7 @@ struct UserPage {
 }
 
 struct GroupChoice {
-    name: String,
+    name: GroupName,
     member: bool,
 }
 

@@ -6,6 +6,8 @@ use serde_json::json;
 use super::{CliResult, print_json};
 use crate::clock::{self, UnixTime};
 use crate::directory::clients::{self, ClientSettings, NewClient};
+use crate::directory::groups;
+use crate::names::ClientId;
 use crate::store::Store;
 use crate::store::audit::Origin;
 use crate::store::clients::{self as stored_clients, Client};
@@ -84,12 +86,15 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             json,
         } => {
             let new = NewClient {
-                client_id,
+                client_id: ClientId::parse(&client_id)?,
                 settings: ClientSettings {
                     name,
                     redirect_uris,
                     post_logout_redirect_uris,
-                    allowed_groups,
+                    allowed_groups: allowed_groups
+                        .iter()
+                        .map(|group| groups::named(group))
+                        .collect::<Result<_, _>>()?,
                     public,
                     ask_consent,
                     launch_url,
@@ -100,16 +105,19 @@ pub fn run(store: &Store, command: ClientCommand) -> CliResult {
             add(store, &new, json, &origin, now)
         }
         ClientCommand::Update { id, id_token_alg } => {
-            update(store, &id, &id_token_alg, &origin, now)
+            update(store, &clients::named(&id)?, &id_token_alg, &origin, now)
         }
         ClientCommand::List { json } => list(store, json),
-        ClientCommand::Show { id } => show(store, &id),
+        ClientCommand::Show { id } => show(store, &clients::named(&id)?),
         ClientCommand::Remove { id } => {
+            let id = clients::named(&id)?;
             store.write(|tx| clients::remove(tx, &id, &origin, now))?;
             println!("Removed client {id}.");
             Ok(())
         }
-        ClientCommand::RotateSecret { id, json } => rotate_secret(store, &id, json, &origin, now),
+        ClientCommand::RotateSecret { id, json } => {
+            rotate_secret(store, &clients::named(&id)?, json, &origin, now)
+        }
     }
 }
 
@@ -148,7 +156,7 @@ fn add(store: &Store, new: &NewClient, json: bool, origin: &Origin, now: UnixTim
     Ok(())
 }
 
-fn update(store: &Store, id: &str, alg: &str, origin: &Origin, now: UnixTime) -> CliResult {
+fn update(store: &Store, id: &ClientId, alg: &str, origin: &Origin, now: UnixTime) -> CliResult {
     let alg = clients::id_token_alg(Some(alg))?;
     let client = store.write(|tx| {
         let mut settings = ClientSettings::from(&clients::find(tx, id)?);
@@ -187,7 +195,7 @@ fn list(store: &Store, json: bool) -> CliResult {
     Ok(())
 }
 
-fn show(store: &Store, id: &str) -> CliResult {
+fn show(store: &Store, id: &ClientId) -> CliResult {
     let client = store.read(|conn| clients::find(conn, id))?;
     println!("client_id:      {}", client.client_id);
     println!("name:           {}", client.name);
@@ -207,7 +215,13 @@ fn show(store: &Store, id: &str) -> CliResult {
     Ok(())
 }
 
-fn rotate_secret(store: &Store, id: &str, json: bool, origin: &Origin, now: UnixTime) -> CliResult {
+fn rotate_secret(
+    store: &Store,
+    id: &ClientId,
+    json: bool,
+    origin: &Origin,
+    now: UnixTime,
+) -> CliResult {
     let secret = clients::new_secret()?;
     store.write(|tx| clients::rotate_secret(tx, id, &secret, origin, now))?;
     if json {

@@ -10,7 +10,9 @@ use super::{CliError, CliResult, print_json};
 use crate::clock;
 use crate::config::Settings;
 use crate::directory::clients as directory_clients;
+use crate::directory::groups as directory_groups;
 use crate::directory::proxmox::{self as rules, Configured};
+use crate::names::ClientId;
 use crate::proxmox::queue;
 use crate::proxmox::sync;
 use crate::proxmox::target::{self, CaPemError, Rule, Target, Trust};
@@ -109,15 +111,16 @@ pub struct RuleArgs {
 }
 
 impl RuleArgs {
-    /// The client's id and the rule, its role and path checked.
-    fn parse(self, propagate: bool) -> CliResult<(String, Rule)> {
+    /// The client's id and the rule, its role and path checked; an id or group name that
+    /// breaks its rule names no client or group.
+    fn parse(self, propagate: bool) -> CliResult<(ClientId, Rule)> {
         let rule = Rule {
-            group: self.group,
             role: parse(target::role(&self.role))?,
             path: parse(target::acl_path(&self.path))?,
+            group: directory_groups::named(&self.group)?,
             propagate,
         };
-        Ok((self.client_id, rule))
+        Ok((directory_clients::named(&self.client_id)?, rule))
     }
 }
 
@@ -178,6 +181,7 @@ pub fn run(store: &Store, settings: &Settings, command: ProxmoxCommand) -> CliRe
             Ok(())
         }
         ProxmoxCommand::Unset { client_id } => {
+            let client_id = directory_clients::named(&client_id)?;
             store.write(|tx| rules::unset(tx, &client_id, &origin, now))?;
             println!(
                 "{client_id} is no longer managed; its Proxmox server keeps its users and ACLs."
@@ -227,6 +231,7 @@ fn set(store: &Store, command: ProxmoxCommand, origin: &Origin) -> CliResult {
     else {
         return Ok(());
     };
+    let client_id = directory_clients::named(&client_id)?;
     let trust = match (fingerprint, ca_file) {
         (Some(fingerprint), _) => Trust::Fingerprint(parse(target::fingerprint(&fingerprint))?),
         (None, Some(file)) => Trust::CaPem(ca_pem(&file)?),
@@ -295,7 +300,10 @@ fn ca_pem(file: &Path) -> CliResult<String> {
 
 fn chosen(store: &Store, client_id: Option<String>) -> CliResult<Vec<Configured>> {
     Ok(match client_id {
-        Some(id) => vec![store.read(|conn| rules::find(conn, &id))?],
+        Some(id) => {
+            let id = directory_clients::named(&id)?;
+            vec![store.read(|conn| rules::find(conn, &id))?]
+        }
         None => store.read(rules::list)?,
     })
 }
@@ -338,7 +346,7 @@ fn sync_now(
 }
 
 fn sync_json(
-    client_id: &str,
+    client_id: &ClientId,
     dry_run: bool,
     outcome: &Result<sync::Report, queue::RunError>,
 ) -> serde_json::Value {
@@ -355,7 +363,11 @@ fn sync_json(
     }
 }
 
-fn print_sync(client_id: &str, dry_run: bool, outcome: &Result<sync::Report, queue::RunError>) {
+fn print_sync(
+    client_id: &ClientId,
+    dry_run: bool,
+    outcome: &Result<sync::Report, queue::RunError>,
+) {
     match outcome {
         Ok(report) if report.planned.is_empty() => println!("{client_id}: in step, nothing to do"),
         Ok(report) => {

@@ -6,7 +6,7 @@ use crate::store::Db;
 
 use super::{DirectoryError, DirectoryResult, groups as directory_groups};
 use crate::clock::UnixTime;
-use crate::names;
+use crate::names::{self, ClientId, GroupName};
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::{self, Client};
@@ -25,7 +25,7 @@ pub struct ClientSettings {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     /// Group names; empty: every user.
-    pub allowed_groups: Vec<String>,
+    pub allowed_groups: Vec<GroupName>,
     /// No secret; PKCE required.
     pub public: bool,
     /// PKCE required even with a secret.
@@ -71,9 +71,9 @@ pub fn id_token_alg(input: Option<&str>) -> DirectoryResult<SigningAlg> {
     })
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewClient {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub settings: ClientSettings,
 }
 
@@ -133,7 +133,7 @@ fn apply(conn: &Db, client: &mut Client, settings: &ClientSettings) -> Directory
         .map(names::display_name)
         .transpose()?
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| client.client_id.clone());
+        .unwrap_or_else(|| client.client_id.to_string());
     client.launch_url = settings
         .launch_url
         .as_deref()
@@ -163,7 +163,7 @@ fn apply(conn: &Db, client: &mut Client, settings: &ClientSettings) -> Directory
     client.id_token_signed_response_alg = settings.id_token_signed_response_alg;
     let mut group_ids = Vec::with_capacity(settings.allowed_groups.len());
     for group in &settings.allowed_groups {
-        let id = directory_groups::find(conn, &directory_groups::named(group)?)?;
+        let id = directory_groups::find(conn, group)?;
         if !group_ids.contains(&id) {
             group_ids.push(id);
         }
@@ -183,7 +183,7 @@ pub fn add(
     let client = create(conn, new, secret_hash, false, now)?;
     audit::record(
         conn,
-        &Event::new(EventKind::ClientCreated).client(&client.client_id),
+        &Event::new(EventKind::ClientCreated).client(client.client_id.as_str()),
         origin,
         now,
     )?;
@@ -198,12 +198,11 @@ pub(super) fn create(
     declared: bool,
     now: UnixTime,
 ) -> DirectoryResult<Client> {
-    let client_id = names::client_id(&new.client_id)?;
-    if clients::by_id(conn, &client_id)?.is_some() {
-        return Err(DirectoryError::ClientExists(client_id));
+    if clients::by_id(conn, &new.client_id)?.is_some() {
+        return Err(DirectoryError::ClientExists(new.client_id.to_string()));
     }
     let mut client = Client {
-        client_id,
+        client_id: new.client_id.clone(),
         name: String::new(),
         secret_hash: None,
         public: false,
@@ -242,7 +241,7 @@ fn secret_for(client: &Client, secret_hash: Option<String>) -> DirectoryResult<O
 /// one that stays confidential keeps its secret.
 pub fn update(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     settings: &ClientSettings,
     new_secret_hash: Option<String>,
     origin: &Origin,
@@ -250,12 +249,12 @@ pub fn update(
 ) -> DirectoryResult<Client> {
     let client = find(conn, client_id)?;
     if client.declared {
-        return Err(DirectoryError::Declared(client.client_id));
+        return Err(DirectoryError::Declared(client.client_id.to_string()));
     }
     let client = rewrite(conn, client, settings, new_secret_hash, now)?;
     audit::record(
         conn,
-        &Event::new(EventKind::ClientUpdated).client(&client.client_id),
+        &Event::new(EventKind::ClientUpdated).client(client.client_id.as_str()),
         origin,
         now,
     )?;
@@ -279,7 +278,7 @@ pub(super) fn rewrite(
 }
 
 /// A client with allowed groups admits only their members; one without admits everyone.
-pub fn admits(client: &Client, user_groups: &[String]) -> bool {
+pub fn admits(client: &Client, user_groups: &[GroupName]) -> bool {
     client.allowed_groups.is_empty()
         || client
             .allowed_groups
@@ -287,20 +286,31 @@ pub fn admits(client: &Client, user_groups: &[String]) -> bool {
             .any(|allowed| user_groups.contains(allowed))
 }
 
-pub fn find(conn: &Db, client_id: &str) -> DirectoryResult<Client> {
+/// The client id someone typed or a request gave to name an existing client: one that breaks
+/// the client-id rule names none.
+pub fn named(input: &str) -> DirectoryResult<ClientId> {
+    ClientId::parse(input).map_err(|_| DirectoryError::NoSuchClient(input.to_string()))
+}
+
+pub fn find(conn: &Db, client_id: &ClientId) -> DirectoryResult<Client> {
     clients::by_id(conn, client_id)?
         .ok_or_else(|| DirectoryError::NoSuchClient(client_id.to_string()))
 }
 
-pub fn remove(conn: &Db, client_id: &str, origin: &Origin, now: UnixTime) -> DirectoryResult<()> {
+pub fn remove(
+    conn: &Db,
+    client_id: &ClientId,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<()> {
     let client = find(conn, client_id)?;
     if client.declared {
-        return Err(DirectoryError::Declared(client.client_id));
+        return Err(DirectoryError::Declared(client.client_id.to_string()));
     }
     clients::delete(conn, client_id)?;
     audit::record(
         conn,
-        &Event::new(EventKind::ClientRemoved).client(client_id),
+        &Event::new(EventKind::ClientRemoved).client(client_id.as_str()),
         origin,
         now,
     )?;
@@ -311,7 +321,7 @@ pub fn remove(conn: &Db, client_id: &str, origin: &Origin, now: UnixTime) -> Dir
 /// manages the client's Proxmox realm, the next sync writes the new secret into it.
 pub fn rotate_secret(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     secret: &NewSecret,
     origin: &Origin,
     now: UnixTime,
@@ -323,7 +333,7 @@ pub fn rotate_secret(
         )));
     }
     if client.declared {
-        return Err(DirectoryError::Declared(client.client_id));
+        return Err(DirectoryError::Declared(client.client_id.to_string()));
     }
     clients::set_secret_hash(conn, client_id, &secret.hash, now)?;
     if crate::store::proxmox::target(conn, client_id)?.is_some_and(|t| t.target.manage_realm) {
@@ -331,7 +341,7 @@ pub fn rotate_secret(
     }
     audit::record(
         conn,
-        &Event::new(EventKind::ClientSecretRotated).client(client_id),
+        &Event::new(EventKind::ClientSecretRotated).client(client_id.as_str()),
         origin,
         now,
     )?;

@@ -5,10 +5,10 @@
 use crate::store::Db;
 
 use super::clients::{self, ClientSettings, NewClient};
-use super::{DirectoryError, proxmox};
+use super::{DirectoryError, groups as directory_groups, proxmox};
 use crate::clock::UnixTime;
 use crate::config::{Declared, DeclaredClient, DeclaredGroup, Settings, parse_duration};
-use crate::names::GroupName;
+use crate::names::{ClientId, GroupName};
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients as stored_clients;
@@ -30,10 +30,10 @@ pub struct Applied {
     pub clients: usize,
     pub removed: Vec<String>,
     /// Clients whose secret is written in plain text in the file.
-    pub plain_secrets: Vec<String>,
+    pub plain_secrets: Vec<ClientId>,
     /// Clients whose Proxmox realm Latchkey manages, but whose secret the file gives only as
     /// a hash: the realm keeps the client secret it has.
-    pub unmanaged_realm_secrets: Vec<String>,
+    pub unmanaged_realm_secrets: Vec<ClientId>,
 }
 
 /// Applies the file's declarations. The caller's transaction makes it all or nothing.
@@ -55,14 +55,14 @@ pub fn apply(conn: &Db, settings: &Settings, now: UnixTime) -> Result<Applied, D
         applied.groups += 1;
     }
     for declared in &settings.clients {
-        let plain =
-            declare_client(conn, declared, &origin, now).map_err(|e| fail(declared.line, &e))?;
-        if plain && declared.item.secret_file.is_none() {
-            applied.plain_secrets.push(declared.item.client_id.clone());
-        }
         let client = &declared.item;
-        let proxmox = proxmox::declare(conn, client, plain, &origin, now)
+        let (client_id, plain) =
+            declare_client(conn, declared, &origin, now).map_err(|e| fail(declared.line, &e))?;
+        let proxmox = proxmox::declare(conn, &client_id, client, plain, &origin, now)
             .map_err(|e| fail(declared.line, &e))?;
+        if plain && client.secret_file.is_none() {
+            applied.plain_secrets.push(client_id);
+        }
         applied.unmanaged_realm_secrets.extend(proxmox);
         applied.clients += 1;
     }
@@ -83,7 +83,7 @@ fn declare_group(
             groups::set_declared(conn, id, true)?;
         }
         None => {
-            groups::insert(conn, name.as_str(), true, now)?;
+            groups::insert(conn, &name, true, now)?;
             audit::record(
                 conn,
                 &Event::new(EventKind::GroupDeclared).detail(name.to_string()),
@@ -95,13 +95,14 @@ fn declare_group(
     Ok(())
 }
 
-/// Creates or updates one declared client; true when its secret is plain text in the file.
+/// Creates or updates one declared client; its id, and true when its secret is plain text in
+/// the file.
 fn declare_client(
     conn: &Db,
     declared: &Declared<DeclaredClient>,
     origin: &Origin,
     now: UnixTime,
-) -> Result<bool, DirectoryError> {
+) -> Result<(ClientId, bool), DirectoryError> {
     let client = &declared.item;
     let lifetime = |what: &str, text: &Option<String>| {
         text.as_deref()
@@ -116,7 +117,11 @@ fn declare_client(
         name: client.name.clone(),
         redirect_uris: client.redirect_uris.clone(),
         post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
-        allowed_groups: client.allowed_groups.clone(),
+        allowed_groups: client
+            .allowed_groups
+            .iter()
+            .map(|group| directory_groups::named(group))
+            .collect::<Result<_, _>>()?,
         public: client.public,
         require_pkce: client.require_pkce,
         ask_consent: client.ask_consent,
@@ -127,6 +132,7 @@ fn declare_client(
             client.id_token_signed_response_alg.as_deref(),
         )?,
     };
+    let client_id = ClientId::parse(&client.client_id)?;
     let (secret_hash, plain) = match (&client.secret, client.public) {
         (Some(_), true) => {
             return Err(DirectoryError::Invalid(format!(
@@ -151,21 +157,18 @@ fn declare_client(
             }
             (Some(secret.clone()), false)
         }
-        (Some(secret), false) => (
-            Some(plain_secret_hash(conn, &client.client_id, secret)?),
-            true,
-        ),
+        (Some(secret), false) => (Some(plain_secret_hash(conn, &client_id, secret)?), true),
     };
-    match stored_clients::by_id(conn, &client.client_id)? {
+    match stored_clients::by_id(conn, &client_id)? {
         None => {
             let new = NewClient {
-                client_id: client.client_id.clone(),
+                client_id: client_id.clone(),
                 settings,
             };
             clients::create(conn, &new, secret_hash, true, now)?;
             audit::record(
                 conn,
-                &Event::new(EventKind::ClientDeclared).client(&client.client_id),
+                &Event::new(EventKind::ClientDeclared).client(client_id.as_str()),
                 origin,
                 now,
             )?;
@@ -177,12 +180,16 @@ fn declare_client(
             clients::rewrite(conn, existing, &settings, secret_hash, now)?;
         }
     }
-    Ok(plain)
+    Ok((client_id, plain))
 }
 
 /// The hash of a plain-text secret from the file. Hashing again at every start would change
 /// the stored hash each time, so an unchanged secret keeps the hash it has.
-fn plain_secret_hash(conn: &Db, client_id: &str, secret: &str) -> Result<String, DirectoryError> {
+fn plain_secret_hash(
+    conn: &Db,
+    client_id: &ClientId,
+    secret: &str,
+) -> Result<String, DirectoryError> {
     if let Some(existing) = stored_clients::by_id(conn, client_id)?.and_then(|c| c.secret_hash)
         && secrets::verify_secret(secret, &existing).unwrap_or(false)
     {
@@ -209,7 +216,7 @@ fn remove_undeclared(
             stored_clients::delete(conn, &client.client_id)?;
             audit::record(
                 conn,
-                &Event::new(EventKind::ClientUndeclared).client(&client.client_id),
+                &Event::new(EventKind::ClientUndeclared).client(client.client_id.as_str()),
                 origin,
                 now,
             )?;

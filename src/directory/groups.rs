@@ -13,7 +13,7 @@ pub fn add(conn: &Db, name: &GroupName, origin: &Origin, now: UnixTime) -> Direc
     if groups::id_by_name(conn, name)?.is_some() {
         return Err(DirectoryError::GroupExists(name.to_string()));
     }
-    groups::insert(conn, name.as_str(), false, now)?;
+    groups::insert(conn, name, false, now)?;
     audit::record(
         conn,
         &Event::new(EventKind::GroupCreated).detail(name.to_string()),
@@ -117,7 +117,7 @@ fn change_membership(
 ) -> DirectoryResult<bool> {
     let id = find(conn, group)?;
     let user = directory_users::find(conn, username)?;
-    apply_membership(conn, change, (id, group.as_str()), &user, origin, now)
+    apply_membership(conn, change, (id, group), &user, origin, now)
 }
 
 /// Applies one membership change to the group with this id and name, audit-logged when it
@@ -125,7 +125,7 @@ fn change_membership(
 fn apply_membership(
     conn: &Db,
     change: Membership,
-    (id, group): (i64, &str),
+    (id, group): (i64, &GroupName),
     user: &User,
     origin: &Origin,
     now: UnixTime,
@@ -163,7 +163,7 @@ pub fn get(conn: &Db, name: &GroupName) -> DirectoryResult<Group> {
 pub fn ensure_editable(conn: &Db, name: &GroupName) -> DirectoryResult<Group> {
     let group = get(conn, name)?;
     if group.declared {
-        return Err(DirectoryError::Declared(group.name));
+        return Err(DirectoryError::Declared(group.name.to_string()));
     }
     Ok(group)
 }
@@ -178,7 +178,7 @@ pub fn rename(
     now: UnixTime,
 ) -> DirectoryResult<()> {
     let group = ensure_editable(conn, name)?;
-    if new_name.as_str() == group.name {
+    if *new_name == group.name {
         return Ok(());
     }
     if groups::id_by_name(conn, new_name)?.is_some() {
@@ -204,11 +204,8 @@ pub fn set_memberships(
     now: UnixTime,
 ) -> DirectoryResult<()> {
     let all = groups::list(conn)?;
-    let wants = |group: &Group| wanted.iter().any(|w| w.as_str() == group.name);
-    if let Some(unknown) = wanted
-        .iter()
-        .find(|w| !all.iter().any(|g| g.name == w.as_str()))
-    {
+    let wants = |group: &Group| wanted.contains(&group.name);
+    if let Some(unknown) = wanted.iter().find(|w| !all.iter().any(|g| g.name == **w)) {
         return Err(DirectoryError::NoSuchGroup(unknown.to_string()));
     }
     let user = directory_users::find(conn, username)?;

@@ -9,6 +9,7 @@ use super::clients::{self as directory_clients, NewSecret};
 use super::{DirectoryError, DirectoryResult, groups as directory_groups};
 use crate::clock::UnixTime;
 use crate::config::{DeclaredClient, DeclaredPermission, DeclaredProxmox};
+use crate::names::ClientId;
 use crate::proxmox::target::{self, Rule, Target, Trust};
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::Client;
@@ -22,16 +23,16 @@ pub struct Configured {
 }
 
 /// The client, which must exist and be editable here (not declared in the config file).
-fn editable_client(conn: &Db, client_id: &str) -> DirectoryResult<Client> {
+fn editable_client(conn: &Db, client_id: &ClientId) -> DirectoryResult<Client> {
     let client = directory_clients::find(conn, client_id)?;
     if client.declared {
-        return Err(DirectoryError::Declared(client.client_id));
+        return Err(DirectoryError::Declared(client.client_id.to_string()));
     }
     Ok(client)
 }
 
 /// The client's target, which must exist.
-pub fn find(conn: &Db, client_id: &str) -> DirectoryResult<Configured> {
+pub fn find(conn: &Db, client_id: &ClientId) -> DirectoryResult<Configured> {
     directory_clients::find(conn, client_id)?;
     let target = stored::target(conn, client_id)?.ok_or_else(|| {
         DirectoryError::Invalid(format!(
@@ -97,7 +98,7 @@ pub fn set(
     audit::record(
         conn,
         &Event::new(EventKind::ProxmoxTargetSet)
-            .client(&client.client_id)
+            .client(client.client_id.as_str())
             .detail(describe(target)),
         origin,
         now,
@@ -134,7 +135,12 @@ fn describe(target: &Target) -> String {
 
 /// Removes a client's target and rules. The server keeps what it has: Latchkey just stops
 /// managing it.
-pub fn unset(conn: &Db, client_id: &str, origin: &Origin, now: UnixTime) -> DirectoryResult<()> {
+pub fn unset(
+    conn: &Db,
+    client_id: &ClientId,
+    origin: &Origin,
+    now: UnixTime,
+) -> DirectoryResult<()> {
     editable_client(conn, client_id)?;
     if !stored::remove_target(conn, client_id)? {
         return Err(DirectoryError::Invalid(format!(
@@ -143,7 +149,7 @@ pub fn unset(conn: &Db, client_id: &str, origin: &Origin, now: UnixTime) -> Dire
     }
     audit::record(
         conn,
-        &Event::new(EventKind::ProxmoxTargetUnset).client(client_id),
+        &Event::new(EventKind::ProxmoxTargetUnset).client(client_id.as_str()),
         origin,
         now,
     )?;
@@ -154,7 +160,7 @@ pub fn unset(conn: &Db, client_id: &str, origin: &Origin, now: UnixTime) -> Dire
 /// no target.
 pub fn request_sync(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     origin: &Origin,
     now: UnixTime,
 ) -> DirectoryResult<bool> {
@@ -165,7 +171,7 @@ pub fn request_sync(
     }
     audit::record(
         conn,
-        &Event::new(EventKind::ProxmoxSyncRequested).client(client_id),
+        &Event::new(EventKind::ProxmoxSyncRequested).client(client_id.as_str()),
         origin,
         now,
     )?;
@@ -175,7 +181,7 @@ pub fn request_sync(
 /// Adds a rule (or changes its `propagate`); false when it was already there as it is.
 pub fn allow(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     rule: &Rule,
     origin: &Origin,
     now: UnixTime,
@@ -186,7 +192,7 @@ pub fn allow(
 /// Removes a rule; false when there was none.
 pub fn deny(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     rule: &Rule,
     origin: &Origin,
     now: UnixTime,
@@ -203,7 +209,7 @@ enum RuleChange {
 /// Adds or removes a rule of an editable client's target; audit-logged when it changed.
 fn change_rule(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     rule: &Rule,
     change: RuleChange,
     origin: &Origin,
@@ -211,7 +217,7 @@ fn change_rule(
 ) -> DirectoryResult<bool> {
     editable_client(conn, client_id)?;
     find(conn, client_id)?;
-    let group = directory_groups::get(conn, &directory_groups::named(&rule.group)?)?;
+    let group = directory_groups::get(conn, &rule.group)?;
     let (changed, kind) = match change {
         RuleChange::Add => (
             stored::put_rule(conn, client_id, group.id, rule)?,
@@ -226,7 +232,7 @@ fn change_rule(
         audit::record(
             conn,
             &Event::new(kind)
-                .client(client_id)
+                .client(client_id.as_str())
                 .detail(describe_rule(rule)),
             origin,
             now,
@@ -254,29 +260,30 @@ pub fn describe_rule(rule: &Rule) -> String {
 /// managed but the file holds its secret only as a hash (nothing to write into the realm).
 pub fn declare(
     conn: &Db,
+    client_id: &ClientId,
     client: &DeclaredClient,
     plain_secret: bool,
     origin: &Origin,
     now: UnixTime,
-) -> DirectoryResult<Option<String>> {
+) -> DirectoryResult<Option<ClientId>> {
     let Some(declared) = &client.proxmox else {
-        if stored::target(conn, &client.client_id)?.is_some_and(|t| t.declared) {
-            stored::remove_target(conn, &client.client_id)?;
+        if stored::target(conn, client_id)?.is_some_and(|t| t.declared) {
+            stored::remove_target(conn, client_id)?;
             audit::record(
                 conn,
-                &Event::new(EventKind::ProxmoxTargetUndeclared).client(&client.client_id),
+                &Event::new(EventKind::ProxmoxTargetUndeclared).client(client_id.as_str()),
                 origin,
                 now,
             )?;
         }
         return Ok(None);
     };
-    let target = declared_target(&client.client_id, declared)?;
+    let target = declared_target(client_id, declared)?;
     stored::put_target(conn, &target, true, now)?;
     stored::clear_rules(conn, &target.client_id)?;
     for permission in &declared.permissions {
         let rule = declared_rule(permission)?;
-        let group = directory_groups::get(conn, &directory_groups::named(&rule.group)?)?;
+        let group = directory_groups::get(conn, &rule.group)?;
         stored::put_rule(conn, &target.client_id, group.id, &rule)?;
     }
     match (&client.secret, target.manage_realm) {
@@ -302,7 +309,7 @@ fn ca_file(path: &std::path::Path) -> DirectoryResult<String> {
         .map_err(|e| DirectoryError::Invalid(format!("ca_file {}: {e}", path.display())))
 }
 
-fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResult<Target> {
+fn declared_target(client_id: &ClientId, declared: &DeclaredProxmox) -> DirectoryResult<Target> {
     // The settings have read `token_secret_file` into `token_secret` (and refused both).
     let token_secret = match &declared.token_secret {
         Some(secret) => target::token_secret(secret).map_err(invalid)?,
@@ -325,7 +332,7 @@ fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResu
         }
     };
     Ok(Target {
-        client_id: client_id.to_string(),
+        client_id: client_id.clone(),
         product: target::product(&declared.product).map_err(invalid)?,
         api_url: target::api_url(&declared.api_url).map_err(invalid)?,
         token_id: target::token_id(&declared.token_id).map_err(invalid)?,
@@ -341,9 +348,9 @@ fn declared_target(client_id: &str, declared: &DeclaredProxmox) -> DirectoryResu
 
 fn declared_rule(permission: &DeclaredPermission) -> DirectoryResult<Rule> {
     Ok(Rule {
-        group: permission.group.clone(),
         role: target::role(&permission.role).map_err(invalid)?,
         path: target::acl_path(permission.path.as_deref().unwrap_or("/")).map_err(invalid)?,
+        group: directory_groups::named(&permission.group)?,
         propagate: permission.propagate.unwrap_or(true),
     })
 }

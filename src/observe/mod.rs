@@ -13,8 +13,8 @@ pub fn note_user(username: &crate::names::Username) {
 }
 
 /// Names the client (application) on the log lines of the current request.
-pub fn note_client(client_id: &str) {
-    tracing::Span::current().record("client", client_id);
+pub fn note_client(client_id: &crate::names::ClientId) {
+    tracing::Span::current().record("client", client_id.as_str());
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use super::scope::{self, Scopes};
 use crate::clock::UnixTime;
 use crate::config::Issuer;
 use crate::directory::clients::admits;
+use crate::names::ClientId;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::{self, Client};
@@ -118,10 +119,12 @@ fn genuine(conn: &Db, params: &Params) -> Result<(Client, String), AuthorizeErro
     let client_id = params
         .get("client_id")
         .ok_or(UntrustedRequest::NoClientId)?;
-    let client =
-        clients::by_id(conn, client_id)?.ok_or_else(|| UntrustedRequest::UnknownClient {
-            client_id: client_id.to_string(),
-        })?;
+    let unknown = || UntrustedRequest::UnknownClient {
+        client_id: client_id.to_string(),
+    };
+    // An id no client can have names none.
+    let id = ClientId::parse(client_id).map_err(|_| unknown())?;
+    let client = clients::by_id(conn, &id)?.ok_or_else(unknown)?;
     let requested_uri =
         params
             .get("redirect_uri")
@@ -411,7 +414,7 @@ impl Deciding<'_> {
         self.record(
             &Event::new(EventKind::AuthorizationDenied)
                 .user(&user.id, &user.username)
-                .client(&client.client_id)
+                .client(client.client_id.as_str())
                 .detail("not in an allowed group"),
         )?;
         // The client reads why, without the person being named to it.
@@ -443,7 +446,7 @@ impl Deciding<'_> {
                 self.record(
                     &Event::new(EventKind::ConsentDenied)
                         .user(&user.id, &user.username)
-                        .client(client_id),
+                        .client(client_id.as_str()),
                 )?;
                 Err(self.refusal(
                     ErrorCode::AccessDenied,
@@ -456,7 +459,7 @@ impl Deciding<'_> {
                 self.record(
                     &Event::new(EventKind::ConsentGranted)
                         .user(&user.id, &user.username)
-                        .client(client_id)
+                        .client(client_id.as_str())
                         .detail(scopes),
                 )?;
                 Ok(None)
@@ -505,7 +508,7 @@ impl Deciding<'_> {
         self.record(
             &Event::new(EventKind::AuthorizationGranted)
                 .user(&user.id, &user.username)
-                .client(&request.client.client_id)
+                .client(request.client.client_id.as_str())
                 .detail(grant.scope.clone()),
         )?;
         let mut response = vec![("code", code.as_str())];

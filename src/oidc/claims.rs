@@ -4,11 +4,12 @@ use serde_json::{Map, Value, json};
 
 use super::scope::{self, Scopes};
 use crate::clock::UnixTime;
+use crate::names::GroupName;
 use crate::store::signing_keys::SigningAlg;
 use crate::store::users::User;
 
 /// `sub` and the claims the scopes ask for.
-pub fn user_claims(user: &User, groups: &[String], scopes: &Scopes) -> Map<String, Value> {
+pub fn user_claims(user: &User, groups: &[GroupName], scopes: &Scopes) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(user.id));
     if scopes.contains(scope::PROFILE) {
@@ -109,7 +110,7 @@ mod tests {
 
     #[test]
     fn scopes_choose_claims() {
-        let groups = vec!["pve-admins".to_string()];
+        let groups = vec![GroupName::parse("pve-admins").unwrap()];
         let only_openid = user_claims(&ada(), &groups, &Scopes::from_request("openid"));
         assert_eq!(Value::Object(only_openid), json!({"sub": ADA}));
         let all = user_claims(

@@ -79,7 +79,10 @@ impl SecretCache {
             return Verdict::Valid;
         }
         let address = Address::of(origin.ip.as_deref());
-        if let Err(retry) = self.hashings.check_for(&address, &client.client_id, now) {
+        if let Err(retry) = self
+            .hashings
+            .check_for(&address, client.client_id.as_str(), now)
+        {
             return Verdict::TooManyAttempts(retry);
         }
         let valid = {
@@ -276,7 +279,7 @@ pub fn identify(
     };
     let client = auth
         .store
-        .read(|conn| clients::by_id(conn, credentials.client_id.as_str()))?;
+        .read(|conn| clients::by_id(conn, &credentials.client_id))?;
     let Some(client) = client else {
         return refuse(
             auth,

@@ -7,7 +7,7 @@ use super::params::Params;
 use super::redirect;
 use crate::clock::UnixTime;
 use crate::keys::{self, KeyError};
-use crate::names::UserId;
+use crate::names::{ClientId, UserId};
 use crate::store::StoreError;
 use crate::store::clients::{self, Client};
 use crate::store::signing_keys;
@@ -71,12 +71,12 @@ pub fn validate(
             .and_then(|sub| UserId::parse(sub).ok());
     }
     if let Some(id) = &client_id {
-        request.client =
-            Some(
-                clients::by_id(conn, id)?.ok_or_else(|| LogoutError::UnknownClient {
-                    client_id: id.clone(),
-                })?,
-            );
+        let unknown = || LogoutError::UnknownClient {
+            client_id: id.clone(),
+        };
+        // An id no client can have names none.
+        let parsed = ClientId::parse(id).map_err(|_| unknown())?;
+        request.client = Some(clients::by_id(conn, &parsed)?.ok_or_else(unknown)?);
     }
     if let Some(uri) = params.get("post_logout_redirect_uri") {
         let client = request

@@ -51,7 +51,7 @@ fn record(
     now: UnixTime,
 ) -> StoreResult<()> {
     let mut event = Event::new(EventKind::TokenRevoked)
-        .client(&client.client_id)
+        .client(client.client_id.as_str())
         .detail(what);
     event.user_id = Some(&grant.user_id);
     audit::record(conn, &event, origin, now)

@@ -14,6 +14,7 @@ use crate::clock::UnixTime;
 use crate::config::Issuer;
 use crate::directory::clients::admits;
 use crate::keys::KeyError;
+use crate::names::GroupName;
 use crate::secrets;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::clients::Client;
@@ -287,7 +288,7 @@ fn revoke_replayed(
     audit::record(
         tx,
         &Event::new(event)
-            .client(&client.client_id)
+            .client(client.client_id.as_str())
             .detail(description),
         origin,
         now,
@@ -317,7 +318,7 @@ fn issue(
         claims::id_token(
             &IdTokenContext {
                 issuer: issuer.as_str(),
-                client_id: &client.client_id,
+                client_id: client.client_id.as_str(),
                 alg: client.id_token_signed_response_alg,
                 auth_time: grant.auth_time,
                 amr: &grant.amr,
@@ -333,7 +334,7 @@ fn issue(
         tx,
         &Event::new(EventKind::TokenIssued)
             .user(&user.id, &user.username)
-            .client(&client.client_id)
+            .client(client.client_id.as_str())
             .detail(minted.scope.clone()),
         origin,
         now,
@@ -351,7 +352,7 @@ fn holder(
     tx: &Db,
     client: &Client,
     grant: &Grant,
-) -> Result<Result<(User, Vec<String>), OAuthError>, OAuthError> {
+) -> Result<Result<(User, Vec<GroupName>), OAuthError>, OAuthError> {
     let user = match users::by_id(tx, &grant.user_id)? {
         Some(user) if !user.disabled => user,
         _ => {

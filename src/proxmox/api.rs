@@ -1251,6 +1251,7 @@ pub(crate) mod test_server {
 mod tests {
     use super::test_server::{Answer, Received, Server, issue, serve};
     use super::*;
+    use crate::names::ClientId;
     use crate::proxmox::target::Leavers;
     use std::net::TcpListener;
 
@@ -1258,7 +1259,7 @@ mod tests {
 
     fn target(product: Product, api_url: &str, trust: Trust) -> Target {
         Target {
-            client_id: "pbs".to_string(),
+            client_id: ClientId::parse("pbs").unwrap(),
             product,
             api_url: api_url.to_string(),
             token_id: "root@pam!latchkey".to_string(),
@@ -1427,7 +1428,11 @@ mod tests {
 
     #[test]
     fn realms_are_written_with_their_settings_and_the_secret_only_on_the_wire() {
-        let settings = plan::RealmSettings::managed(Product::Pve, "https://id.example.com", "pve");
+        let settings = plan::RealmSettings::managed(
+            Product::Pve,
+            "https://id.example.com",
+            &ClientId::parse("pve").unwrap(),
+        );
         let create = Change::CreateRealm {
             realm: "latchkey".to_string(),
             settings,
@@ -1446,7 +1451,11 @@ mod tests {
                 "&groups-autocreate=0&groups-overwrite=0&client-key=s3cret"
             )
         );
-        let settings = plan::RealmSettings::managed(Product::Pbs, "https://id.example.com", "pbs");
+        let settings = plan::RealmSettings::managed(
+            Product::Pbs,
+            "https://id.example.com",
+            &ClientId::parse("pbs").unwrap(),
+        );
         let create = Change::CreateRealm {
             realm: "latchkey".to_string(),
             settings,

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 use super::target::{Leavers, Product, Rule, Target};
+use crate::names::{ClientId, GroupName};
 
 /// A Latchkey user, as the sync sees them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +23,7 @@ pub struct Person {
     pub email: Option<String>,
     pub enabled: bool,
     /// Latchkey group names.
-    pub groups: Vec<String>,
+    pub groups: Vec<GroupName>,
 }
 
 /// The names and email a Proxmox user carries.
@@ -103,7 +104,7 @@ impl RealmSettings {
     /// What Latchkey writes into a realm it manages. On PVE the `groups` claim fills the
     /// `<group>-<realm>` groups at sign-in, without creating groups (Latchkey creates the ruled
     /// ones) and without overwriting (which would drop memberships outside the realm).
-    pub fn managed(product: Product, issuer: &str, client_id: &str) -> RealmSettings {
+    pub fn managed(product: Product, issuer: &str, client_id: &ClientId) -> RealmSettings {
         let pve = product == Product::Pve;
         RealmSettings {
             issuer_url: Some(issuer.to_string()),
@@ -436,7 +437,7 @@ pub fn userid(username: &str, realm: &str) -> Option<String> {
 }
 
 /// The PVE group for a Latchkey group: `<group>-<realm>`, as PVE's own groups claim names it.
-pub fn group_id(group: &str, realm: &str) -> String {
+pub fn group_id(group: &GroupName, realm: &str) -> String {
     format!("{group}-{realm}")
 }
 
@@ -871,7 +872,7 @@ mod tests {
 
     fn target(product: Product) -> Target {
         Target {
-            client_id: "pbs".to_string(),
+            client_id: ClientId::parse("pbs").unwrap(),
             product,
             api_url: "https://pbs.example.com:8007".to_string(),
             token_id: "root@pam!latchkey".to_string(),
@@ -885,7 +886,7 @@ mod tests {
 
     fn rule(group: &str, role: &str, path: &str) -> Rule {
         Rule {
-            group: group.to_string(),
+            group: GroupName::parse(group).unwrap(),
             role: role.to_string(),
             path: path.to_string(),
             propagate: true,
@@ -900,7 +901,10 @@ mod tests {
             family_name: None,
             email: Some(format!("{username}@example.com")),
             enabled: true,
-            groups: groups.iter().map(|group| group.to_string()).collect(),
+            groups: groups
+                .iter()
+                .map(|group| GroupName::parse(group).unwrap())
+                .collect(),
         }
     }
 

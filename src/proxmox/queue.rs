@@ -10,6 +10,7 @@ use super::plan::Person;
 use super::sync::{self, Inputs, Report, SyncError};
 use super::target::{Rule, Target};
 use crate::clock::{self, UnixTime};
+use crate::names::ClientId;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::proxmox::{self as stored, Finished};
 use crate::store::{Store, StoreError, users};
@@ -54,7 +55,7 @@ fn people(conn: &crate::store::Db) -> Result<Vec<Person>, StoreError> {
         .collect()
 }
 
-fn load(conn: &crate::store::Db, client_id: &str) -> Result<Loaded, RunError> {
+fn load(conn: &crate::store::Db, client_id: &ClientId) -> Result<Loaded, RunError> {
     let target = stored::target(conn, client_id)?
         .ok_or_else(|| RunError::NoTarget(client_id.to_string()))?
         .target;
@@ -89,12 +90,12 @@ pub fn backoff_secs(attempts: i64) -> i64 {
 pub async fn run_one(
     store: &Store,
     issuer: &str,
-    client_id: &str,
+    client_id: &ClientId,
     dry_run: bool,
     origin: &Origin,
     now: fn() -> UnixTime,
 ) -> Result<Report, RunError> {
-    let (from, id) = (store.clone(), client_id.to_string());
+    let (from, id) = (store.clone(), client_id.clone());
     let loaded = blocking(move || from.read(|conn| load(conn, &id))).await?;
     let inputs = Inputs {
         target: &loaded.target,
@@ -108,7 +109,7 @@ pub async fn run_one(
         return Ok(outcome?);
     }
     let recorded = Recorded {
-        client_id: client_id.to_string(),
+        client_id: client_id.clone(),
         generation: loaded.generation,
         realm_secret: loaded.realm_secret.clone(),
         origin: origin.clone(),
@@ -151,7 +152,7 @@ fn outcome_summary(outcome: &Result<Report, SyncError>) -> Summary {
 }
 
 struct Recorded {
-    client_id: String,
+    client_id: ClientId,
     generation: i64,
     realm_secret: Option<String>,
     origin: Origin,
@@ -164,7 +165,11 @@ impl Recorded {
         summary: &Summary,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        let event = |kind, detail: String| Event::new(kind).client(&self.client_id).detail(detail);
+        let event = |kind, detail: String| {
+            Event::new(kind)
+                .client(self.client_id.as_str())
+                .detail(detail)
+        };
         for change in &summary.changes {
             audit::record(
                 tx,
@@ -213,8 +218,8 @@ const QUEUE_POLL: Duration = Duration::from_secs(1);
 const CLAIM_SECS: i64 = 15 * 60;
 
 /// Takes `client_id` for one run, unless another instance sharing the database has.
-async fn claim(store: &Store, client_id: &str) -> bool {
-    let (store, id) = (store.clone(), client_id.to_string());
+async fn claim(store: &Store, client_id: &ClientId) -> bool {
+    let (store, id) = (store.clone(), client_id.clone());
     let claimed = blocking(move || {
         let now = clock::now();
         Ok(store.write(|tx| stored::claim(tx, &id, now, now + CLAIM_SECS))?)

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::api::{ApiError, Client};
 use super::plan::{self, Change, Person, RealmSettings, USERNAME_CLAIM};
 use super::target::{Product, Rule, Target};
+use crate::names::GroupName;
 
 /// What one run works from.
 pub struct Inputs<'a> {
@@ -46,7 +47,7 @@ pub enum SyncError {
     UnknownRole {
         host: String,
         role: String,
-        group: String,
+        group: GroupName,
         known: Vec<String>,
     },
     #[error(
@@ -269,6 +270,7 @@ fn carries_client_key(change: &Change) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::ClientId;
     use crate::proxmox::api::test_server::{Answer, Received, Server, issue, serve};
     use crate::proxmox::target::{Leavers, Trust};
     use std::sync::Arc;
@@ -323,7 +325,7 @@ mod tests {
 
     fn target_at(api_url: &str, trust: Trust) -> Target {
         Target {
-            client_id: "pbs".to_string(),
+            client_id: ClientId::parse("pbs").unwrap(),
             product: Product::Pbs,
             api_url: api_url.to_string(),
             token_id: "root@pam!latchkey".to_string(),
@@ -337,7 +339,7 @@ mod tests {
 
     fn rules() -> Vec<Rule> {
         vec![Rule {
-            group: "admins".to_string(),
+            group: GroupName::parse("admins").unwrap(),
             role: "Admin".to_string(),
             path: "/".to_string(),
             propagate: true,
@@ -352,7 +354,7 @@ mod tests {
             family_name: None,
             email: Some("ada@example.com".to_string()),
             enabled: true,
-            groups: vec!["admins".to_string()],
+            groups: vec![GroupName::parse("admins").unwrap()],
         }]
     }
 

@@ -8,10 +8,11 @@ use crate::args;
 use super::signing_keys::SigningAlg;
 use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
+use crate::names::{ClientId, GroupName};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Client {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     /// argon2id PHC string; `None` for public clients.
     #[serde(skip)]
@@ -20,7 +21,7 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     /// Group names; empty means every user may sign in.
-    pub allowed_groups: Vec<String>,
+    pub allowed_groups: Vec<GroupName>,
     /// PKCE even for a confidential client.
     pub require_pkce: bool,
     /// Ask people to consent before sharing their details (else the client is trusted).
@@ -75,7 +76,7 @@ fn from_row(row: &Row) -> StoreResult<RawClient> {
 }
 
 /// The client with its stored lists decoded and its allowed groups' names.
-fn complete(raw: RawClient, allowed_groups: Vec<String>) -> StoreResult<Client> {
+fn complete(raw: RawClient, allowed_groups: Vec<GroupName>) -> StoreResult<Client> {
     let mut client = raw.client;
     client.redirect_uris = from_json("clients", &raw.redirect_uris)?;
     client.post_logout_redirect_uris = from_json("clients", &raw.post_logout_redirect_uris)?;
@@ -84,7 +85,7 @@ fn complete(raw: RawClient, allowed_groups: Vec<String>) -> StoreResult<Client> 
 }
 
 /// The names of the groups one client allows, sorted.
-fn allowed_groups(conn: &Db, client_id: &str) -> StoreResult<Vec<String>> {
+fn allowed_groups(conn: &Db, client_id: &ClientId) -> StoreResult<Vec<GroupName>> {
     conn.column(
         "SELECT g.name FROM groups g JOIN client_allowed_groups a ON a.group_id = g.id \
          WHERE a.client_id = ?1 ORDER BY g.name",
@@ -92,7 +93,7 @@ fn allowed_groups(conn: &Db, client_id: &str) -> StoreResult<Vec<String>> {
     )
 }
 
-pub fn by_id(conn: &Db, client_id: &str) -> StoreResult<Option<Client>> {
+pub fn by_id(conn: &Db, client_id: &ClientId) -> StoreResult<Option<Client>> {
     let raw = conn.query_opt(
         &format!("SELECT {COLUMNS} FROM clients WHERE client_id = ?1"),
         args![client_id],
@@ -112,13 +113,13 @@ pub fn list(conn: &Db) -> StoreResult<Vec<Client>> {
         from_row,
     )?;
     // Every client's allowed groups in one query, not one query per client.
-    let allowed: Vec<(String, String)> = conn.query(
+    let allowed: Vec<(ClientId, GroupName)> = conn.query(
         "SELECT a.client_id, g.name FROM groups g \
          JOIN client_allowed_groups a ON a.group_id = g.id ORDER BY g.name",
         args![],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    let mut by_client: HashMap<String, Vec<String>> = HashMap::new();
+    let mut by_client: HashMap<ClientId, Vec<GroupName>> = HashMap::new();
     for (client_id, group) in allowed {
         by_client.entry(client_id).or_default().push(group);
     }
@@ -182,7 +183,7 @@ pub fn update(conn: &Db, client: &Client, allowed_group_ids: &[i64]) -> StoreRes
 
 pub fn set_secret_hash(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     secret_hash: &str,
     now: UnixTime,
 ) -> StoreResult<()> {
@@ -193,7 +194,7 @@ pub fn set_secret_hash(
     Ok(())
 }
 
-pub fn delete(conn: &Db, client_id: &str) -> StoreResult<()> {
+pub fn delete(conn: &Db, client_id: &ClientId) -> StoreResult<()> {
     conn.execute("DELETE FROM clients WHERE client_id = ?1", args![client_id])?;
     Ok(())
 }

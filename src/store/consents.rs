@@ -5,10 +5,10 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
-use crate::names::UserId;
+use crate::names::{ClientId, UserId};
 
 /// The scopes `user_id` consented to for `client_id`, if any.
-pub fn granted(conn: &Db, user_id: &UserId, client_id: &str) -> StoreResult<Option<String>> {
+pub fn granted(conn: &Db, user_id: &UserId, client_id: &ClientId) -> StoreResult<Option<String>> {
     conn.query_opt(
         "SELECT scope FROM consents WHERE user_id = ?1 AND client_id = ?2",
         args![user_id, client_id],
@@ -19,7 +19,7 @@ pub fn granted(conn: &Db, user_id: &UserId, client_id: &str) -> StoreResult<Opti
 pub fn grant(
     conn: &Db,
     user_id: &UserId,
-    client_id: &str,
+    client_id: &ClientId,
     scope: &str,
     now: UnixTime,
 ) -> StoreResult<()> {
@@ -36,7 +36,7 @@ pub fn grant(
 pub fn for_user(
     conn: &Db,
     user_id: &UserId,
-) -> StoreResult<Vec<(String, String, String, UnixTime)>> {
+) -> StoreResult<Vec<(ClientId, String, String, UnixTime)>> {
     let rows = conn.query(
         "SELECT c.client_id, cl.name, c.scope, c.granted_at FROM consents c \
          JOIN clients cl ON cl.client_id = c.client_id WHERE c.user_id = ?1 ORDER BY cl.name",
@@ -47,7 +47,7 @@ pub fn for_user(
 }
 
 /// Forgets a consent; false when there was none.
-pub fn revoke(conn: &Db, user_id: &UserId, client_id: &str) -> StoreResult<bool> {
+pub fn revoke(conn: &Db, user_id: &UserId, client_id: &ClientId) -> StoreResult<bool> {
     Ok(conn.execute(
         "DELETE FROM consents WHERE user_id = ?1 AND client_id = ?2",
         args![user_id, client_id],

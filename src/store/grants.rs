@@ -8,12 +8,12 @@ use crate::args;
 
 use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
-use crate::names::UserId;
+use crate::names::{ClientId, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub id: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub user_id: UserId,
     pub scope: String,
     pub auth_time: UnixTime,
@@ -88,7 +88,7 @@ pub fn revoke_grant(conn: &Db, id: &str, now: UnixTime) -> StoreResult<()> {
 pub fn revoke_grants_of(
     conn: &Db,
     user_id: &UserId,
-    client_id: Option<&str>,
+    client_id: Option<&ClientId>,
     now: UnixTime,
 ) -> StoreResult<usize> {
     conn.execute(
@@ -143,7 +143,7 @@ pub enum CodeUse {
 
 /// The client a code was issued to, whatever the code's state: known before anything is
 /// spent, so that a code presented by another client changes nothing.
-pub fn code_client(conn: &Db, code_hash: &str) -> StoreResult<Option<String>> {
+pub fn code_client(conn: &Db, code_hash: &str) -> StoreResult<Option<ClientId>> {
     conn.query_opt(
         "SELECT g.client_id FROM authorization_codes c JOIN grants g ON g.id = c.grant_id \
              WHERE c.code_hash = ?1",

@@ -7,19 +7,18 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
-use crate::names::GroupName;
-use crate::names::{UserId, Username};
+use crate::names::{ClientId, GroupName, UserId, Username};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Group {
     #[serde(skip)]
     pub id: i64,
-    pub name: String,
+    pub name: GroupName,
     pub declared: bool,
     pub members: Vec<Username>,
 }
 
-pub fn insert(conn: &Db, name: &str, declared: bool, now: UnixTime) -> StoreResult<i64> {
+pub fn insert(conn: &Db, name: &GroupName, declared: bool, now: UnixTime) -> StoreResult<i64> {
     conn.query_one(
         "INSERT INTO groups (name, declared, created_at) VALUES (?1, ?2, ?3) RETURNING id",
         args![name, declared, now],
@@ -30,7 +29,7 @@ pub fn insert(conn: &Db, name: &str, declared: bool, now: UnixTime) -> StoreResu
 pub fn id_by_name(conn: &Db, name: &GroupName) -> StoreResult<Option<i64>> {
     conn.query_opt(
         "SELECT id FROM groups WHERE name = ?1",
-        args![name.as_str()],
+        args![name],
         |row| row.get(0),
     )
 }
@@ -76,7 +75,7 @@ pub fn set_declared(conn: &Db, id: i64, declared: bool) -> StoreResult<()> {
 }
 
 /// The clients that admit only some groups and name this one among them, sorted.
-pub fn clients_allowing(conn: &Db, id: i64) -> StoreResult<Vec<String>> {
+pub fn clients_allowing(conn: &Db, id: i64) -> StoreResult<Vec<ClientId>> {
     conn.column(
         "SELECT client_id FROM client_allowed_groups WHERE group_id = ?1 ORDER BY client_id",
         args![id],
@@ -110,7 +109,7 @@ pub fn remove_member(conn: &Db, group_id: i64, user_id: &UserId) -> StoreResult<
 pub fn by_name(conn: &Db, name: &GroupName) -> StoreResult<Option<Group>> {
     let Some((id, declared)) = conn.query_opt(
         "SELECT id, declared FROM groups WHERE name = ?1",
-        args![name.as_str()],
+        args![name],
         |row| Ok((row.get(0)?, row.get(1)?)),
     )?
     else {
@@ -123,16 +122,13 @@ pub fn by_name(conn: &Db, name: &GroupName) -> StoreResult<Option<Group>> {
     )?;
     Ok(Some(Group {
         id,
-        name: name.to_string(),
+        name: name.clone(),
         declared,
         members,
     }))
 }
 
 pub fn rename(conn: &Db, id: i64, name: &GroupName) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE groups SET name = ?2 WHERE id = ?1",
-        args![id, name.as_str()],
-    )?;
+    conn.execute("UPDATE groups SET name = ?2 WHERE id = ?1", args![id, name])?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use crate::args;
 
 use super::{StoreError, StoreResult};
 use crate::clock::UnixTime;
+use crate::names::{ClientId, GroupName};
 use std::fmt;
 
 /// Which Proxmox product a target is.
@@ -76,7 +77,7 @@ impl Leavers {
 /// A client's Proxmox target.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Target {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub product: Product,
     /// `https://host:port`, without a trailing slash; the API is under `/api2/json`.
     pub api_url: String,
@@ -111,7 +112,7 @@ impl fmt::Debug for Target {
 /// A permission rule: members of a Latchkey group get `role` at `path`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Rule {
-    pub group: String,
+    pub group: GroupName,
     pub role: String,
     /// An ACL path such as `/` or `/datastore/main`.
     pub path: String,
@@ -137,7 +138,7 @@ fn corrupt(detail: impl Into<String>) -> StoreError {
 
 /// The row's raw values; checked into a `Target` by `parse_target`.
 struct TargetRow {
-    client_id: String,
+    client_id: ClientId,
     product: String,
     api_url: String,
     token_id: String,
@@ -227,7 +228,7 @@ pub fn put_target(conn: &Db, target: &Target, declared: bool, now: UnixTime) -> 
     Ok(())
 }
 
-pub fn target(conn: &Db, client_id: &str) -> StoreResult<Option<StoredTarget>> {
+pub fn target(conn: &Db, client_id: &ClientId) -> StoreResult<Option<StoredTarget>> {
     conn.query_opt(
         &format!("SELECT {TARGET_COLUMNS} FROM proxmox_targets WHERE client_id = ?1"),
         args![client_id],
@@ -248,7 +249,7 @@ pub fn targets(conn: &Db) -> StoreResult<Vec<StoredTarget>> {
 }
 
 /// Removes a client's target, its rules and its status; false when it had none.
-pub fn remove_target(conn: &Db, client_id: &str) -> StoreResult<bool> {
+pub fn remove_target(conn: &Db, client_id: &ClientId) -> StoreResult<bool> {
     Ok(conn.execute(
         "DELETE FROM proxmox_targets WHERE client_id = ?1",
         args![client_id],
@@ -256,7 +257,7 @@ pub fn remove_target(conn: &Db, client_id: &str) -> StoreResult<bool> {
 }
 
 /// A target's rules, by group, path and role.
-pub fn rules(conn: &Db, client_id: &str) -> StoreResult<Vec<Rule>> {
+pub fn rules(conn: &Db, client_id: &ClientId) -> StoreResult<Vec<Rule>> {
     let rules = conn.query(
         "SELECT g.name, r.role, r.path, r.propagate FROM proxmox_rules r \
          JOIN groups g ON g.id = r.group_id WHERE r.client_id = ?1 \
@@ -275,7 +276,7 @@ pub fn rules(conn: &Db, client_id: &str) -> StoreResult<Vec<Rule>> {
 }
 
 /// Adds a rule, or changes its `propagate`; false when it was already so.
-pub fn put_rule(conn: &Db, client_id: &str, group_id: i64, rule: &Rule) -> StoreResult<bool> {
+pub fn put_rule(conn: &Db, client_id: &ClientId, group_id: i64, rule: &Rule) -> StoreResult<bool> {
     let changed = conn.execute(
         "INSERT INTO proxmox_rules (client_id, group_id, role, path, propagate) \
          VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -289,7 +290,7 @@ pub fn put_rule(conn: &Db, client_id: &str, group_id: i64, rule: &Rule) -> Store
 /// Removes a rule; false when there was none.
 pub fn remove_rule(
     conn: &Db,
-    client_id: &str,
+    client_id: &ClientId,
     group_id: i64,
     role: &str,
     path: &str,
@@ -302,7 +303,7 @@ pub fn remove_rule(
 }
 
 /// Removes every rule of a target (before the config file declares them again).
-pub fn clear_rules(conn: &Db, client_id: &str) -> StoreResult<()> {
+pub fn clear_rules(conn: &Db, client_id: &ClientId) -> StoreResult<()> {
     conn.execute(
         "DELETE FROM proxmox_rules WHERE client_id = ?1",
         args![client_id],
@@ -311,7 +312,7 @@ pub fn clear_rules(conn: &Db, client_id: &str) -> StoreResult<()> {
 }
 
 /// The clients whose rules name a group.
-pub fn clients_ruling_group(conn: &Db, group_id: i64) -> StoreResult<Vec<String>> {
+pub fn clients_ruling_group(conn: &Db, group_id: i64) -> StoreResult<Vec<ClientId>> {
     conn.column(
         "SELECT DISTINCT client_id FROM proxmox_rules WHERE group_id = ?1 ORDER BY client_id",
         args![group_id],
@@ -337,7 +338,7 @@ pub struct SyncStatus {
     pub last_applied: Option<i64>,
 }
 
-pub fn status(conn: &Db, client_id: &str) -> StoreResult<Option<SyncStatus>> {
+pub fn status(conn: &Db, client_id: &ClientId) -> StoreResult<Option<SyncStatus>> {
     conn.query_opt(
         "SELECT due_at, generation, attempts, realm_secret IS NOT NULL, last_run_at, \
              last_success_at, last_error, last_error_at, last_applied \
@@ -360,7 +361,7 @@ pub fn status(conn: &Db, client_id: &str) -> StoreResult<Option<SyncStatus>> {
 }
 
 /// The targets whose sync is due at `now`.
-pub fn due(conn: &Db, now: UnixTime) -> StoreResult<Vec<String>> {
+pub fn due(conn: &Db, now: UnixTime) -> StoreResult<Vec<ClientId>> {
     conn.column(
         "SELECT client_id FROM proxmox_sync WHERE due_at IS NOT NULL AND due_at <= ?1 \
          ORDER BY due_at, client_id",
@@ -371,7 +372,7 @@ pub fn due(conn: &Db, now: UnixTime) -> StoreResult<Vec<String>> {
 /// Takes a due target for one run: it stops being due until `until`, so that no other
 /// instance runs it meanwhile, and is due again then if this run never reports (its
 /// instance died). False when it was no longer due (another instance took it).
-pub fn claim(conn: &Db, client_id: &str, now: UnixTime, until: UnixTime) -> StoreResult<bool> {
+pub fn claim(conn: &Db, client_id: &ClientId, now: UnixTime, until: UnixTime) -> StoreResult<bool> {
     Ok(conn.execute(
         "UPDATE proxmox_sync SET due_at = ?3 WHERE client_id = ?1 \
          AND due_at IS NOT NULL AND due_at <= ?2",
@@ -398,7 +399,7 @@ pub fn retry_pending_now(conn: &Db) -> StoreResult<()> {
 }
 
 /// Keeps a new client secret until it is written into the managed realm, and asks for a sync.
-pub fn set_realm_secret(conn: &Db, client_id: &str, secret: &str) -> StoreResult<()> {
+pub fn set_realm_secret(conn: &Db, client_id: &ClientId, secret: &str) -> StoreResult<()> {
     conn.execute(
         "UPDATE proxmox_sync SET realm_secret = ?2, due_at = 0, generation = generation + 1 \
          WHERE client_id = ?1",
@@ -408,7 +409,7 @@ pub fn set_realm_secret(conn: &Db, client_id: &str, secret: &str) -> StoreResult
 }
 
 /// The client secret waiting to be written into the managed realm, if any.
-pub fn realm_secret(conn: &Db, client_id: &str) -> StoreResult<Option<String>> {
+pub fn realm_secret(conn: &Db, client_id: &ClientId) -> StoreResult<Option<String>> {
     Ok(conn
         .query_opt(
             "SELECT realm_secret FROM proxmox_sync WHERE client_id = ?1",
@@ -432,7 +433,12 @@ pub struct Finished<'a> {
 
 /// Records a run's outcome: on success the target is no longer due (unless something changed
 /// since it started); on failure it is due again at the retry time.
-pub fn finish(conn: &Db, client_id: &str, finished: &Finished, now: UnixTime) -> StoreResult<()> {
+pub fn finish(
+    conn: &Db,
+    client_id: &ClientId,
+    finished: &Finished,
+    now: UnixTime,
+) -> StoreResult<()> {
     if let Some(secret) = finished.delivered_secret {
         conn.execute(
             "UPDATE proxmox_sync SET realm_secret = NULL WHERE client_id = ?1 \
@@ -466,7 +472,7 @@ pub fn finish(conn: &Db, client_id: &str, finished: &Finished, now: UnixTime) ->
 
 /// Asks for a sync of one target as soon as possible (the admin page's "Sync now"); false
 /// when the client has no target.
-pub fn request(conn: &Db, client_id: &str) -> StoreResult<bool> {
+pub fn request(conn: &Db, client_id: &ClientId) -> StoreResult<bool> {
     Ok(conn.execute(
         "UPDATE proxmox_sync SET due_at = 0, generation = generation + 1 WHERE client_id = ?1",
         args![client_id],
@@ -477,6 +483,7 @@ pub fn request(conn: &Db, client_id: &str) -> StoreResult<bool> {
 mod tests {
     use super::{claim, due};
     use crate::args;
+    use crate::names::ClientId;
     use crate::store::{Store, StoreError};
 
     /// A store with one Proxmox target, due since it was added.
@@ -503,7 +510,8 @@ mod tests {
     #[test]
     fn a_due_target_is_taken_once_and_again_when_its_run_never_reports() {
         let (_dir, store) = store_with_target();
-        let take = |now| store.write(|db| claim(db, "pbs", now, now + 900)).unwrap();
+        let pbs = ClientId::parse("pbs").unwrap();
+        let take = |now| store.write(|db| claim(db, &pbs, now, now + 900)).unwrap();
         assert!(take(1000), "due since it was added");
         assert!(!take(1001), "taken: another instance leaves it");
         let due_at: i64 = store

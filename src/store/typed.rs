@@ -61,6 +61,8 @@ macro_rules! text_column {
 
 text_column!(crate::names::UserId);
 text_column!(crate::names::Username);
+text_column!(crate::names::GroupName);
+text_column!(crate::names::ClientId);
 
 /// The error of reading column `column`: [`StoreError::Malformed`] when the value broke its
 /// type's rule, else the client library's own.
@@ -83,7 +85,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Store, StoreError, StoreResult, users};
+    use super::super::{Store, StoreError, StoreResult, clients, groups, users};
     use crate::args;
     use crate::names::{UserId, Username};
 
@@ -147,5 +149,37 @@ mod tests {
             .read(|db| db.value::<UserId>("SELECT 1", args![]))
             .unwrap_err();
         assert!(matches!(error, StoreError::Sqlite(_)), "{error:?}");
+    }
+
+    #[test]
+    fn a_stored_group_name_or_client_id_that_breaks_its_rule_is_a_damaged_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|db| {
+                db.execute(
+                    "INSERT INTO groups (name, declared, created_at) VALUES (?1, FALSE, 0)",
+                    args!["ops team"],
+                )?;
+                db.execute(
+                    "INSERT INTO clients (client_id, name, public, redirect_uris, \
+                     post_logout_redirect_uris, created_at, updated_at) \
+                     VALUES (?1, 'App', FALSE, '[]', '[]', 0, 0)",
+                    args!["my/app"],
+                )
+            })
+            .unwrap();
+        let error = store.read(groups::list).unwrap_err();
+        let broken = broken_rule(&error, 1).unwrap_or_else(|| panic!("{error:?}"));
+        assert!(
+            broken.starts_with("invalid group name \"ops team\""),
+            "{broken}"
+        );
+        let error = store.read(clients::list).unwrap_err();
+        let broken = broken_rule(&error, 0).unwrap_or_else(|| panic!("{error:?}"));
+        assert!(
+            broken.starts_with("invalid client id \"my/app\""),
+            "{broken}"
+        );
     }
 }

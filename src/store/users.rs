@@ -5,7 +5,7 @@ use crate::args;
 
 use super::StoreResult;
 use crate::clock::UnixTime;
-use crate::names::{UserId, Username};
+use crate::names::{GroupName, UserId, Username};
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct User {
@@ -112,7 +112,7 @@ pub fn count_admins(conn: &Db) -> StoreResult<i64> {
 }
 
 /// Names of the groups a user belongs to, sorted.
-pub fn group_names(conn: &Db, user_id: &UserId) -> StoreResult<Vec<String>> {
+pub fn group_names(conn: &Db, user_id: &UserId) -> StoreResult<Vec<GroupName>> {
     conn.column(
         "SELECT g.name FROM groups g JOIN group_members m ON m.group_id = g.id \
          WHERE m.user_id = ?1 ORDER BY g.name",

@@ -7,7 +7,7 @@ use askama::Template;
 
 use super::error::PageError;
 use crate::config::Issuer;
-use crate::names::Username;
+use crate::names::{ClientId, GroupName, Username};
 
 /// The path every link in a page starts with: the issuer's path, where the routes are
 /// mounted (empty at the root). Each page carries its own, so that servers with different
@@ -68,7 +68,7 @@ pub struct AccountPage {
     pub username: Username,
     pub display_name: String,
     pub email: String,
-    pub groups: Vec<String>,
+    pub groups: Vec<GroupName>,
     pub is_admin: bool,
     pub signed_in_at: String,
     pub passkeys_enabled: bool,
@@ -79,7 +79,7 @@ pub struct AccountPage {
 }
 
 pub struct ConsentRow {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub client_name: String,
     pub scope: String,
     pub granted: String,

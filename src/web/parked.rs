@@ -7,6 +7,7 @@ use actix_web::HttpRequest;
 
 use crate::clock::UnixTime;
 use crate::config::Issuer;
+use crate::names::ClientId;
 use crate::secrets;
 use crate::store::{StoreResult, clients, pending};
 
@@ -51,8 +52,12 @@ pub fn client_name(conn: &Db, parked_id: &str, now: UnixTime) -> StoreResult<Opt
         return Ok(None);
     };
     let params: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    let Some(client_id) = params.get("client_id").and_then(|v| v.as_str()) else {
+    let Some(client_id) = params
+        .get("client_id")
+        .and_then(|v| v.as_str())
+        .and_then(|id| ClientId::parse(id).ok())
+    else {
         return Ok(None);
     };
-    Ok(clients::by_id(conn, client_id)?.map(|c| c.name))
+    Ok(clients::by_id(conn, &client_id)?.map(|c| c.name))
 }

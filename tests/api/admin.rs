@@ -2,6 +2,7 @@
 //! an administrator does there (people, groups, login links, the audit log, signing keys),
 //! checked against the CLI and the protocol endpoints.
 
+use latchkey::names::GroupName;
 use latchkey::store::Store;
 use latchkey::store::audit::EventKind;
 use serde_json::Value;
@@ -828,7 +829,14 @@ async fn people_are_found_by_username_name_or_email() {
 async fn groups_from_the_config_file_keep_their_name() {
     let (app, ada) = admin_app().await;
     store(&app)
-        .write(|tx| latchkey::store::groups::insert(tx, "declared", true, 1_700_000_000))
+        .write(|tx| {
+            latchkey::store::groups::insert(
+                tx,
+                &GroupName::parse("declared").unwrap(),
+                true,
+                1_700_000_000,
+            )
+        })
         .unwrap();
     let (status, page) = ada.get(&app, "/admin/groups/declared").await;
     assert_eq!(status, 200);

@@ -2,6 +2,7 @@
 //! does not answer is saved with a warning), rules, the sync status and "Sync now",
 //! disconnecting, what is refused and why, and the token secret never coming back.
 
+use latchkey::names::ClientId;
 use latchkey::store::audit::EventKind;
 use latchkey::store::proxmox::{self as stored, StoredTarget, SyncStatus};
 use latchkey::store::{Db, StoreError};
@@ -33,16 +34,21 @@ fn connect_form<'a>(api_url: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)
     ]
 }
 
+/// The client the tests connect.
+fn pbs() -> ClientId {
+    ClientId::parse("pbs").unwrap()
+}
+
 fn read<T>(app: &TestApp, work: impl FnOnce(&Db) -> Result<T, StoreError>) -> T {
     store(app).read(work).unwrap()
 }
 
 fn target(app: &TestApp) -> Option<StoredTarget> {
-    read(app, |conn| stored::target(conn, "pbs"))
+    read(app, |conn| stored::target(conn, &pbs()))
 }
 
 fn status(app: &TestApp) -> SyncStatus {
-    read(app, |conn| stored::status(conn, "pbs")).unwrap()
+    read(app, |conn| stored::status(conn, &pbs())).unwrap()
 }
 
 /// An admin with a confidential client `pbs` and a group `backup-admins`.
@@ -156,7 +162,7 @@ async fn an_admin_connects_a_server_that_does_not_answer_then_adds_rules_syncs_a
         page.contains("cannot check the role DatastoreBackup now"),
         "{page}"
     );
-    let rules = read(&app, |conn| stored::rules(conn, "pbs"));
+    let rules = read(&app, |conn| stored::rules(conn, &pbs()));
     assert_eq!(rules.len(), 1);
     assert_eq!(
         (
@@ -199,7 +205,7 @@ async fn an_admin_connects_a_server_that_does_not_answer_then_adds_rules_syncs_a
         .post(&app, "/admin/clients/pbs/proxmox/rules/remove", &rule)
         .await;
     assert_eq!(removed.status(), 303);
-    assert!(read(&app, |conn| stored::rules(conn, "pbs")).is_empty());
+    assert!(read(&app, |conn| stored::rules(conn, &pbs())).is_empty());
     let again = ada
         .post(&app, "/admin/clients/pbs/proxmox/rules/remove", &rule)
         .await;
@@ -386,7 +392,7 @@ async fn mistakes_are_refused_with_the_reason_and_change_nothing() {
         assert_eq!(status, code, "{reason}");
         assert!(page.contains(reason), "{reason}: {page}");
     }
-    assert!(read(&app, |conn| stored::rules(conn, "pbs")).is_empty());
+    assert!(read(&app, |conn| stored::rules(conn, &pbs())).is_empty());
 
     // No client, no section.
     let (code, _) = ada.get(&app, "/admin/clients/nobody").await;
@@ -433,7 +439,7 @@ async fn forms_without_their_csrf_token_change_nothing() {
     }
     let kept = target(&app).expect("still connected").target;
     assert_eq!(kept.api_url, DOWN);
-    assert!(read(&app, |conn| stored::rules(conn, "pbs")).is_empty());
+    assert!(read(&app, |conn| stored::rules(conn, &pbs())).is_empty());
     assert_eq!(status(&app).generation, generation, "no sync was asked for");
 }
 
@@ -508,7 +514,7 @@ path = "/datastore/main"
     let kept = target(&app).expect("still declared");
     assert!(kept.declared);
     assert_eq!(kept.target.token_secret, SECRET);
-    assert_eq!(read(&app, |conn| stored::rules(conn, "pbs")).len(), 1);
+    assert_eq!(read(&app, |conn| stored::rules(conn, &pbs())).len(), 1);
 
     let synced = ada.post(&app, "/admin/clients/pbs/proxmox/sync", &[]).await;
     assert_eq!(synced.status(), 303);

@@ -25,10 +25,10 @@ fn assert_fails(out: &std::process::Output, says: &str) {
     assert!(stderr.contains(says), "{stderr:?} should say {says:?}");
 }
 
-/// A stored user id or username that breaks its rule (a damaged row) is reported as one,
-/// on either backend: never a panic, never "no such user".
+/// A stored name or id that breaks its rule (a damaged row) is reported as one, on either
+/// backend: never a panic, never "no such user", group or client.
 #[tokio::test]
-async fn a_damaged_user_row_is_reported_not_panicked_on() {
+async fn a_damaged_row_is_reported_not_panicked_on() {
     let app = spawn_app();
     app.cli_ok(&["user", "add", "alice"]);
     app.execute(
@@ -46,6 +46,24 @@ async fn a_damaged_user_row_is_reported_not_panicked_on() {
     assert_fails(
         &app.cli(&["user", "show", "alice"]),
         "damaged record: column 0 holds invalid user id \"u1\"",
+    );
+    app.execute(
+        "INSERT INTO groups (name, declared, created_at) VALUES ('ops team', FALSE, 0)",
+        latchkey::args![],
+    );
+    assert_fails(
+        &app.cli(&["group", "list"]),
+        "damaged record: column 1 holds invalid group name \"ops team\"",
+    );
+    app.execute(
+        "INSERT INTO clients (client_id, name, public, redirect_uris, \
+         post_logout_redirect_uris, created_at, updated_at) \
+         VALUES ('my/app', 'App', FALSE, '[]', '[]', 0, 0)",
+        latchkey::args![],
+    );
+    assert_fails(
+        &app.cli(&["client", "list"]),
+        "damaged record: column 0 holds invalid client id \"my/app\"",
     );
 }
 

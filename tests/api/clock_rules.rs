@@ -9,7 +9,7 @@ use latchkey::config::{Issuer, SessionPolicy};
 use latchkey::directory::clients::{self, ClientSettings, NewClient};
 use latchkey::directory::users::{self, NewUser};
 use latchkey::keys::{self, Signer};
-use latchkey::names::Username;
+use latchkey::names::{ClientId, Username};
 use latchkey::oidc::authorize::{self, AuthRequest, Outcome, Progress};
 use latchkey::oidc::client_auth::{self, ClientAuth, SecretCache};
 use latchkey::oidc::error::{ErrorCode, OAuthError};
@@ -70,7 +70,7 @@ fn world() -> World {
             let client = clients::add(
                 tx,
                 &NewClient {
-                    client_id: "app".into(),
+                    client_id: ClientId::parse("app").unwrap(),
                     settings: ClientSettings {
                         redirect_uris: vec![REDIRECT.into()],
                         public: true,

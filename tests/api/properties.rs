@@ -409,7 +409,7 @@ fn authorize_world() -> (tempfile::TempDir, latchkey::store::Store) {
             clients::add(
                 tx,
                 &NewClient {
-                    client_id: "app".into(),
+                    client_id: latchkey::names::ClientId::parse("app").unwrap(),
                     settings: ClientSettings {
                         redirect_uris: vec!["https://app.example.com/cb".into()],
                         public: true,

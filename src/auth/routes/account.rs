@@ -11,6 +11,7 @@ use super::{ceremony_allowed, ceremony_started, passkeys, see_other, signed_in};
 use crate::auth::{AuthState, session};
 use crate::clock;
 use crate::directory::users as directory_users;
+use crate::names::ClientId;
 use crate::observe::metrics::Ceremony;
 use crate::state::{State, blocking};
 use crate::store::audit::{self, Event, EventKind, Origin};
@@ -400,12 +401,15 @@ async fn revoke_consent(
     client_id: web::Path<String>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    let client_id = client_id.into_inner();
+    // An id no client can have names no consent: nothing to withdraw.
+    let client_id = ClientId::parse(&client_id).ok();
     account_change(&req, &state, &form.csrf_token, move |tx, posted| {
         // Withdrawing consent also ends what the app holds: its access and refresh tokens.
-        if consents::revoke(tx, &posted.user.id, &client_id)? {
+        if let Some(client_id) = &client_id
+            && consents::revoke(tx, &posted.user.id, client_id)?
+        {
             let revoked =
-                grants::revoke_grants_of(tx, &posted.user.id, Some(&client_id), posted.now)?;
+                grants::revoke_grants_of(tx, &posted.user.id, Some(client_id), posted.now)?;
             record(
                 tx,
                 &posted,
