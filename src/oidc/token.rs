@@ -353,15 +353,14 @@ fn holder(
     client: &Client,
     grant: &Grant,
 ) -> Result<Result<(User, Vec<GroupName>), OAuthError>, OAuthError> {
-    let user = match users::by_id(tx, &grant.user_id)? {
-        Some(user) if !user.disabled => user,
+    let (user, groups) = match users::with_groups(tx, &grant.user_id)? {
+        Some((user, groups)) if !user.disabled => (user, groups),
         _ => {
             return Ok(Err(OAuthError::invalid_grant(
                 "the user no longer exists or is disabled",
             )));
         }
     };
-    let groups = users::group_names(tx, &user.id)?;
     if !admits(client, &groups) {
         // The answer goes to the client: it says why, without naming the person.
         return Ok(Err(OAuthError::access_denied(

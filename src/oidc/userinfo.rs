@@ -25,9 +25,8 @@ pub fn claims_for(
             "the access token was not granted the openid scope",
         ));
     }
-    let user = users::by_id(conn, &live.grant.user_id)?
-        .filter(|u| !u.disabled)
+    let (user, groups) = users::with_groups(conn, &live.grant.user_id)?
+        .filter(|(user, _)| !user.disabled)
         .ok_or_else(|| OAuthError::invalid_token("the user is disabled"))?;
-    let groups = users::group_names(conn, &user.id)?;
     Ok(claims::user_claims(&user, &groups, &scopes))
 }

@@ -1,10 +1,8 @@
 //! OIDC clients (relying parties) and the groups allowed to use them.
-
-use std::collections::HashMap;
-
 use super::db::{Db, Row};
 use crate::args;
 
+use super::groups::{group_names_of, joined_names};
 use super::signing_keys::SigningAlg;
 use super::{StoreResult, from_json, to_json};
 use crate::clock::UnixTime;
@@ -39,96 +37,50 @@ pub struct Client {
     pub updated_at: UnixTime,
 }
 
-const COLUMNS: &str = "client_id, name, secret_hash, public, redirect_uris, \
-                       post_logout_redirect_uris, declared, created_at, updated_at, \
-                       require_pkce, ask_consent, launch_url, access_token_ttl, \
-                       refresh_token_ttl, id_token_signed_response_alg";
+/// Every column of a client, its allowed groups' names last (see `group_names_of!`).
+const COLUMNS: &str = concat!(
+    "client_id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris, \
+     declared, created_at, updated_at, require_pkce, ask_consent, launch_url, \
+     access_token_ttl, refresh_token_ttl, id_token_signed_response_alg, ",
+    group_names_of!("client_allowed_groups", "client_id", "clients.client_id")
+);
 
-struct RawClient {
-    client: Client,
-    redirect_uris: String,
-    post_logout_redirect_uris: String,
-}
-
-fn from_row(row: &Row) -> StoreResult<RawClient> {
-    Ok(RawClient {
-        client: Client {
-            client_id: row.get(0)?,
-            name: row.get(1)?,
-            secret_hash: row.get(2)?,
-            public: row.get(3)?,
-            redirect_uris: Vec::new(),
-            post_logout_redirect_uris: Vec::new(),
-            allowed_groups: Vec::new(),
-            declared: row.get(6)?,
-            created_at: row.get(7)?,
-            updated_at: row.get(8)?,
-            require_pkce: row.get(9)?,
-            ask_consent: row.get(10)?,
-            launch_url: row.get(11)?,
-            access_token_ttl: row.get(12)?,
-            refresh_token_ttl: row.get(13)?,
-            id_token_signed_response_alg: row.get(14)?,
-        },
-        redirect_uris: row.get(4)?,
-        post_logout_redirect_uris: row.get(5)?,
+fn from_row(row: &Row) -> StoreResult<Client> {
+    Ok(Client {
+        client_id: row.get(0)?,
+        name: row.get(1)?,
+        secret_hash: row.get(2)?,
+        public: row.get(3)?,
+        redirect_uris: from_json("clients", &row.get::<String>(4)?)?,
+        post_logout_redirect_uris: from_json("clients", &row.get::<String>(5)?)?,
+        declared: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+        require_pkce: row.get(9)?,
+        ask_consent: row.get(10)?,
+        launch_url: row.get(11)?,
+        access_token_ttl: row.get(12)?,
+        refresh_token_ttl: row.get(13)?,
+        id_token_signed_response_alg: row.get(14)?,
+        allowed_groups: joined_names(row, 15)?,
     })
-}
-
-/// The client with its stored lists decoded and its allowed groups' names.
-fn complete(raw: RawClient, allowed_groups: Vec<GroupName>) -> StoreResult<Client> {
-    let mut client = raw.client;
-    client.redirect_uris = from_json("clients", &raw.redirect_uris)?;
-    client.post_logout_redirect_uris = from_json("clients", &raw.post_logout_redirect_uris)?;
-    client.allowed_groups = allowed_groups;
-    Ok(client)
-}
-
-/// The names of the groups one client allows, sorted.
-fn allowed_groups(conn: &Db, client_id: &ClientId) -> StoreResult<Vec<GroupName>> {
-    conn.column(
-        "SELECT g.name FROM groups g JOIN client_allowed_groups a ON a.group_id = g.id \
-         WHERE a.client_id = ?1 ORDER BY g.name",
-        args![client_id],
-    )
 }
 
 pub fn by_id(conn: &Db, client_id: &ClientId) -> StoreResult<Option<Client>> {
-    let raw = conn.query_opt(
+    conn.query_opt(
         &format!("SELECT {COLUMNS} FROM clients WHERE client_id = ?1"),
         args![client_id],
         from_row,
-    )?;
-    raw.map(|raw| {
-        let allowed = allowed_groups(conn, &raw.client.client_id)?;
-        complete(raw, allowed)
-    })
-    .transpose()
+    )
 }
 
+/// Every client, by id; each with its allowed groups, in the same statement.
 pub fn list(conn: &Db) -> StoreResult<Vec<Client>> {
-    let raws: Vec<RawClient> = conn.query(
+    conn.query(
         &format!("SELECT {COLUMNS} FROM clients ORDER BY client_id"),
         args![],
         from_row,
-    )?;
-    // Every client's allowed groups in one query, not one query per client.
-    let allowed: Vec<(ClientId, GroupName)> = conn.query(
-        "SELECT a.client_id, g.name FROM groups g \
-         JOIN client_allowed_groups a ON a.group_id = g.id ORDER BY g.name",
-        args![],
-        |row| Ok((row.get(0)?, row.get(1)?)),
-    )?;
-    let mut by_client: HashMap<ClientId, Vec<GroupName>> = HashMap::new();
-    for (client_id, group) in allowed {
-        by_client.entry(client_id).or_default().push(group);
-    }
-    raws.into_iter()
-        .map(|raw| {
-            let groups = by_client.remove(&raw.client.client_id).unwrap_or_default();
-            complete(raw, groups)
-        })
-        .collect()
+    )
 }
 
 /// Inserts a client; its allowed groups must already exist (ids given).

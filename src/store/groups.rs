@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
-use super::db::Db;
+use super::db::{Db, Row};
 use crate::args;
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 use crate::clock::UnixTime;
 use crate::names::{ClientId, GroupName, UserId, Username};
 
@@ -16,6 +16,37 @@ pub struct Group {
     pub name: GroupName,
     pub declared: bool,
     pub members: Vec<Username>,
+}
+
+/// The names of the groups whose ids `link` pairs with the outer row's `key`, as one column:
+/// sorted and joined by commas, which no group name holds (NULL when there are none). Both
+/// SQLite and PostgreSQL spell the aggregate this way. Read it back with `joined_names`.
+macro_rules! group_names_of {
+    ($link:literal, $column:literal, $key:literal) => {
+        concat!(
+            "(SELECT string_agg(g.name, ',' ORDER BY g.name) FROM ",
+            $link,
+            " l JOIN groups g ON g.id = l.group_id WHERE l.",
+            $column,
+            " = ",
+            $key,
+            ")"
+        )
+    };
+}
+pub(super) use group_names_of;
+
+/// The group names a `group_names_of!` column holds.
+pub(super) fn joined_names(row: &Row, column: usize) -> StoreResult<Vec<GroupName>> {
+    let Some(joined) = row.get::<Option<String>>(column)? else {
+        return Ok(Vec::new());
+    };
+    joined
+        .split(',')
+        .map(|name| {
+            GroupName::parse(name).map_err(|source| StoreError::Malformed { column, source })
+        })
+        .collect()
 }
 
 pub fn insert(conn: &Db, name: &GroupName, declared: bool, now: UnixTime) -> StoreResult<i64> {

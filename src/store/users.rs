@@ -4,6 +4,7 @@ use super::db::{Db, Row};
 use crate::args;
 
 use super::StoreResult;
+use super::groups::{group_names_of, joined_names};
 use crate::clock::UnixTime;
 use crate::names::{GroupName, UserId, Username};
 
@@ -108,6 +109,18 @@ pub fn count_admins(conn: &Db) -> StoreResult<i64> {
         "SELECT COUNT(*) FROM users WHERE is_admin AND NOT disabled",
         args![],
         |row| row.get(0),
+    )
+}
+
+/// The user with this id and the names of their groups, sorted, in one statement.
+pub fn with_groups(conn: &Db, id: &UserId) -> StoreResult<Option<(User, Vec<GroupName>)>> {
+    conn.query_opt(
+        &format!(
+            "SELECT {COLUMNS}, {} FROM users WHERE id = ?1",
+            group_names_of!("group_members", "user_id", "users.id")
+        ),
+        args![id],
+        |row| Ok((from_row(row)?, joined_names(row, 11)?)),
     )
 }
 
