@@ -137,19 +137,15 @@ fn redeem_code(
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let hash = secrets::token_hash(code);
-    // Whose code it is, before anything is spent: another client's attempt changes nothing.
-    match grants::code_client(tx, &hash)? {
-        None => return refused(OAuthError::invalid_grant("unknown code")),
-        Some(owner) if owner != client.client_id => {
+    let code = match grants::spend_code(tx, &hash, &client.client_id, now)? {
+        CodeUse::Fresh(code) => code,
+        CodeUse::Unknown => return refused(OAuthError::invalid_grant("unknown code")),
+        // Another client's attempt changes nothing.
+        CodeUse::OtherClient => {
             return refused(OAuthError::invalid_grant(
                 "the code was issued to another client",
             ));
         }
-        Some(_) => {}
-    }
-    let code = match grants::spend_code(tx, &hash, now)? {
-        CodeUse::Fresh(code) => code,
-        CodeUse::Unknown => return refused(OAuthError::invalid_grant("unknown code")),
         CodeUse::Replayed { grant_id } => {
             // RFC 6749 §4.1.2: a code its own client uses twice revokes what it issued.
             return revoke_replayed(

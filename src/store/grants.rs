@@ -132,33 +132,33 @@ pub fn insert_code(conn: &Db, code: &Code) -> StoreResult<()> {
 /// What spending a code found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeUse {
-    /// First use: the code is now spent.
+    /// First use by its own client: the code is now spent.
     Fresh(Code),
-    /// Spent before: the caller must revoke the grant it belongs to.
+    /// Spent before, and presented by its own client: the caller must revoke the grant it
+    /// belongs to.
     Replayed {
         grant_id: String,
     },
+    /// Issued to another client: nothing was changed.
+    OtherClient,
     Unknown,
 }
 
-/// The client a code was issued to, whatever the code's state: known before anything is
-/// spent, so that a code presented by another client changes nothing.
-pub fn code_client(conn: &Db, code_hash: &str) -> StoreResult<Option<ClientId>> {
-    conn.query_opt(
-        "SELECT g.client_id FROM authorization_codes c JOIN grants g ON g.id = c.grant_id \
-             WHERE c.code_hash = ?1",
-        args![code_hash],
-        |row| row.get(0),
-    )
-}
-
-/// Marks a code used in one statement, so that two concurrent exchanges cannot both win.
-pub fn spend_code(conn: &Db, code_hash: &str, now: UnixTime) -> StoreResult<CodeUse> {
+/// Spends a code in one statement, only when `client_id` is the client it was issued to, so
+/// that two concurrent exchanges cannot both win and another client's attempt changes
+/// nothing; when nothing was spent, says why.
+pub fn spend_code(
+    conn: &Db,
+    code_hash: &str,
+    client_id: &ClientId,
+    now: UnixTime,
+) -> StoreResult<CodeUse> {
     let fresh = conn.query_opt(
         "UPDATE authorization_codes SET used_at = ?2 WHERE code_hash = ?1 AND used_at IS NULL \
+             AND grant_id IN (SELECT id FROM grants WHERE client_id = ?3) \
              RETURNING code_hash, grant_id, redirect_uri, nonce, code_challenge, session_hash, \
              created_at, expires_at",
-        args![code_hash, now],
+        args![code_hash, now, client_id],
         |row| {
             Ok(Code {
                 code_hash: row.get(0)?,
@@ -175,13 +175,15 @@ pub fn spend_code(conn: &Db, code_hash: &str, now: UnixTime) -> StoreResult<Code
     if let Some(code) = fresh {
         return Ok(CodeUse::Fresh(code));
     }
-    let replayed: Option<String> = conn.query_opt(
-        "SELECT grant_id FROM authorization_codes WHERE code_hash = ?1",
+    let found: Option<(String, ClientId)> = conn.query_opt(
+        "SELECT c.grant_id, g.client_id FROM authorization_codes c \
+             JOIN grants g ON g.id = c.grant_id WHERE c.code_hash = ?1",
         args![code_hash],
-        |row| row.get(0),
+        |row| Ok((row.get(0)?, row.get(1)?)),
     )?;
-    Ok(match replayed {
-        Some(grant_id) => CodeUse::Replayed { grant_id },
+    Ok(match found {
+        Some((_, owner)) if &owner != client_id => CodeUse::OtherClient,
+        Some((grant_id, _)) => CodeUse::Replayed { grant_id },
         None => CodeUse::Unknown,
     })
 }
