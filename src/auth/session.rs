@@ -9,7 +9,7 @@ use crate::secrets;
 use crate::store::StoreResult;
 use crate::store::audit::{self, Event, EventKind, Origin};
 use crate::store::sessions::{self, Session};
-use crate::store::users::{self, User};
+use crate::store::users::User;
 
 /// How recent a sign-in must be to add a passkey to the account: a browser left signed in
 /// must not be enough to plant a passkey in it.
@@ -71,7 +71,8 @@ pub fn current(
     policy: &SessionPolicy,
     now: UnixTime,
 ) -> StoreResult<Option<(Session, User)>> {
-    let Some(session) = sessions::live(conn, &secrets::token_hash(cookie_value), now)? else {
+    let found = sessions::live_with_user(conn, &secrets::token_hash(cookie_value), now)?;
+    let Some((session, user)) = found else {
         return Ok(None);
     };
     // Touched at most once a minute, so allow that much slack on the idle limit.
@@ -79,9 +80,6 @@ pub fn current(
         sessions::delete(conn, &session.id_hash)?;
         return Ok(None);
     }
-    let Some(user) = users::by_id(conn, &session.user_id)? else {
-        return Ok(None);
-    };
     if user.disabled {
         return Ok(None);
     }

@@ -1,6 +1,7 @@
 //! Signed-in browser sessions. The cookie holds a random id; the row is keyed by its hash.
 
-use super::db::Db;
+use super::db::{Db, Row};
+use super::users::{self, User};
 use crate::args;
 
 use super::{StoreResult, from_json, to_json};
@@ -40,34 +41,41 @@ pub fn insert(conn: &Db, session: &Session) -> StoreResult<()> {
     Ok(())
 }
 
-/// The session with this id hash if it has not expired at `now`.
-pub fn live(conn: &Db, id_hash: &str, now: UnixTime) -> StoreResult<Option<Session>> {
-    let row = conn.query_opt(
-        "SELECT id_hash, user_id, auth_time, amr, created_at, last_seen_at, expires_at, ip, \
-             user_agent FROM sessions WHERE id_hash = ?1 AND expires_at > ?2",
-        args![id_hash, now],
-        |row| {
-            Ok((
-                Session {
-                    id_hash: row.get(0)?,
-                    user_id: row.get(1)?,
-                    auth_time: row.get(2)?,
-                    amr: Vec::new(),
-                    created_at: row.get(4)?,
-                    last_seen_at: row.get(5)?,
-                    expires_at: row.get(6)?,
-                    ip: row.get(7)?,
-                    user_agent: row.get(8)?,
-                },
-                row.get::<String>(3)?,
-            ))
-        },
-    )?;
-    row.map(|(mut session, amr)| {
-        session.amr = from_json("sessions", &amr)?;
-        Ok(session)
+/// Every column of a session, named with the table so that a join may read them too.
+const COLUMNS: &str = "sessions.id_hash, sessions.user_id, sessions.auth_time, sessions.amr, \
+                       sessions.created_at, sessions.last_seen_at, sessions.expires_at, \
+                       sessions.ip, sessions.user_agent";
+
+fn from_row(row: &Row) -> StoreResult<Session> {
+    Ok(Session {
+        id_hash: row.get(0)?,
+        user_id: row.get(1)?,
+        auth_time: row.get(2)?,
+        amr: from_json("sessions", &row.get::<String>(3)?)?,
+        created_at: row.get(4)?,
+        last_seen_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        ip: row.get(7)?,
+        user_agent: row.get(8)?,
     })
-    .transpose()
+}
+
+/// The session with this id hash if it has not expired at `now`, and its person, in one
+/// statement.
+pub fn live_with_user(
+    conn: &Db,
+    id_hash: &str,
+    now: UnixTime,
+) -> StoreResult<Option<(Session, User)>> {
+    conn.query_opt(
+        &format!(
+            "SELECT {COLUMNS}, {} FROM sessions JOIN users ON users.id = sessions.user_id \
+             WHERE sessions.id_hash = ?1 AND sessions.expires_at > ?2",
+            users::COLUMNS
+        ),
+        args![id_hash, now],
+        |row| Ok((from_row(row)?, users::from_row_at(row, 9)?)),
+    )
 }
 
 /// Records that the session was seen at `now` (its idle time starts over).
@@ -90,18 +98,14 @@ pub fn delete_for_user(conn: &Db, user_id: &UserId) -> StoreResult<usize> {
 
 /// A user's live sessions, most recently seen first.
 pub fn for_user(conn: &Db, user_id: &UserId, now: UnixTime) -> StoreResult<Vec<Session>> {
-    let hashes: Vec<String> = conn.column(
-        "SELECT id_hash FROM sessions WHERE user_id = ?1 AND expires_at > ?2 \
-         ORDER BY last_seen_at DESC",
+    conn.query(
+        &format!(
+            "SELECT {COLUMNS} FROM sessions WHERE user_id = ?1 AND expires_at > ?2 \
+             ORDER BY last_seen_at DESC"
+        ),
         args![user_id, now],
-    )?;
-    let mut found = Vec::with_capacity(hashes.len());
-    for hash in hashes {
-        if let Some(session) = live(conn, &hash, now)? {
-            found.push(session);
-        }
-    }
-    Ok(found)
+        from_row,
+    )
 }
 
 /// The short public handle of a session, safe to put in a page: a prefix of the id hash.

@@ -25,30 +25,37 @@ pub struct User {
     pub updated_at: UnixTime,
 }
 
-const COLUMNS: &str = "id, username, display_name, email, email_verified, given_name, \
-                       family_name, is_admin, disabled, created_at, updated_at";
+/// Every column of a person, named with the table so that a join may read them too.
+pub(super) const COLUMNS: &str = "users.id, users.username, users.display_name, users.email, \
+                       users.email_verified, users.given_name, users.family_name, \
+                       users.is_admin, users.disabled, users.created_at, users.updated_at";
+
+/// The person in the row's columns from `first` on, in `COLUMNS` order.
+pub(super) fn from_row_at(row: &Row, first: usize) -> StoreResult<User> {
+    Ok(User {
+        id: row.get(first)?,
+        username: row.get(first + 1)?,
+        display_name: row.get(first + 2)?,
+        email: row.get(first + 3)?,
+        email_verified: row.get(first + 4)?,
+        given_name: row.get(first + 5)?,
+        family_name: row.get(first + 6)?,
+        is_admin: row.get(first + 7)?,
+        disabled: row.get(first + 8)?,
+        created_at: row.get(first + 9)?,
+        updated_at: row.get(first + 10)?,
+    })
+}
 
 fn from_row(row: &Row) -> StoreResult<User> {
-    Ok(User {
-        id: row.get(0)?,
-        username: row.get(1)?,
-        display_name: row.get(2)?,
-        email: row.get(3)?,
-        email_verified: row.get(4)?,
-        given_name: row.get(5)?,
-        family_name: row.get(6)?,
-        is_admin: row.get(7)?,
-        disabled: row.get(8)?,
-        created_at: row.get(9)?,
-        updated_at: row.get(10)?,
-    })
+    from_row_at(row, 0)
 }
 
 pub fn insert(conn: &Db, user: &User) -> StoreResult<()> {
     conn.execute(
-        &format!(
-            "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-        ),
+        "INSERT INTO users (id, username, display_name, email, email_verified, given_name, \
+         family_name, is_admin, disabled, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         args![
             user.id,
             user.username,
