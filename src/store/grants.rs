@@ -155,7 +155,8 @@ pub fn spend_code(
 ) -> StoreResult<CodeUse> {
     let fresh = conn.query_opt(
         "UPDATE authorization_codes SET used_at = ?2 WHERE code_hash = ?1 AND used_at IS NULL \
-             AND grant_id IN (SELECT id FROM grants WHERE client_id = ?3) \
+             AND EXISTS (SELECT 1 FROM grants g \
+                         WHERE g.id = authorization_codes.grant_id AND g.client_id = ?3) \
              RETURNING code_hash, grant_id, redirect_uri, nonce, code_challenge, session_hash, \
              created_at, expires_at",
         args![code_hash, now, client_id],
