@@ -32,6 +32,7 @@ mod proxmox_flow;
 mod proxmox_server;
 mod proxmox_server_checks;
 mod proxmox_sync;
+mod query_plans;
 mod redirect_uris;
 mod request_ids;
 mod retired_usernames;
