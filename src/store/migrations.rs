@@ -70,7 +70,9 @@ pub(super) fn apply_postgres(store: &Store, target: &PgTarget) -> StoreResult<()
     let supported = supported();
     store.write(|db| {
         db.batch(
-            "CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL); \
+            // Quietly: PostgreSQL would notice that the table exists at every start.
+            "SET LOCAL client_min_messages = warning; \
+             CREATE TABLE IF NOT EXISTS latchkey_schema (version BIGINT NOT NULL); \
              INSERT INTO latchkey_schema SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM latchkey_schema)",
         )?;
         let found: i64 = db
