@@ -7,7 +7,7 @@ use serde::Deserialize;
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
-use super::{ceremony_allowed, ceremony_started, passkeys, see_other, signed_in};
+use super::{ceremony_allowed, ceremony_started, see_other, signed_in, with_passkeys};
 use crate::auth::{AuthState, session};
 use crate::clock;
 use crate::directory::users as directory_users;
@@ -248,13 +248,10 @@ async fn start_registration(
              add it.",
         ));
     }
-    let (ceremony, options) = blocking(&state, move |state| {
-        let passkeys = passkeys(&auth)?;
-        state.store.write(|tx| {
-            passkeys
-                .start_registration(tx, &user, clock::now())
-                .map_err(ApiError::from)
-        })
+    let (ceremony, options) = with_passkeys(&state, auth, move |_, passkeys, tx| {
+        passkeys
+            .start_registration(tx, &user, clock::now())
+            .map_err(ApiError::from)
     })
     .await?;
     state.metrics.ceremony_started(Ceremony::Register);
@@ -276,16 +273,11 @@ async fn finish_registration(
         ceremony,
         credential,
     } = body.into_inner();
-    let saved = blocking(&state, move |state| {
-        let passkeys = passkeys(&auth)?;
-        // The ceremony is spent even when the attempt fails.
-        state.store.write(|tx| {
-            Ok::<_, ApiError>(
-                passkeys
-                    .finish_registration(tx, &ceremony, &user, &credential, &origin, clock::now())
-                    .map_err(ApiError::from),
-            )
-        })
+    // The ceremony is spent even when the attempt fails.
+    let saved = with_passkeys(&state, auth, move |_, passkeys, tx| {
+        Ok(passkeys
+            .finish_registration(tx, &ceremony, &user, &credential, &origin, clock::now())
+            .map_err(ApiError::from))
     })
     .await
     .and_then(|finished| finished);

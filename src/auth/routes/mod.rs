@@ -15,6 +15,7 @@ use super::setup::SetupError;
 use crate::clock;
 use crate::limits::{Address, RateLimiter, Retry};
 use crate::state::{AppState, State, blocking};
+use crate::store::Db;
 use crate::store::sessions::Session;
 use crate::store::users::User;
 use crate::web::cookies;
@@ -97,6 +98,21 @@ fn passkeys(auth: &AuthState) -> Result<&Passkeys, ApiError> {
              id.example.com), not an IP address. Sign in with a login link instead.",
         )
     })
+}
+
+/// Runs `work` with the passkey rules in one write transaction, off the event loop; what it
+/// wrote is kept when it returns `Ok`. A ceremony spent even when the attempt fails returns
+/// the failure inside: `Ok(Err(…))`.
+async fn with_passkeys<T: Send + 'static>(
+    state: &State,
+    auth: web::Data<AuthState>,
+    work: impl FnOnce(&AppState, &Passkeys, &Db) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    blocking(state, move |state| {
+        let passkeys = passkeys(&auth)?;
+        state.store.write(|tx| work(state, passkeys, tx))
+    })
+    .await
 }
 
 /// A JSON answer telling the page where to go, setting the new session cookie.

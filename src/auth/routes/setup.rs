@@ -6,7 +6,7 @@ use serde::Deserialize;
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
 use super::sign_in::FinishRequest;
-use super::{ceremony_allowed, ceremony_started, passkeys, signed_in_json, within_limit};
+use super::{ceremony_allowed, ceremony_started, signed_in_json, with_passkeys, within_limit};
 use crate::auth::{AuthState, session, setup};
 use crate::clock;
 use crate::observe::metrics::{Ceremony, SignInMethod};
@@ -66,14 +66,11 @@ async fn start(
     ceremony_allowed(&req, &state)?;
     let token = token.into_inner();
     let profile = body.into_inner();
-    let (ceremony, options) = blocking(&state, move |state| {
-        let passkeys = passkeys(&auth)?;
+    let (ceremony, options) = with_passkeys(&state, auth, move |_, passkeys, tx| {
         let profile = setup::profile(&profile.username, &profile.display_name, &profile.email)?;
         let now = clock::now();
-        state.store.write(|tx| {
-            let link_hash = setup::check(tx, &token, now)?;
-            Ok::<_, ApiError>(passkeys.start_setup(tx, profile, link_hash, now)?)
-        })
+        let link_hash = setup::check(tx, &token, now)?;
+        Ok(passkeys.start_setup(tx, profile, link_hash, now)?)
     })
     .await?;
     state.metrics.ceremony_started(Ceremony::Setup);
@@ -92,27 +89,23 @@ async fn finish(
         ceremony,
         credential,
     } = body.into_inner();
-    let started = blocking(&state, move |state| {
-        let passkeys = passkeys(&auth)?;
+    // The ceremony is spent even when the attempt fails.
+    let started = with_passkeys(&state, auth, move |state, passkeys, tx| {
         let now = clock::now();
-        // The ceremony is spent even when the attempt fails.
-        state.store.write(|tx| {
-            let (setup_state, passkey) =
-                match passkeys.finish_setup(tx, &ceremony, &credential, now) {
-                    Ok(done) => done,
-                    Err(error) => return Ok(Err(ApiError::from(error))),
-                };
-            let user = setup::complete(tx, &setup_state, &passkey, &credential, &origin, now)?;
-            crate::observe::note_user(&user.username);
-            Ok::<_, ApiError>(Ok(session::start(
-                tx,
-                &state.settings.sessions,
-                &user,
-                &["hwk", "user", "mfa"],
-                &origin,
-                now,
-            )?))
-        })
+        let (setup_state, passkey) = match passkeys.finish_setup(tx, &ceremony, &credential, now) {
+            Ok(done) => done,
+            Err(error) => return Ok(Err(ApiError::from(error))),
+        };
+        let user = setup::complete(tx, &setup_state, &passkey, &credential, &origin, now)?;
+        crate::observe::note_user(&user.username);
+        Ok(Ok(session::start(
+            tx,
+            &state.settings.sessions,
+            &user,
+            &["hwk", "user", "mfa"],
+            &origin,
+            now,
+        )?))
     })
     .await
     .and_then(|finished| finished);

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 use super::{
-    ceremony_allowed, ceremony_started, passkeys, see_other, signed_in, signed_in_json,
+    ceremony_allowed, ceremony_started, see_other, signed_in, signed_in_json, with_passkeys,
     within_limit,
 };
 use crate::auth::{AuthState, login_link, session};
@@ -177,13 +177,10 @@ async fn start(
         .username
         .map(|u| u.trim().to_string())
         .filter(|u| !u.is_empty());
-    let (ceremony, options) = blocking(&state, move |state| {
-        let passkeys = passkeys(&auth)?;
-        state.store.write(|tx| {
-            passkeys
-                .start_authentication(tx, username.as_deref(), clock::now())
-                .map_err(ApiError::from)
-        })
+    let (ceremony, options) = with_passkeys(&state, auth, move |_, passkeys, tx| {
+        passkeys
+            .start_authentication(tx, username.as_deref(), clock::now())
+            .map_err(ApiError::from)
     })
     .await?;
     state.metrics.ceremony_started(Ceremony::SignIn);
@@ -209,28 +206,25 @@ async fn finish(
         ceremony,
         credential,
     } = body.into_inner();
-    let started = blocking(&state, move |state| {
-        let passkeys = passkeys(&auth)?;
+    let started = with_passkeys(&state, auth, move |state, passkeys, tx| {
         let now = clock::now();
         // The failure's audit event must be kept even though the sign-in is refused.
-        state.store.write(|tx| {
-            match passkeys.finish_authentication(
-                tx,
-                &state.failures,
-                &ceremony,
-                &credential,
-                &origin,
-                now,
-            ) {
-                Ok((user, amr)) => {
-                    note_user(&user.username);
-                    Ok(Ok(replace_session(
-                        tx, state, previous, &user, &amr, &origin, now,
-                    )?))
-                }
-                Err(error) => Ok::<_, ApiError>(Err(ApiError::from(error))),
+        match passkeys.finish_authentication(
+            tx,
+            &state.failures,
+            &ceremony,
+            &credential,
+            &origin,
+            now,
+        ) {
+            Ok((user, amr)) => {
+                note_user(&user.username);
+                Ok(Ok(replace_session(
+                    tx, state, previous, &user, &amr, &origin, now,
+                )?))
             }
-        })
+            Err(error) => Ok(Err(ApiError::from(error))),
+        }
     })
     .await
     .and_then(|finished| finished);
