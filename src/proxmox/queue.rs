@@ -37,22 +37,20 @@ struct Loaded {
     generation: i64,
 }
 
-/// Every person, with their groups.
+/// Every person, with their groups, in one statement.
 fn people(conn: &crate::store::Db) -> Result<Vec<Person>, StoreError> {
-    users::list(conn)?
+    Ok(users::list_with_groups(conn)?
         .into_iter()
-        .map(|user| {
-            Ok(Person {
-                groups: users::group_names(conn, &user.id)?,
-                username: user.username.to_string(),
-                display_name: user.display_name,
-                given_name: user.given_name,
-                family_name: user.family_name,
-                email: user.email,
-                enabled: !user.disabled,
-            })
+        .map(|(user, groups)| Person {
+            groups,
+            username: user.username.to_string(),
+            display_name: user.display_name,
+            given_name: user.given_name,
+            family_name: user.family_name,
+            email: user.email,
+            enabled: !user.disabled,
         })
-        .collect()
+        .collect())
 }
 
 fn load(conn: &crate::store::Db, client_id: &ClientId) -> Result<Loaded, RunError> {

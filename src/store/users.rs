@@ -119,15 +119,33 @@ pub fn count_admins(conn: &Db) -> StoreResult<i64> {
     )
 }
 
+/// Every column of a person, then their groups' names (see `group_names_of!`), for `filter`.
+fn with_groups_sql(filter: &str) -> String {
+    format!(
+        "SELECT {COLUMNS}, {} FROM users {filter}",
+        group_names_of!("group_members", "user_id", "users.id")
+    )
+}
+
+fn with_groups_row(row: &Row) -> StoreResult<(User, Vec<GroupName>)> {
+    Ok((from_row(row)?, joined_names(row, 11)?))
+}
+
 /// The user with this id and the names of their groups, sorted, in one statement.
 pub fn with_groups(conn: &Db, id: &UserId) -> StoreResult<Option<(User, Vec<GroupName>)>> {
     conn.query_opt(
-        &format!(
-            "SELECT {COLUMNS}, {} FROM users WHERE id = ?1",
-            group_names_of!("group_members", "user_id", "users.id")
-        ),
+        &with_groups_sql("WHERE id = ?1"),
         args![id],
-        |row| Ok((from_row(row)?, joined_names(row, 11)?)),
+        with_groups_row,
+    )
+}
+
+/// Every person by username, each with the names of their groups, in one statement.
+pub fn list_with_groups(conn: &Db) -> StoreResult<Vec<(User, Vec<GroupName>)>> {
+    conn.query(
+        &with_groups_sql("ORDER BY username"),
+        args![],
+        with_groups_row,
     )
 }
 
